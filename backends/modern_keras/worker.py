@@ -1,0 +1,33 @@
+"""The worker for Keras 3 (any backend) and tf_keras; each backend folder subclasses it."""
+from __future__ import annotations
+
+import os
+
+from backends.worker_base import Worker
+
+
+class ModernKerasWorker(Worker):
+    keras_backend = ""      # KERAS_BACKEND for Keras 3; "" for tf_keras
+    keras_module = "keras"  # the module to import as `keras`
+
+    def _import_framework_impl(self) -> None:
+        if self.keras_backend:
+            os.environ["KERAS_BACKEND"] = self.keras_backend
+        import importlib
+
+        self.keras = importlib.import_module(self.keras_module)
+        from backends.modern_keras import loading
+
+        self.loading = loading
+
+    def _load_impl(self, model, weights, custom_objects, trust_lambda_bytecode):
+        return self.loading.load_model(self.keras, model, weights, custom_objects, trust_lambda_bytecode)
+
+    def _describe_layers_impl(self) -> list[dict]:
+        return self.loading.describe_layers(self._model)
+
+    def _input_specs_impl(self) -> list[dict]:
+        return self.loading.input_specs(self._model)
+
+    def _forward_impl(self, inputs):
+        return self.loading.forward_all(self._model, inputs)

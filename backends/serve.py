@@ -1,0 +1,159 @@
+"""A backend worker's process: connect to the coordinator, say hello, answer calls.
+
+Run as ``python -m backends.serve --backend NAME --endpoint ... --heartbeat ... --side a``.
+The process never outlives its coordinator: on Linux the kernel kills it when its parent
+dies (PR_SET_PDEATHSIG), and on every platform it exits when the coordinator's heartbeat
+answers stop.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+
+import numpy as np
+import zmq
+
+from backends.errors import ModelInputError
+from kdiff.wire import PROTOCOL_VERSION, ProtocolError, decode, encode
+
+PR_SET_PDEATHSIG = 1
+EXIT_COORDINATOR_GONE = 75
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL us when the coordinator dies, and check it has not already."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(EXIT_COORDINATOR_GONE)
+
+
+class HeartbeatThread(threading.Thread):
+    """Pings the coordinator every ``interval`` seconds; exits the process when no pong
+    has come for ``timeout`` seconds (the coordinator is dead or stuck)."""
+
+    def __init__(self, context: zmq.Context, endpoint: str, identity: bytes, interval: float, timeout: float):
+        super().__init__(name="kdiff-heartbeat", daemon=True)
+        self.socket = context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.IDENTITY, identity)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(endpoint)
+        self.interval = interval
+        self.timeout = timeout
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        last_pong = time.monotonic()
+        while not self.stopped.is_set():
+            self.socket.send_multipart(encode({"type": "ping", "pid": os.getpid()}))
+            deadline = time.monotonic() + self.interval
+            while (remaining := deadline - time.monotonic()) > 0:
+                if self.socket.poll(int(remaining * 1000) + 1):
+                    self.socket.recv_multipart()
+                    last_pong = time.monotonic()
+            if time.monotonic() - last_pong > self.timeout:
+                sys.stderr.write("kdiff worker: coordinator stopped answering heartbeats; exiting\n")
+                os._exit(EXIT_COORDINATOR_GONE)
+        self.socket.close()
+
+
+def error_payload(exc: BaseException) -> dict:
+    if isinstance(exc, ModelInputError):
+        return {"kind": "input", "code": exc.code, "message": exc.message, "hint": exc.hint}
+    return {
+        "kind": "internal",
+        "code": type(exc).__name__,
+        "message": str(exc) or type(exc).__name__,
+        "hint": "",
+        "traceback": traceback.format_exc(),
+    }
+
+
+class Server:
+    def __init__(self, socket: zmq.Socket, worker):
+        self.socket = socket
+        self.worker = worker
+
+    def send(self, header: dict, arrays: dict | None = None) -> None:
+        self.socket.send_multipart(encode(header, arrays), copy=False)
+
+    def serve(self) -> None:
+        while True:
+            frames = self.socket.recv_multipart(copy=False)
+            try:
+                header, arrays = decode(frames)
+                seq, cmd = header["seq"], header["cmd"]
+            except (ProtocolError, KeyError) as exc:
+                self.send({"type": "error", "seq": None, "error": {
+                    "kind": "protocol", "code": "malformed-call", "message": str(exc), "hint": ""}})
+                continue
+            if cmd == "shutdown":
+                self.send({"type": "reply", "seq": seq, "result": {}})
+                return
+            try:
+                self.dispatch(seq, cmd, header.get("args") or {}, arrays)
+            except Exception as exc:  # every failure goes back to the coordinator as data
+                self.send({"type": "error", "seq": seq, "error": error_payload(exc)})
+
+    def dispatch(self, seq: int, cmd: str, args: dict, arrays: dict) -> None:
+        if cmd == "load":
+            self.send({"type": "reply", "seq": seq, "result": self.worker.load(**args)})
+        elif cmd == "forward":
+            inputs = [np.array(arrays[key]) for key in sorted(arrays, key=int)]
+            count = 0
+            for name, outputs in self.worker.forward(inputs):
+                self.send({"type": "part", "seq": seq, "layer": name},
+                          {str(i): out for i, out in enumerate(outputs)})
+                count += 1
+            self.send({"type": "reply", "seq": seq, "result": {"layers": count}})
+        else:
+            raise ValueError(f"unknown command {cmd!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m backends.serve")
+    parser.add_argument("--backend", required=True)
+    parser.add_argument("--side", required=True)
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--heartbeat", required=True)
+    parser.add_argument("--parent-pid", type=int, required=True)
+    parser.add_argument("--heartbeat-interval", type=float, default=1.0)
+    parser.add_argument("--coordinator-timeout", type=float, default=15.0)
+    parser.add_argument("--option", action="append", default=[], help="KEY=VALUE passed to the worker")
+    parser.add_argument("--worker-module", help="import the Worker class from here instead of backends.NAME.worker")
+    args = parser.parse_args(argv)
+
+    die_with_parent(args.parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when we stop
+    context = zmq.Context()
+    identity = args.side.encode()
+    HeartbeatThread(context, args.heartbeat, identity, args.heartbeat_interval, args.coordinator_timeout).start()
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.IDENTITY, identity)
+    socket.setsockopt(zmq.LINGER, 2000)
+    socket.connect(args.endpoint)
+    server = Server(socket, None)
+    try:
+        module = importlib.import_module(args.worker_module or f"backends.{args.backend.replace('-', '_')}.worker")
+        options = dict(item.split("=", 1) for item in args.option)
+        server.worker = module.Worker(options)
+        info = server.worker.start()
+    except Exception as exc:
+        server.send({"type": "error", "seq": 0, "error": error_payload(exc)})
+        return 1
+    server.send({"type": "hello", "protocol": PROTOCOL_VERSION, "backend": args.backend,
+                 "pid": os.getpid(), "python": sys.version.split()[0], **info})
+    server.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""tf_keras: the Keras 2 API on TensorFlow 2."""

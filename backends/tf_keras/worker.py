@@ -1,0 +1,17 @@
+from backends.modern_keras.worker import ModernKerasWorker
+
+
+class Worker(ModernKerasWorker):
+    backend = "tf-keras"
+    keras_module = "tf_keras"
+
+    def _versions_impl(self) -> dict:
+        import tensorflow as tf
+
+        return {"tf_keras": self.keras.__version__, "tensorflow": tf.__version__}
+
+    def _device_impl(self) -> str:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return f"gpu ({len(gpus)})" if gpus else "cpu"

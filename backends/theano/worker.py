@@ -1,0 +1,40 @@
+"""The original Keras (2.3.1, or 1.2.2 for Keras 1 files) on theano-pymc."""
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+from backends.worker_base import Worker as WorkerBase
+
+
+class Worker(WorkerBase):
+    backend = "theano"
+
+    def _import_framework_impl(self) -> None:
+        from backends.theano import compat
+
+        compat.configure_theano(self.options.get("compiledir") or str(Path.home() / ".cache" / "kdiff" / "theano"))
+        # Which Keras runs is decided by the environment (2.3.1 or 1.2.2); its shims go in first.
+        compat.prepare_keras(int(metadata.version("keras").split(".")[0]))
+        import keras  # noqa: F401
+
+    def _versions_impl(self) -> dict:
+        import keras
+        import theano
+
+        return {"keras": keras.__version__, "theano": theano.__version__}
+
+    def _load_impl(self, model, weights, custom_objects, trust_lambda_bytecode):
+        from backends.theano import keras_loading
+
+        self.loading = keras_loading
+        return keras_loading.load_model(Path(model).read_text(), weights, custom_objects, trust_lambda_bytecode)
+
+    def _describe_layers_impl(self) -> list[dict]:
+        return self.loading.describe_layers(self._model)
+
+    def _input_specs_impl(self) -> list[dict]:
+        return self.loading.input_specs(self._model)
+
+    def _forward_impl(self, inputs):
+        return self.loading.forward_all(self._model, inputs)

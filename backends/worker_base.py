@@ -1,0 +1,122 @@
+"""The base class of every backend worker.
+
+Public methods check the worker's state and the caller's arguments, then call the
+``_..._impl`` hooks that each backend fills in. Frameworks are imported in
+``_import_framework_impl``, never at module import time.
+"""
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from backends.errors import ModelInputError
+
+
+class Worker:
+    backend = ""  # the backend's name, as the coordinator knows it
+
+    def __init__(self, options: dict | None = None):
+        self.options = dict(options or {})
+        self._started = False
+        self._model = None
+        self._input_specs: list[dict] = []
+
+    # ---- public API, called by backends.serve -------------------------------------------
+    def start(self) -> dict:
+        """Import the framework; returns ``{"versions": {...}, "device": str}`` for the handshake."""
+        self._import_framework_impl()
+        self._started = True
+        return {"versions": self._versions_impl(), "device": self._device_impl()}
+
+    def load(self, model: str, weights: str | None = None, custom_objects: str | None = None,
+             trust_lambda_bytecode: bool = False) -> dict:
+        self._require_started()
+        for label, path in (("model", model), ("weights", weights), ("custom objects", custom_objects)):
+            if path is not None and not Path(path).is_file():
+                raise ModelInputError(f"{label} file not found: {path}", "check the path")
+        functions = load_custom_objects(custom_objects) if custom_objects else {}
+        self._model = self._load_impl(model, weights, functions, bool(trust_lambda_bytecode))
+        self._input_specs = self._input_specs_impl()
+        return {"layers": self._describe_layers_impl(), "inputs": self._input_specs}
+
+    def forward(self, inputs: list[np.ndarray]) -> Iterator[tuple[str, list[np.ndarray]]]:
+        """Every layer's outputs in inference mode, one layer at a time in topological order."""
+        self._require_loaded()
+        prepared = self._check_inputs(inputs)
+        for name, outputs in self._forward_impl(prepared):
+            yield name, [np.asarray(out) for out in outputs]
+
+    # ---- hooks --------------------------------------------------------------------------
+    def _import_framework_impl(self) -> None:
+        raise NotImplementedError
+
+    def _versions_impl(self) -> dict:
+        raise NotImplementedError
+
+    def _device_impl(self) -> str:
+        return "cpu"
+
+    def _load_impl(self, model: str, weights: str | None, custom_objects: dict, trust_lambda_bytecode: bool):
+        raise NotImplementedError
+
+    def _describe_layers_impl(self) -> list[dict]:
+        raise NotImplementedError
+
+    def _input_specs_impl(self) -> list[dict]:
+        raise NotImplementedError
+
+    def _forward_impl(self, inputs: list[np.ndarray]) -> list[tuple[str, list]]:
+        raise NotImplementedError
+
+    # ---- checks -------------------------------------------------------------------------
+    def _require_started(self) -> None:
+        if not self._started:
+            raise RuntimeError(f"{self.backend} worker used before start()")
+
+    def _require_loaded(self) -> None:
+        self._require_started()
+        if self._model is None:
+            raise RuntimeError(f"{self.backend} worker has no model: 'load' must come first")
+
+    def _check_inputs(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        specs = self._input_specs
+        if len(inputs) != len(specs):
+            raise ModelInputError(
+                f"the model has {len(specs)} input(s) but {len(inputs)} array(s) were given",
+                "pass one sample array per model input",
+            )
+        return [conform_input(array, spec) for array, spec in zip(inputs, specs)]
+
+
+def conform_input(array: np.ndarray, spec: dict) -> np.ndarray:
+    """The sample as the model input wants it, or a ModelInputError saying what is off."""
+    expected = spec.get("shape") or []
+    shape = tuple(array.shape)
+    if len(shape) != len(expected) or any(e is not None and e != s for e, s in zip(expected, shape)):
+        shown = tuple("batch" if e is None and i == 0 else e for i, e in enumerate(expected))
+        raise ModelInputError(
+            f"sample has shape {shape} but input '{spec.get('name')}' expects {shown}",
+            "save the sample with numpy.save in the model's input shape, batch first",
+        )
+    dtype = np.dtype(spec.get("dtype") or array.dtype)
+    if dtype.kind in "iu" and array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
+            raise ModelInputError(
+                f"input '{spec.get('name')}' takes integer ids ({dtype}) but the sample holds fractional values",
+                "save the sample as an integer array of token ids",
+            )
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def load_custom_objects(path: str) -> dict:
+    """The public callables and classes defined in a user's Python file, by name.
+
+    This runs the user's own file, which they named on the command line to supply
+    functions (e.g. for Lambda layers); code stored inside model files is never run here.
+    """
+    namespace = runpy.run_path(path)
+    return {name: value for name, value in namespace.items()
+            if not name.startswith("_") and callable(value)}

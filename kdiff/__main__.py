@@ -1,0 +1,3 @@
+from kdiff.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""The command line: ``kdiff MODEL [WEIGHTS] SAMPLE`` and ``kdiff env ...``."""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from kdiff import __version__
+from kdiff.diff import DiffOptions, Side, run_diff
+from kdiff.environments import BACKENDS, ENVS, describe_envs, ensure_env, env_python, env_spec, env_state
+from kdiff.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, KdiffError, UsageError
+from kdiff.metrics import Tolerance
+from kdiff.model_files import inspect_model
+from kdiff.ui.errors import render_error
+from kdiff.ui.progress_view import ConsoleProgress
+from kdiff.ui.report_view import render_report
+from kdiff.workers import Timeouts
+
+SUBCOMMANDS = ("env",)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors are data too, rendered like the others
+        raise UsageError("usage", message, f"see '{self.prog} --help'")
+
+
+def diff_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kdiff", description=(
+        "Compare a model layer by layer on two backends and find where they start to disagree. "
+        "Other commands: 'kdiff env list|create|path'."))
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="MODEL [WEIGHTS] SAMPLE: model.json (Keras 1/2/3) or model.keras, its weights, a .npy sample")
+    parser.add_argument("--a", dest="a", metavar="BACKEND",
+                        help=f"side A ({', '.join(BACKENDS)}); default theano, or tensorflow for Keras 3 files")
+    parser.add_argument("--b", dest="b", metavar="BACKEND", help="side B; default tensorflow, or jax for Keras 3 files")
+    parser.add_argument("--a-python", metavar="PATH", help="run side A in this Python instead of kdiff's environment")
+    parser.add_argument("--b-python", metavar="PATH", help="run side B in this Python instead of kdiff's environment")
+    parser.add_argument("--atol", type=float, default=Tolerance.atol, help="absolute tolerance (default %(default)g)")
+    parser.add_argument("--rtol", type=float, default=Tolerance.rtol, help="relative tolerance (default %(default)g)")
+    parser.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
+    parser.add_argument("--dump", metavar="DIR", help="write DIR/a.npz and DIR/b.npz with every layer's output")
+    parser.add_argument("--custom-objects", metavar="FILE.py",
+                        help="a Python file defining functions the model needs (e.g. for Lambda layers), by name")
+    parser.add_argument("--trust-lambda-bytecode", action="store_true",
+                        help="run the marshalled Lambda bytecode stored in the model file (only for files you trust)")
+    parser.add_argument("--timeout", type=float, default=Timeouts.call, metavar="SECONDS",
+                        help="deadline of one worker call (default %(default)g)")
+    parser.add_argument("--version", action="version", version=f"kdiff {__version__}")
+    return parser
+
+
+def env_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kdiff env", description="kdiff's backend environments")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="show the environments, their state and where they are")
+    create = commands.add_parser("create", help="build environments ahead of time")
+    create.add_argument("names", nargs="+", metavar="NAME", help=f"one of: {', '.join(ENVS)}, or 'all'")
+    path = commands.add_parser("path", help="print the Python interpreter of an environment")
+    path.add_argument("name", metavar="NAME")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out, err = Console(), Console(stderr=True)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        if argv and argv[0] == "env":
+            return run_env(env_parser().parse_args(argv[1:]), out, err)
+        return run_diff_command(diff_parser().parse_args(argv), out, err)
+    except KdiffError as error:
+        render_error(error, err)
+        return error.exit_code
+    except KeyboardInterrupt:
+        err.print("kdiff: interrupted; workers stopped", style="yellow")
+        return EXIT_INTERRUPTED
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # unwinds through every 'finally' that stops workers
+
+
+def run_diff_command(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if len(args.files) not in (2, 3):
+        raise UsageError("usage", f"expected MODEL [WEIGHTS] SAMPLE, got {len(args.files)} file(s)",
+                         "e.g. kdiff model.json weights.h5 sample.npy")
+    model, weights, sample = args.files if len(args.files) == 3 else (args.files[0], None, args.files[1])
+    keras3 = inspect_model(model, weights).keras_major == 3
+    a = Side("a", args.a or ("tensorflow" if keras3 else "theano"), model, weights, args.a_python)
+    b = Side("b", args.b or ("jax" if keras3 else "tensorflow"), model, weights, args.b_python)
+    options = DiffOptions(tolerance=Tolerance(args.atol, args.rtol), custom_objects=args.custom_objects,
+                          trust_lambda_bytecode=args.trust_lambda_bytecode, dump_dir=args.dump,
+                          timeouts=Timeouts(call=args.timeout))
+    with ConsoleProgress(err) as progress:
+        report = run_diff(a, b, sample, options, progress)
+    if args.json:
+        text = json.dumps(report.to_json(), indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
+    if args.json != "-":
+        render_report(report, out)
+    return report.exit_code
+
+
+def run_env(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if args.command == "list":
+        table = Table("name", "state", "path", "what", box=None, header_style="bold")
+        for env in describe_envs():
+            style = {"ready": "green", "stale": "yellow"}.get(env["state"], "dim")
+            table.add_row(env["name"], f"[{style}]{env['state']}[/]", env["path"], env["description"])
+        out.print(table)
+        return 0
+    if args.command == "create":
+        names = list(ENVS) if args.names == ["all"] else args.names
+        for name in names:
+            env_spec(name)
+        with ConsoleProgress(err) as progress:
+            for name in names:
+                progress.stage(f"environment {name}")
+                ensure_env(name, progress.log)
+        return 0
+    if args.command == "path":
+        env_spec(args.name)
+        if env_state(args.name) != "ready":
+            raise KdiffError("env-missing", f"environment '{args.name}' does not exist yet",
+                             f"create it with 'kdiff env create {args.name}'")
+        print(env_python(args.name))
+        return 0
+    return EXIT_BAD_INPUT

@@ -1,0 +1,218 @@
+"""One forward diff: start both workers, load the model on each, feed the same sample, and
+compare every layer's output as the two streams of results arrive."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kdiff.alignment import LayerPair, align_layers
+from kdiff.dump import NpzWriter
+from kdiff.environments import env_for, ensure_env, kdiff_home
+from kdiff.errors import WorkerFailure
+from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
+from kdiff.model_files import inspect_model, load_sample
+from kdiff.report import DIVERGED, MATCH, ONLY_A, ONLY_B, PROPAGATED, BackendInfo, DiffReport, LayerResult
+from kdiff.workers import Timeouts, WorkerPool
+
+
+@dataclass(frozen=True)
+class Side:
+    name: str                  # "a" or "b"
+    backend: str
+    model: str
+    weights: str | None = None
+    python: str | None = None  # a user's interpreter instead of kdiff's environment
+    worker_module: str | None = None  # tests only: a stand-in worker class (see tests/fake_worker.py)
+    worker_options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DiffOptions:
+    tolerance: Tolerance = Tolerance()
+    custom_objects: str | None = None
+    trust_lambda_bytecode: bool = False
+    dump_dir: str | None = None
+    timeouts: Timeouts = Timeouts()
+
+
+class Progress:
+    """What a diff reports while it runs; the UI subclasses it."""
+
+    def stage(self, text: str) -> None: ...
+    def log(self, text: str) -> None: ...
+    def layer_done(self, done: int, total: int) -> None: ...
+
+
+@dataclass
+class _Stream:
+    """Results of one side's forward pass not yet paired with the other side's."""
+
+    waiting: dict = field(default_factory=dict)   # layer name -> list of arrays
+    done: bool = False
+
+
+def run_diff(a: Side, b: Side, sample_path: str, options: DiffOptions = DiffOptions(),
+             progress: Progress = Progress()) -> DiffReport:
+    models = {side.name: inspect_model(side.model, side.weights) for side in (a, b)}
+    sample = load_sample(sample_path, models["a"])
+    pythons, envs = {}, {}
+    for side in (a, b):
+        if side.python:
+            pythons[side.name], envs[side.name] = side.python, ""
+        else:
+            envs[side.name] = env_for(side.backend, models[side.name].keras_major)
+            progress.stage(f"environment {envs[side.name]}")
+            pythons[side.name] = str(ensure_env(envs[side.name], progress.log))
+
+    with WorkerPool(options.timeouts) as pool:
+        progress.stage(f"starting workers: {a.backend} and {b.backend}")
+        for side in (a, b):
+            pool.spawn(side.name, side.backend, pythons[side.name],
+                       {**_worker_options(side.backend), **side.worker_options}, side.worker_module)
+        hellos = {side.name: pool.wait_hello(side.name) for side in (a, b)}
+
+        progress.stage("loading the model on both sides")
+        loads = {}
+        for side in (a, b):
+            loads[side.name] = pool.send(side.name, "load", {
+                "model": str(Path(side.model).resolve()),
+                "weights": str(Path(side.weights).resolve()) if side.weights else None,
+                "custom_objects": str(Path(options.custom_objects).resolve()) if options.custom_objects else None,
+                "trust_lambda_bytecode": options.trust_lambda_bytecode,
+            })
+        described = _collect_replies(pool, loads, options.timeouts.call)
+        pairs = align_layers(described["a"]["layers"], described["b"]["layers"])
+
+        progress.stage("running the sample through both models")
+        metrics, shapes = _forward_and_compare(pool, pairs, sample, options, progress)
+
+    infos = tuple(
+        BackendInfo(side=side.name, name=side.backend, versions=hellos[side.name].get("versions", {}),
+                    device=hellos[side.name].get("device", ""), python=pythons[side.name], env=envs[side.name],
+                    model=side.model, weights=side.weights or "")
+        for side in (a, b)
+    )
+    notes = []
+    if any(pair.aligned_by == "order" for pair in pairs):
+        notes.append("some layers have different names on the two sides and were paired by order and shape")
+    return DiffReport(
+        backends=infos, layers=tuple(_classify(pairs, metrics, shapes)), tolerance=options.tolerance,
+        sample={"path": sample_path, "shape": list(sample.shape), "dtype": sample.dtype.str}, notes=tuple(notes),
+    )
+
+
+def _worker_options(backend: str) -> dict:
+    return {"compiledir": str(kdiff_home() / "theano-compiledir")} if backend == "theano" else {}
+
+
+def _collect_replies(pool: WorkerPool, pending: dict[str, int], timeout: float) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout
+    replies = {}
+    waiting = dict(pending)
+    while waiting:
+        side, header, _ = pool.receive_any(waiting, deadline)
+        if header.get("type") != "reply":
+            raise WorkerFailure(side, pool.workers[side].backend, pool.workers[side].last_command,
+                                f"sent a '{header.get('type')}' message where a reply was due")
+        replies[side] = header.get("result") or {}
+        del waiting[side]
+    return replies
+
+
+def _forward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray, options: DiffOptions,
+                         progress: Progress) -> tuple[dict, dict]:
+    """Layer metrics keyed by A's layer name (B's for B-only layers), and each layer's shapes.
+
+    Arrays are held only until their partner arrives, then compared, dumped and dropped."""
+    partner = {}
+    for pair in pairs:
+        if pair.a is not None and pair.b is not None:
+            partner[("a", pair.a["name"])] = ("b", pair.b["name"])
+            partner[("b", pair.b["name"])] = ("a", pair.a["name"])
+    dumps = {side: NpzWriter(Path(options.dump_dir) / f"{side}.npz") for side in "ab"} if options.dump_dir else {}
+    streams = {"a": _Stream(), "b": _Stream()}
+    metrics: dict[str, LayerMetrics | str] = {}
+    shapes: dict[tuple[str, str], tuple] = {}
+    total = sum(1 for pair in pairs if pair.a is not None and pair.b is not None)
+    deadline = time.monotonic() + options.timeouts.call
+    try:
+        pending = {side: pool.send(side, "forward", arrays={"0": sample}) for side in "ab"}
+        while pending:
+            side, header, arrays = pool.receive_any(pending, deadline)
+            if header["type"] == "reply":
+                streams[side].done = True
+                del pending[side]
+                continue
+            layer = header.get("layer")
+            outputs = [arrays[key] for key in sorted(arrays, key=int)]
+            shapes[(side, layer)] = tuple(tuple(out.shape) for out in outputs)
+            if side in dumps:
+                for i, out in enumerate(outputs):
+                    dumps[side].add(layer if i == 0 else f"{layer}:{i}", out)
+            other = partner.get((side, layer))
+            if other is None:
+                continue
+            other_outputs = streams[other[0]].waiting.pop(other[1], None)
+            if other_outputs is None:
+                streams[side].waiting[layer] = outputs
+                continue
+            a_out, b_out = (outputs, other_outputs) if side == "a" else (other_outputs, outputs)
+            a_name = layer if side == "a" else other[1]
+            metrics[a_name] = _compare_outputs(a_out, b_out, options.tolerance)
+            progress.layer_done(len(metrics), total)
+    finally:
+        for writer in dumps.values():
+            writer.close()
+    return metrics, shapes
+
+
+def _compare_outputs(a_out: list, b_out: list, tolerance: Tolerance) -> LayerMetrics | str:
+    if len(a_out) != len(b_out):
+        return f"{len(a_out)} output(s) on side A, {len(b_out)} on side B"
+    if any(x.shape != y.shape for x, y in zip(a_out, b_out)):
+        return "output shapes differ"
+    return combine([compare_arrays(x, y, tolerance) for x, y in zip(a_out, b_out)])
+
+
+def _classify(pairs: list[LayerPair], metrics: dict, shapes: dict) -> list[LayerResult]:
+    """Each layer's status, in order: a layer that does not match is where a divergence starts
+    ('diverged') when every layer feeding it matched, else it only carries one ('propagated')."""
+    status_of: dict[str, str] = {}
+    results = []
+    for pair in pairs:
+        if pair.a is None or pair.b is None:
+            present = pair.a or pair.b
+            status = ONLY_A if pair.a is not None else ONLY_B
+            side = "a" if pair.a is not None else "b"
+            shape = shapes.get((side, present["name"]))
+            results.append(LayerResult(
+                name=present["name"], class_name=present["class_name"], status=status,
+                a_shape=_first(shape) if side == "a" else None, b_shape=_first(shape) if side == "b" else None,
+                inbound=tuple(present.get("inbound", ())),
+                note=f"present on side {side.upper()} only"))
+            status_of[present["name"]] = status
+            continue
+        name = pair.a["name"]
+        outcome = metrics.get(name)
+        inbound = tuple(pair.a.get("inbound", ()))
+        inputs_match = all(status_of.get(source) == MATCH for source in inbound if not source.startswith("input:"))
+        layer_metrics = outcome if isinstance(outcome, LayerMetrics) else None
+        if layer_metrics is not None and layer_metrics.matches:
+            status = MATCH
+        else:
+            status = DIVERGED if inputs_match else PROPAGATED
+        note = outcome if isinstance(outcome, str) else ("no output came back" if outcome is None else "")
+        status_of[name] = status
+        results.append(LayerResult(
+            name=name, class_name=pair.a["class_name"], b_class_name=pair.b["class_name"],
+            a_shape=_first(shapes.get(("a", name))), b_shape=_first(shapes.get(("b", pair.b["name"]))),
+            status=status, metrics=layer_metrics, b_name=pair.b["name"] if pair.b["name"] != name else "",
+            aligned_by=pair.aligned_by, inbound=inbound, note=note))
+    return results
+
+
+def _first(shapes: tuple | None) -> tuple | None:
+    return shapes[0] if shapes else None

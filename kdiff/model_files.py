@@ -1,0 +1,175 @@
+"""What the coordinator can learn from the user's files without any framework: which Keras
+wrote the model, which layers it uses, what input it declares, whether the weights file is
+a readable Keras HDF5 file, and whether the sample fits. Bad input fails here, before any
+environment or worker is started."""
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kdiff.errors import InputError
+
+SUPPORTED_LAYERS = frozenset("""
+InputLayer Dense Activation Dropout Flatten Reshape Permute RepeatVector Embedding
+Conv1D Conv2D Conv3D Convolution1D Convolution2D Convolution3D
+MaxPooling1D MaxPooling2D AveragePooling1D AveragePooling2D
+GlobalMaxPooling1D GlobalMaxPooling2D GlobalAveragePooling1D GlobalAveragePooling2D
+ZeroPadding1D ZeroPadding2D Cropping2D UpSampling2D BatchNormalization
+LSTM GRU SimpleRNN Bidirectional TimeDistributed
+Add Concatenate Multiply Average Merge LeakyReLU PReLU ELU Softmax Lambda
+Sequential Model Functional
+""".split())
+KERAS1_ONLY_KEYS = frozenset({"nb_filter", "border_mode", "dim_ordering", "output_dim", "subsample", "init",
+                              "nb_row", "filter_length", "subsample_length", "consume_less", "W_regularizer"})
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    path: Path
+    format: str                # "keras-json" or "keras3-archive"
+    keras_major: int           # 1, 2 or 3
+    keras_version: str         # as written in the file, "" when it says none
+    layer_classes: tuple       # every layer class used, nested models included
+    input_shapes: tuple        # declared input shapes without the batch dimension (None: unknown)
+    weights_backend: str       # the HDF5 'backend' attribute, "" when absent
+    has_lambda: bool
+
+
+def inspect_model(model_path: str, weights_path: str | None) -> ModelFile:
+    path = Path(model_path)
+    if not path.is_file():
+        raise InputError("model-not-found", f"model file not found: {model_path}", "check the path")
+    if path.suffix == ".keras":
+        return _inspect_keras3_archive(path, weights_path)
+    try:
+        config = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError("model-not-json", f"{path.name} is not a JSON file: {exc}",
+                         "pass the architecture written by model.to_json() (or a Keras 3 .keras file)") from exc
+    if not isinstance(config, dict) or "class_name" not in config or "config" not in config:
+        raise InputError("model-json-shape", f"{path.name} is JSON but not a Keras model description",
+                         "expected an object with 'class_name' and 'config', as model.to_json() writes it")
+    layers = list(_walk_layers(config))
+    unsupported = sorted({cls for cls, _, _ in layers if cls not in SUPPORTED_LAYERS})
+    if unsupported:
+        raise InputError("unsupported-layer", f"not supported yet: {', '.join(unsupported)}",
+                         "kdiff cannot build these layers yet; please open an issue with the model file")
+    attrs = _weights_attrs(weights_path) if weights_path else {}
+    version = str(config.get("keras_version") or attrs.get("keras_version") or "")
+    return ModelFile(
+        path=path, format="keras-json", keras_major=_keras_major(config, layers, version), keras_version=version,
+        layer_classes=tuple(sorted({cls for cls, _, _ in layers})), input_shapes=_declared_inputs(config, layers),
+        weights_backend=str(attrs.get("backend", "")), has_lambda=any(cls == "Lambda" for cls, _, _ in layers),
+    )
+
+
+def _inspect_keras3_archive(path: Path, weights_path: str | None) -> ModelFile:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+            metadata = json.loads(archive.read("metadata.json")) if "metadata.json" in archive.namelist() else {}
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        raise InputError("model-archive", f"{path.name} is not a readable Keras 3 .keras file: {exc}",
+                         "pass a file written by model.save('name.keras')") from exc
+    if weights_path:
+        _weights_attrs(weights_path)
+    layers = list(_walk_layers(config))
+    return ModelFile(path=path, format="keras3-archive", keras_major=3,
+                     keras_version=str(metadata.get("keras_version", "")),
+                     layer_classes=tuple(sorted({cls for cls, _, _ in layers})),
+                     input_shapes=_declared_inputs(config, layers), weights_backend="",
+                     has_lambda=any(cls == "Lambda" for cls, _, _ in layers))
+
+
+def _walk_layers(model_config: dict):
+    """(class_name, layer_config, is_first_layer_of_a_sequential) for every layer, recursively."""
+    inner = model_config.get("config")
+    layers = inner if isinstance(inner, list) else (inner or {}).get("layers", []) if isinstance(inner, dict) else []
+    sequential = model_config.get("class_name") == "Sequential"
+    for position, layer in enumerate(layers if isinstance(layers, list) else []):
+        if not isinstance(layer, dict) or not isinstance(layer.get("class_name"), str):
+            raise InputError("model-json-shape", "a layer entry in the model JSON has no 'class_name'",
+                             "the file may be damaged; write it again with model.to_json()")
+        cls = layer["class_name"]
+        config = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        yield cls, config, sequential and position == 0
+        if cls in ("Sequential", "Model", "Functional"):
+            yield from _walk_layers(layer)
+        elif cls in ("Bidirectional", "TimeDistributed") and isinstance(config.get("layer"), dict):
+            wrapped = config["layer"]
+            yield wrapped.get("class_name", "?"), wrapped.get("config") or {}, False
+
+
+def _keras_major(config: dict, layers: list, version: str) -> int:
+    if version[:1] in "123" and version:
+        return int(version[0])
+    if any("module" in str(key) for key in config) or "registered_name" in json.dumps(config)[:20000]:
+        return 3
+    if isinstance(config.get("config"), list) or any(KERAS1_ONLY_KEYS & set(c) for _, c, _ in layers):
+        return 1
+    return 2
+
+
+def _declared_inputs(config: dict, layers: list) -> tuple:
+    shapes = []
+    for cls, layer_config, first_of_sequential in layers:
+        shape = layer_config.get("batch_input_shape") or layer_config.get("batch_shape")
+        if shape and (cls == "InputLayer" or first_of_sequential):
+            shapes.append(tuple(shape[1:]))
+    return tuple(shapes)
+
+
+def _weights_attrs(weights_path: str) -> dict:
+    import h5py  # kdiff's own dependency; only needed when a weights file is given
+
+    path = Path(weights_path)
+    if not path.is_file():
+        raise InputError("weights-not-found", f"weights file not found: {weights_path}", "check the path")
+    try:
+        with h5py.File(path, "r") as handle:
+            group = handle["model_weights"] if "model_weights" in handle else handle
+            attrs = {key: _text(value) for key, value in group.attrs.items() if key in ("backend", "keras_version")}
+            if "layer_names" not in group.attrs and "vars" not in handle and "layers" not in handle \
+                    and "_layer_checkpoint_dependencies" not in handle:
+                raise InputError("weights-not-keras", f"{path.name} is HDF5 but holds no Keras weights",
+                                 "pass the file written by model.save_weights(...)")
+            return attrs
+    except OSError as exc:
+        raise InputError("weights-unreadable", f"{path.name} is not a readable HDF5 file ({exc})",
+                         "the file may be truncated or not HDF5; write it again with model.save_weights(...)") from exc
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def load_sample(sample_path: str, model: ModelFile) -> np.ndarray:
+    """The sample array, checked against the model's declared input shape."""
+    path = Path(sample_path)
+    if not path.is_file():
+        raise InputError("sample-not-found", f"sample file not found: {sample_path}", "check the path")
+    try:
+        sample = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise InputError("sample-unreadable", f"{path.name} cannot be read without unpickling ({exc})",
+                         "save a plain numeric array with numpy.save(path, array)") from exc
+    except OSError as exc:
+        raise InputError("sample-unreadable", f"{path.name} is not a .npy file ({exc})",
+                         "save the sample with numpy.save(path, array)") from exc
+    if not isinstance(sample, np.ndarray) or sample.dtype.kind not in "biuf":
+        raise InputError("sample-dtype", f"{path.name} holds {getattr(sample, 'dtype', type(sample))}, not numbers",
+                         "save a numeric array (float32, or integer ids for an Embedding input)")
+    if len(model.input_shapes) == 1:
+        expected = model.input_shapes[0]
+        if len(expected) + 1 != sample.ndim or any(e is not None and e != s for e, s in zip(expected, sample.shape[1:])):
+            shown = ", ".join("?" if e is None else str(e) for e in expected)
+            raise InputError("sample-shape", f"{path.name} has shape {sample.shape} but the model expects "
+                             f"(batch, {shown})", "save the sample in the model's input shape, batch first")
+    if sample.ndim == 0 or sample.shape[0] == 0:
+        raise InputError("sample-shape", f"{path.name} holds no samples (shape {sample.shape})",
+                         "save at least one sample, batch first")
+    return sample

@@ -1,0 +1,103 @@
+"""The results of a diff: frozen dataclasses, and their JSON form (whose keys are stable)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from kdiff import __version__
+from kdiff.errors import EXIT_DIVERGED, EXIT_MATCH
+from kdiff.metrics import LayerMetrics, Tolerance
+
+MATCH, DIVERGED, PROPAGATED, ONLY_A, ONLY_B = "match", "diverged", "propagated", "only-a", "only-b"
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    side: str
+    name: str
+    versions: dict
+    device: str
+    python: str
+    env: str = ""          # the kdiff environment's name, "" for a user's interpreter
+    model: str = ""
+    weights: str = ""
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    name: str
+    class_name: str
+    a_shape: tuple | None
+    b_shape: tuple | None
+    status: str
+    metrics: LayerMetrics | None = None
+    b_name: str = ""          # the paired layer's name on side B, when it differs
+    aligned_by: str = ""      # "name" or "order"; "" for a layer present on one side only
+    b_class_name: str = ""
+    inbound: tuple = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class DiffReport:
+    backends: tuple[BackendInfo, BackendInfo]
+    layers: tuple[LayerResult, ...]
+    tolerance: Tolerance
+    sample: dict
+    findings: tuple = ()
+    notes: tuple[str, ...] = ()
+    kdiff_version: str = field(default=__version__)
+
+    @property
+    def first_divergence(self) -> tuple[int, LayerResult] | None:
+        for index, layer in enumerate(self.layers):
+            if layer.status == DIVERGED:
+                return index, layer
+        return None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_MATCH if all(layer.status == MATCH for layer in self.layers) else EXIT_DIVERGED
+
+    def to_json(self) -> dict:
+        first = self.first_divergence
+        return {
+            "kdiff_version": self.kdiff_version,
+            "backends": {info.side: _backend_json(info) for info in self.backends},
+            "sample": self.sample,
+            "tolerance": {"atol": self.tolerance.atol, "rtol": self.tolerance.rtol},
+            "layers": [_layer_json(layer) for layer in self.layers],
+            "first_divergence": {"layer": first[1].name, "index": first[0]} if first else None,
+            "findings": list(self.findings),
+            "notes": list(self.notes),
+        }
+
+
+def _backend_json(info: BackendInfo) -> dict:
+    return {"name": info.name, "versions": info.versions, "device": info.device, "python": info.python,
+            "env": info.env or None, "model": info.model, "weights": info.weights or None}
+
+
+def _number(value: float) -> float | str:
+    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf") if not math.isnan(value) else "nan"
+
+
+def _layer_json(layer: LayerResult) -> dict:
+    m = layer.metrics
+    return {
+        "name": layer.name,
+        "class": layer.class_name,
+        "a_shape": list(layer.a_shape) if layer.a_shape is not None else None,
+        "b_shape": list(layer.b_shape) if layer.b_shape is not None else None,
+        "max_abs": _number(m.max_abs) if m else None,
+        "max_rel": _number(m.max_rel) if m else None,
+        "mean_abs": _number(m.mean_abs) if m else None,
+        "cosine": _number(m.cosine) if m else None,
+        "out_of_tolerance": m.out_of_tolerance if m else None,
+        "nan": {"a": m.nan_a, "b": m.nan_b} if m else None,
+        "inf": {"a": m.inf_a, "b": m.inf_b} if m else None,
+        "status": layer.status,
+        "b_name": layer.b_name or layer.name if layer.aligned_by else None,
+        "aligned_by": layer.aligned_by or None,
+        "note": layer.note or None,
+    }

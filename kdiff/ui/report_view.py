@@ -1,0 +1,121 @@
+"""The per-layer table and the summary of a DiffReport."""
+from __future__ import annotations
+
+import math
+
+from rich import box
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from kdiff.report import DIVERGED, MATCH, ONLY_A, ONLY_B, PROPAGATED, DiffReport, LayerResult
+
+STATUS_STYLE = {MATCH: "green", DIVERGED: "bold red", PROPAGATED: "yellow", ONLY_A: "magenta", ONLY_B: "magenta"}
+BAR_CELLS = 10
+BAR_FLOOR = 1e-8  # relative error at an empty bar; 1.0 fills it
+
+
+def error_bar(max_rel: float | None) -> str:
+    """Relative error on a log scale: each cell is a factor of ten from 1e-8 up to 1."""
+    if max_rel is None:
+        return ""
+    if not math.isfinite(max_rel) or max_rel >= 1.0:
+        return "█" * BAR_CELLS
+    if max_rel <= BAR_FLOOR:
+        return "·"
+    fraction = (math.log10(max_rel) - math.log10(BAR_FLOOR)) / -math.log10(BAR_FLOOR)
+    return "█" * max(1, round(fraction * BAR_CELLS))
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf"
+    return "0" if value == 0 else f"{value:.2e}"
+
+
+def shape_text(layer: LayerResult) -> str:
+    a = "x".join("?" if d is None else str(d) for d in layer.a_shape) if layer.a_shape else "-"
+    if layer.b_shape is not None and layer.b_shape != layer.a_shape:
+        b = "x".join(str(d) for d in layer.b_shape)
+        return f"{a} | {b}"
+    return a
+
+
+def layer_table(report: DiffReport) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold")
+    for column, justify in (("#", "right"), ("layer", "left"), ("class", "left"), ("shape", "left"),
+                            ("max abs", "right"), ("max rel", "right"), ("mean abs", "right"),
+                            ("cosine", "right"), ("error (log)", "left"), ("status", "left")):
+        table.add_column(column, justify=justify, no_wrap=column != "layer")
+    first = report.first_divergence
+    for index, layer in enumerate(report.layers):
+        m = layer.metrics
+        name = layer.name if not layer.b_name else f"{layer.name} ~ {layer.b_name}"
+        cls = layer.class_name if layer.b_class_name in ("", layer.class_name) else f"{layer.class_name} ~ {layer.b_class_name}"
+        style = STATUS_STYLE.get(layer.status, "")
+        is_first = first is not None and first[0] == index
+        status = Text(("▶ " if is_first else "") + layer.status, style=style)
+        table.add_row(
+            str(index), name, cls, shape_text(layer),
+            fmt(m.max_abs if m else None), fmt(m.max_rel if m else None), fmt(m.mean_abs if m else None),
+            f"{m.cosine:.6f}" if m and math.isfinite(m.cosine) else "-",
+            Text(error_bar(m.max_rel if m else None), style=style), status,
+            style="on grey15" if is_first else None,
+        )
+    return table
+
+
+def backends_line(report: DiffReport) -> Text:
+    parts = []
+    for info in report.backends:
+        versions = ", ".join(f"{k} {v}" for k, v in info.versions.items())
+        parts.append(f"{info.side.upper()}: {info.name} ({versions}; {info.device or 'cpu'})")
+    return Text("   ".join(parts), style="bold")
+
+
+def summary(report: DiffReport) -> Text:
+    text = Text()
+    first = report.first_divergence
+    counts = {status: sum(1 for layer in report.layers if layer.status == status)
+              for status in (MATCH, DIVERGED, PROPAGATED, ONLY_A, ONLY_B)}
+    if first is None and report.exit_code == 0:
+        text.append(f"All {len(report.layers)} layers match", style="bold green")
+        text.append(f" (atol {report.tolerance.atol:g}, rtol {report.tolerance.rtol:g}).")
+        return text
+    if first is not None:
+        index, layer = first
+        m = layer.metrics
+        text.append("First divergence: ", style="bold red")
+        text.append(f"{layer.name} ({layer.class_name}), layer {index}", style="bold")
+        text.append("\n  its inputs match on both sides, but its output does not")
+        if m is not None:
+            text.append(f": max abs {fmt(m.max_abs)}, max rel {fmt(m.max_rel)}, "
+                        f"{m.out_of_tolerance:.1%} of elements outside atol {report.tolerance.atol:g} + "
+                        f"rtol {report.tolerance.rtol:g}·|x|")
+            if m.nan_a or m.nan_b or m.inf_a or m.inf_b:
+                text.append(f"; NaN A/B {m.nan_a}/{m.nan_b}, Inf A/B {m.inf_a}/{m.inf_b}")
+        elif layer.note:
+            text.append(f": {layer.note}")
+        text.append("\n")
+    text.append(f"  {counts[DIVERGED]} layer(s) diverge on their own, {counts[PROPAGATED]} carry an earlier "
+                f"divergence, {counts[MATCH]} match")
+    if counts[ONLY_A] or counts[ONLY_B]:
+        text.append(f", {counts[ONLY_A] + counts[ONLY_B]} exist on one side only")
+    text.append(".")
+    for note in report.notes:
+        text.append(f"\n  note: {note}", style="dim")
+    return text
+
+
+def render_report(report: DiffReport, console: Console) -> None:
+    console.print(backends_line(report))
+    console.print(layer_table(report))
+    console.print(summary(report))
+
+
+def report_group(report: DiffReport) -> Group:
+    return Group(backends_line(report), layer_table(report), summary(report))

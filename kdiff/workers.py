@@ -1,0 +1,263 @@
+"""Worker processes and the coordinator's link to them over ZeroMQ.
+
+One ROUTER socket carries calls to every worker (each worker's DEALER identity is its
+side, ``a`` or ``b``); a second ROUTER socket, served by a thread, answers heartbeats and
+records when each worker was last heard of. Every wait goes through a Poller with a
+deadline, and checks that the worker process is alive and still sending heartbeats.
+"""
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+
+from kdiff.errors import InputError, WorkerFailure
+from kdiff.wire import PROTOCOL_VERSION, ProtocolError, decode, encode
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent  # holds both kdiff/ and backends/
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    start: float = 300.0      # from spawn to hello: imports a framework
+    call: float = 600.0       # one call (a load may compile)
+    heartbeat_interval: float = 1.0
+    liveness: float = 20.0    # no heartbeat for this long: the worker is stuck
+
+
+@dataclass
+class WorkerProcess:
+    side: str
+    backend: str
+    python: str
+    process: subprocess.Popen
+    log_path: Path
+    hello: dict = field(default_factory=dict)
+    last_command: str = "start"
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+_live_processes: set[subprocess.Popen] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for process in list(_live_processes):
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+class HeartbeatResponder(threading.Thread):
+    """Answers every worker ping with a pong and records when each side was last heard."""
+
+    def __init__(self, context: zmq.Context):
+        super().__init__(name="kdiff-heartbeats", daemon=True)
+        self.socket = context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        port = self.socket.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoint = f"tcp://127.0.0.1:{port}"
+        self.last_seen: dict[str, float] = {}
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            if self.socket.poll(200):
+                identity, *_ = self.socket.recv_multipart()
+                self.last_seen[identity.decode(errors="replace")] = time.monotonic()
+                self.socket.send_multipart([identity, *encode({"type": "pong"})])
+        self.socket.close()
+
+
+class WorkerPool:
+    """Starts workers, sends them calls, and makes sure none outlives the coordinator."""
+
+    def __init__(self, timeouts: Timeouts = Timeouts()):
+        self.timeouts = timeouts
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        port = self.socket.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoint = f"tcp://127.0.0.1:{port}"
+        self.heartbeats = HeartbeatResponder(self.context)
+        self.heartbeats.start()
+        self.workers: dict[str, WorkerProcess] = {}
+        self.inbox: dict[str, deque] = {}
+        self.sequence = itertools.count(1)
+        self.logdir = Path(tempfile.mkdtemp(prefix="kdiff-workers-"))
+        self.closed = False
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def spawn(self, side: str, backend: str, python: str, options: dict[str, str] | None = None,
+              worker_module: str | None = None, entry: str = "backends.serve") -> WorkerProcess:
+        if not Path(python).exists():
+            raise InputError("python-not-found", f"Python interpreter for side {side} not found: {python}",
+                             f"pass an existing interpreter with --{side}-python, or omit it")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE_ROOT), env.get("PYTHONPATH")]))
+        command = [python, "-m", entry, "--backend", backend, "--side", side,
+                   "--endpoint", self.endpoint, "--heartbeat", self.heartbeats.endpoint,
+                   "--parent-pid", str(os.getpid()),
+                   "--heartbeat-interval", str(self.timeouts.heartbeat_interval),
+                   "--coordinator-timeout", str(max(15.0, self.timeouts.liveness))]
+        for key, value in (options or {}).items():
+            command += ["--option", f"{key}={value}"]
+        if worker_module:
+            command += ["--worker-module", worker_module]
+        log_path = self.logdir / f"worker-{side}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                       env=env, start_new_session=True)
+        _live_processes.add(process)
+        worker = WorkerProcess(side, backend, python, process, log_path)
+        self.workers[side] = worker
+        return worker
+
+    def wait_hello(self, side: str) -> dict:
+        worker = self.workers[side]
+        header, _ = self._receive(side, seq=0, deadline=time.monotonic() + self.timeouts.start, expect="hello")
+        if header.get("protocol") != PROTOCOL_VERSION:
+            raise WorkerFailure(side, worker.backend, "start",
+                                f"speaks protocol {header.get('protocol')!r}, kdiff speaks {PROTOCOL_VERSION}",
+                                "the worker's environment has another kdiff version; recreate it with 'kdiff env create'")
+        worker.hello = header
+        return header
+
+    def close(self) -> None:
+        """Ask every worker to stop, then kill whatever is still running. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        for side, worker in self.workers.items():
+            if worker.process.poll() is None:
+                try:
+                    self.socket.send_multipart([side.encode(), *encode({"seq": 0, "cmd": "shutdown"})],
+                                               flags=zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass
+        deadline = time.monotonic() + 3.0
+        for worker in self.workers.values():
+            try:
+                worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+            _live_processes.discard(worker.process)
+        self.heartbeats.stopped.set()
+        self.heartbeats.join(timeout=2)
+        self.socket.close()
+        self.context.term()
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- calls --------------------------------------------------------------------------
+    def send(self, side: str, cmd: str, args: dict | None = None, arrays: dict | None = None) -> int:
+        worker = self.workers[side]
+        worker.last_command = cmd
+        seq = next(self.sequence)
+        try:
+            self.socket.send_multipart([side.encode(), *encode({"seq": seq, "cmd": cmd, "args": args or {}}, arrays)],
+                                       copy=False)
+        except zmq.ZMQError as exc:
+            raise self._failure(side, f"could not be reached ({exc})") from exc
+        return seq
+
+    def call(self, side: str, cmd: str, args: dict | None = None, arrays: dict | None = None,
+             timeout: float | None = None) -> tuple[dict, dict]:
+        seq = self.send(side, cmd, args, arrays)
+        deadline = time.monotonic() + (timeout or self.timeouts.call)
+        header, result_arrays = self._receive(side, seq, deadline, expect="reply")
+        return header.get("result") or {}, result_arrays
+
+    def receive_any(self, pending: dict[str, int], deadline: float) -> tuple[str, dict, dict]:
+        """The next message from any side in ``pending`` (side -> seq it waits for)."""
+        return self._receive_from(pending, deadline)
+
+    def _receive(self, side: str, seq: int, deadline: float, expect: str) -> tuple[dict, dict]:
+        got_side, header, arrays = self._receive_from({side: seq}, deadline)
+        if header.get("type") != expect:
+            raise self._failure(side, f"answered a '{header.get('type')}' message where '{expect}' was due")
+        return header, arrays
+
+    def _receive_from(self, pending: dict[str, int], deadline: float) -> tuple[str, dict, dict]:
+        while True:
+            for side, seq in pending.items():
+                inbox = self.inbox.setdefault(side, deque())
+                while inbox:
+                    header, arrays = inbox.popleft()
+                    if header.get("type") == "hello" or header.get("seq") == seq:
+                        return side, header, arrays
+                    # otherwise: a late answer to an earlier, abandoned call
+            for side in pending:
+                self._check_alive(side, deadline)
+            if self.socket.poll(200):
+                self._read_one()
+
+    def _read_one(self) -> None:
+        """Move one message from the socket into its side's inbox, checking it on the way."""
+        identity, *frames = self.socket.recv_multipart(copy=False)
+        side = identity.bytes.decode(errors="replace")
+        if side not in self.workers:
+            return
+        try:
+            header, arrays = decode(frames)
+        except ProtocolError as exc:
+            raise self._failure(side, f"answered a malformed message ({exc})") from exc
+        kind = header.get("type")
+        if kind == "error":
+            self._raise_worker_error(side, header.get("error") or {})
+        if kind not in ("hello", "reply", "part"):
+            raise self._failure(side, f"answered an unknown message type {kind!r}")
+        self.inbox.setdefault(side, deque()).append((header, arrays))
+
+    def _check_alive(self, side: str, deadline: float) -> None:
+        worker = self.workers[side]
+        code = worker.process.poll()
+        if code is not None:
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+            raise self._failure(side, f"the worker process {how}")
+        now = time.monotonic()
+        if now > deadline:
+            raise self._failure(side, "no answer before the deadline",
+                                "raise the limit with --timeout if this model is very large")
+        heard = self.heartbeats.last_seen.get(side)
+        if heard is not None and now - heard > self.timeouts.liveness:
+            raise self._failure(side, f"no heartbeat for {now - heard:.0f} s: the worker is stuck")
+
+    def _raise_worker_error(self, side: str, error: dict) -> None:
+        worker = self.workers[side]
+        if error.get("kind") == "input":
+            raise InputError(error.get("code") or "bad-model-input",
+                             f"{worker.backend} (side {side}): {error.get('message')}", error.get("hint") or "")
+        raise self._failure(side, f"{error.get('code')}: {error.get('message')}", detail=error.get("traceback") or "")
+
+    def _failure(self, side: str, message: str, hint: str = "", detail: str = "") -> WorkerFailure:
+        worker = self.workers[side]
+        return WorkerFailure(side, worker.backend, worker.last_command, message,
+                             hint or f"the worker's log is {worker.log_path}",
+                             detail or worker.log_tail())
+
+
+def default_python() -> str:
+    return sys.executable
