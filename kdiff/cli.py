@@ -111,7 +111,11 @@ def run_diff_command(args: argparse.Namespace, out: Console, err: Console) -> in
 
 def run_env(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.command == "list":
-        table = Table("name", "state", "path", "what", box=None, header_style="bold")
+        table = Table(box=None, header_style="bold")
+        table.add_column("name", no_wrap=True)
+        table.add_column("state", no_wrap=True)
+        table.add_column("path", no_wrap=True, overflow="fold")
+        table.add_column("what")
         for env in describe_envs():
             style = {"ready": "green", "stale": "yellow"}.get(env["state"], "dim")
             table.add_row(env["name"], f"[{style}]{env['state']}[/]", env["path"], env["description"])

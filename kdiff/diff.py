@@ -10,7 +10,7 @@ import numpy as np
 
 from kdiff.alignment import LayerPair, align_layers
 from kdiff.dump import NpzWriter
-from kdiff.environments import env_for, ensure_env, kdiff_home
+from kdiff.environments import backend_spec, env_for, ensure_env, kdiff_home
 from kdiff.errors import WorkerFailure
 from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
 from kdiff.model_files import inspect_model, load_sample
@@ -58,12 +58,16 @@ def run_diff(a: Side, b: Side, sample_path: str, options: DiffOptions = DiffOpti
              progress: Progress = Progress()) -> DiffReport:
     models = {side.name: inspect_model(side.model, side.weights) for side in (a, b)}
     sample = load_sample(sample_path, models["a"])
-    pythons, envs = {}, {}
+    # Every side's backend and environment is known to be valid before any is built.
+    for side in (a, b):
+        if side.worker_module is None:
+            backend_spec(side.backend)
+    envs = {side.name: "" if side.python else env_for(side.backend, models[side.name].keras_major) for side in (a, b)}
+    pythons = {}
     for side in (a, b):
         if side.python:
-            pythons[side.name], envs[side.name] = side.python, ""
+            pythons[side.name] = side.python
         else:
-            envs[side.name] = env_for(side.backend, models[side.name].keras_major)
             progress.stage(f"environment {envs[side.name]}")
             pythons[side.name] = str(ensure_env(envs[side.name], progress.log))
 

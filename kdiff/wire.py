@@ -48,7 +48,7 @@ def encode(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = 
     table = []
     buffers = []
     for key, value in (arrays or {}).items():
-        array = np.ascontiguousarray(value)
+        array = np.asarray(value, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
         if array.dtype.kind not in ALLOWED_DTYPE_KINDS or array.dtype.fields is not None:
             raise ProtocolError(f"array {key!r} has dtype {array.dtype}, which cannot be sent")
         table.append({"key": key, "dtype": array.dtype.str, "shape": list(array.shape), "nbytes": array.nbytes})

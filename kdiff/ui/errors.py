@@ -15,6 +15,6 @@ def render_error(error: KdiffError, console: Console) -> None:
     if error.hint:
         text.append("  hint: ", style="bold cyan")
         text.append(f"{error.hint}\n")
-    console.print(text, end="")
+    console.print(text, end="", soft_wrap=True)
     if error.detail:
         console.print(Text("  " + error.detail.replace("\n", "\n  "), style="dim"), soft_wrap=True)

@@ -11,8 +11,8 @@ from rich.text import Text
 from kdiff.report import DIVERGED, MATCH, ONLY_A, ONLY_B, PROPAGATED, DiffReport, LayerResult
 
 STATUS_STYLE = {MATCH: "green", DIVERGED: "bold red", PROPAGATED: "yellow", ONLY_A: "magenta", ONLY_B: "magenta"}
-BAR_CELLS = 10
 BAR_FLOOR = 1e-8  # relative error at an empty bar; 1.0 fills it
+BAR_CELLS = 8     # one cell per decade from BAR_FLOOR to 1
 
 
 def error_bar(max_rel: float | None) -> str:
@@ -48,9 +48,12 @@ def shape_text(layer: LayerResult) -> str:
 def layer_table(report: DiffReport) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold")
     for column, justify in (("#", "right"), ("layer", "left"), ("class", "left"), ("shape", "left"),
-                            ("max abs", "right"), ("max rel", "right"), ("mean abs", "right"),
-                            ("cosine", "right"), ("error (log)", "left"), ("status", "left")):
-        table.add_column(column, justify=justify, no_wrap=column != "layer")
+                            ("max abs", "right"), ("max rel", "right"), ("cosine", "right"),
+                            ("rel error", "left"), ("status", "left")):
+        if column == "layer":
+            table.add_column(column, justify=justify, min_width=12, overflow="fold")
+        else:
+            table.add_column(column, justify=justify, no_wrap=True)
     first = report.first_divergence
     for index, layer in enumerate(report.layers):
         m = layer.metrics
@@ -61,7 +64,7 @@ def layer_table(report: DiffReport) -> Table:
         status = Text(("▶ " if is_first else "") + layer.status, style=style)
         table.add_row(
             str(index), name, cls, shape_text(layer),
-            fmt(m.max_abs if m else None), fmt(m.max_rel if m else None), fmt(m.mean_abs if m else None),
+            fmt(m.max_abs if m else None), fmt(m.max_rel if m else None),
             f"{m.cosine:.6f}" if m and math.isfinite(m.cosine) else "-",
             Text(error_bar(m.max_rel if m else None), style=style), status,
             style="on grey15" if is_first else None,

@@ -1,0 +1,109 @@
+"""Bad input: exit status 2 and a message naming the problem, before any environment or
+worker is started (these tests would hang or fail without environments otherwise)."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kdiff.cli import main
+from kdiff.environments import kdiff_home
+
+FIXTURE = Path(__file__).parent / "fixtures" / "k2_vgg_channels_first"
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDIFF_HOME", str(tmp_path / "home"))  # no environment can be found or built here
+    for name in ("model.json", "weights.h5", "sample.npy"):
+        shutil.copy(FIXTURE / name, tmp_path / name)
+    return tmp_path
+
+
+def run(capsys, files, *args):
+    argv = [str(files / "model.json"), str(files / "weights.h5"), str(files / "sample.npy"), *args]
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert not (kdiff_home() / "envs").exists(), "bad input must be caught before environments are touched"
+    return code, captured.err
+
+
+def test_truncated_weights(capsys, files):
+    data = (files / "weights.h5").read_bytes()
+    (files / "weights.h5").write_bytes(data[: len(data) // 3])
+    code, err = run(capsys, files)
+    assert code == 2 and "weights.h5 is not a readable HDF5 file" in err and "truncated" in err
+
+
+def test_weights_that_are_not_hdf5(capsys, files):
+    (files / "weights.h5").write_text("hello")
+    code, err = run(capsys, files)
+    assert code == 2 and "weights.h5 is not a readable HDF5 file" in err
+
+
+def test_model_that_is_not_json(capsys, files):
+    (files / "model.json").write_text("model: not json")
+    code, err = run(capsys, files)
+    assert code == 2 and "model.json is not a JSON file" in err
+
+
+def test_json_of_the_wrong_shape(capsys, files):
+    (files / "model.json").write_text(json.dumps({"layers": [1, 2, 3]}))
+    code, err = run(capsys, files)
+    assert code == 2 and "model.json is JSON but not a Keras model description" in err
+
+
+def test_unsupported_layer_is_named(capsys, files):
+    config = json.loads((files / "model.json").read_text())
+    config["config"]["layers"][1]["class_name"] = "ConvLSTM2D"
+    (files / "model.json").write_text(json.dumps(config))
+    code, err = run(capsys, files)
+    assert code == 2 and "not supported yet: ConvLSTM2D" in err
+
+
+def test_sample_of_the_wrong_shape(capsys, files):
+    np.save(files / "sample.npy", np.zeros((4, 16, 16, 3), np.float32))
+    code, err = run(capsys, files)
+    assert code == 2 and "sample.npy has shape (4, 16, 16, 3) but the model expects (batch, 3, 16, 16)" in err
+
+
+def test_pickled_sample_is_refused_not_unpickled(capsys, files):
+    np.save(files / "sample.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    code, err = run(capsys, files)
+    assert code == 2 and "cannot be read without unpickling" in err
+
+
+def test_sample_of_text(capsys, files):
+    np.save(files / "sample.npy", np.array(["a", "b"]))
+    code, err = run(capsys, files)
+    assert code == 2 and "not numbers" in err
+
+
+def test_missing_file(capsys, files):
+    (files / "sample.npy").unlink()
+    code, err = run(capsys, files)
+    assert code == 2 and "sample file not found" in err
+
+
+def test_unknown_backend(capsys, files):
+    code, err = run(capsys, files, "--b", "caffe")
+    assert code == 2 and "unknown backend 'caffe'" in err and "theano, tensorflow, jax, torch, tf-keras" in err
+
+
+def test_theano_cannot_take_a_keras3_file(capsys, files):
+    config = json.loads((files / "model.json").read_text())
+    config["keras_version"] = "3.15.1"
+    (files / "model.json").write_text(json.dumps(config))
+    code, err = run(capsys, files, "--a", "theano")
+    assert code == 2 and "the theano backend cannot load a Keras 3 model" in err
+
+
+def test_wrong_number_of_files(capsys, files):
+    assert main([str(files / "model.json")]) == 2
+    assert "expected MODEL [WEIGHTS] SAMPLE, got 1 file(s)" in capsys.readouterr().err
+
+
+def test_unknown_option_is_a_usage_error(capsys):
+    assert main(["--frobnicate", "a", "b"]) == 2
+    assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err

@@ -1,0 +1,66 @@
+import math
+
+import numpy as np
+import pytest
+
+from kdiff import metrics
+from kdiff.metrics import Tolerance, combine, compare_arrays
+
+
+def test_identical_arrays_match_with_zero_error():
+    x = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
+    m = compare_arrays(x, x.copy(), Tolerance())
+    assert (m.max_abs, m.max_rel, m.mean_abs, m.out_of_tolerance) == (0, 0, 0, 0)
+    assert m.cosine == pytest.approx(1.0) and m.matches
+
+
+def test_errors_are_measured_against_numpy_reference():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal(1000)
+    b = a + rng.standard_normal(1000) * 1e-3
+    m = compare_arrays(a, b, Tolerance(atol=1e-5, rtol=1e-4))
+    diff = np.abs(a - b)
+    scale = np.maximum(np.abs(a), np.abs(b))
+    assert m.max_abs == pytest.approx(diff.max())
+    assert m.max_rel == pytest.approx((diff / scale).max())
+    assert m.mean_abs == pytest.approx(diff.mean())
+    assert m.cosine == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    assert m.out_of_tolerance == pytest.approx(np.mean(diff > 1e-5 + 1e-4 * scale))
+    assert not m.matches
+
+
+def test_chunked_computation_equals_whole(monkeypatch):
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal(1001), rng.standard_normal(1001)
+    whole = compare_arrays(a, b, Tolerance())
+    monkeypatch.setattr(metrics, "CHUNK", 7)
+    chunked = compare_arrays(a, b, Tolerance())
+    for field in ("max_abs", "max_rel", "mean_abs", "cosine", "out_of_tolerance"):
+        assert getattr(chunked, field) == pytest.approx(getattr(whole, field), rel=1e-12)
+
+
+def test_nan_on_both_sides_is_equal_but_on_one_side_is_a_divergence():
+    a = np.array([1.0, np.nan, np.inf])
+    assert compare_arrays(a, a.copy(), Tolerance()).matches
+    m = compare_arrays(a, np.array([1.0, 2.0, np.inf]), Tolerance())
+    assert (m.nan_a, m.nan_b, m.inf_a, m.inf_b) == (1, 0, 1, 1)
+    assert not m.matches and math.isinf(m.max_abs)
+    assert not compare_arrays(a, np.array([1.0, np.nan, -np.inf]), Tolerance()).matches
+
+
+def test_zero_arrays_have_cosine_one_and_one_zero_side_cosine_zero():
+    z = np.zeros(4)
+    assert compare_arrays(z, z, Tolerance()).cosine == 1.0
+    assert compare_arrays(z, np.ones(4), Tolerance()).cosine == 0.0
+
+
+def test_shape_mismatch_is_refused():
+    with pytest.raises(ValueError, match="shapes differ"):
+        compare_arrays(np.zeros(3), np.zeros(4), Tolerance())
+
+
+def test_combine_weights_by_size():
+    small = compare_arrays(np.zeros(1), np.ones(1), Tolerance())
+    large = compare_arrays(np.zeros(3), np.zeros(3), Tolerance())
+    both = combine([small, large])
+    assert both.size == 4 and both.mean_abs == pytest.approx(0.25) and both.out_of_tolerance == pytest.approx(0.25)

@@ -1,0 +1,133 @@
+"""The coordinator's side of the protocol and of worker lifecycles, against stand-in workers
+(tests/fake_worker.py, tests/rogue_worker.py). The real workers are exercised in
+test_real_workers.py."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from kdiff.errors import EXIT_WORKER_FAILED, InputError, WorkerFailure
+from kdiff.workers import Timeouts, WorkerPool
+from tests.helpers import wait_until_gone
+
+FAKE = "tests.fake_worker"
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    path = tmp_path / "model.json"
+    path.write_text("{}")
+    return str(path)
+
+
+def start(pool, side="a", **options):
+    worker = pool.spawn(side, "fake", sys.executable, options, worker_module=FAKE)
+    pool.wait_hello(side)
+    return worker
+
+
+def test_hello_carries_protocol_backend_versions_and_pid():
+    with WorkerPool() as pool:
+        worker = start(pool)
+        assert worker.hello["protocol"] == 1 and worker.hello["backend"] == "fake"
+        assert worker.hello["versions"] == {"numpy": np.__version__} and worker.hello["pid"] == worker.process.pid
+    assert worker.process.poll() is not None
+
+
+def test_load_then_forward_streams_one_part_per_layer(model_file):
+    with WorkerPool() as pool:
+        start(pool)
+        result, _ = pool.call("a", "load", {"model": model_file})
+        assert [layer["name"] for layer in result["layers"]] == ["dense_1", "relu_1", "dense_2"]
+        seq = pool.send("a", "forward", arrays={"0": np.ones((2, 4), np.float32)})
+        parts = []
+        while True:
+            _, header, arrays = pool.receive_any({"a": seq}, time.monotonic() + 10)
+            if header["type"] == "reply":
+                break
+            parts.append((header["layer"], arrays["0"].shape))
+        assert parts == [("dense_1", (2, 8)), ("relu_1", (2, 8)), ("dense_2", (2, 3))]
+
+
+def test_input_errors_from_a_worker_are_bad_input_not_worker_failures(model_file):
+    with WorkerPool() as pool:
+        start(pool)
+        pool.call("a", "load", {"model": model_file})
+        with pytest.raises(InputError, match=r"sample has shape \(2, 5\) but input 'x' expects \('batch', 4\)"):
+            pool.call("a", "forward", arrays={"0": np.ones((2, 5), np.float32)})
+        with pytest.raises(InputError, match="model file not found"):
+            pool.call("a", "load", {"model": model_file + ".missing"})
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("not-json", "malformed message.*not JSON"),
+    ("object-dtype", "malformed message.*not allowed"),
+    ("size-mismatch", "malformed message.*needs 4000 bytes.*frame has 12"),
+    ("unknown-type", "unknown message type 'surprise'"),
+])
+def test_garbage_answers_are_worker_failures_naming_side_and_command(kind, message, model_file):
+    with WorkerPool() as pool:
+        worker = pool.spawn("b", "rogue", sys.executable, {"garbage": kind}, entry="tests.rogue_worker")
+        pool.wait_hello("b")
+        with pytest.raises(WorkerFailure, match=message) as failure:
+            pool.call("b", "load", {"model": model_file})
+        assert failure.value.exit_code == EXIT_WORKER_FAILED
+        assert "worker b (rogue) failed during 'load'" in failure.value.message
+    assert wait_until_gone([worker.process.pid], 5) == []
+
+
+def test_a_worker_killed_mid_call_fails_within_seconds(model_file):
+    with WorkerPool() as pool:
+        worker = start(pool, fault="exit:forward")
+        pool.call("a", "load", {"model": model_file})
+        began = time.monotonic()
+        with pytest.raises(WorkerFailure, match="failed during 'forward': the worker process was killed by signal 9"):
+            pool.call("a", "forward", arrays={"0": np.ones((2, 4), np.float32)})
+        assert time.monotonic() - began < 3
+    assert worker.process.poll() is not None
+
+
+def test_a_hung_worker_is_caught_by_its_missing_heartbeats(model_file):
+    with WorkerPool(Timeouts(liveness=2.0)) as pool:
+        worker = start(pool, fault="hang:forward")
+        pool.call("a", "load", {"model": model_file})
+        began = time.monotonic()
+        with pytest.raises(WorkerFailure, match="no heartbeat for [0-9]+ s: the worker is stuck"):
+            pool.call("a", "forward", arrays={"0": np.ones((2, 4), np.float32)})
+        assert time.monotonic() - began < 6
+    assert wait_until_gone([worker.process.pid], 5) == []  # a stopped process is killed too
+
+
+def test_a_call_past_its_deadline_fails(model_file):
+    with WorkerPool() as pool:
+        start(pool, fault="slow:load", seconds="30")
+        with pytest.raises(WorkerFailure, match="no answer before the deadline"):
+            pool.call("a", "load", {"model": model_file}, timeout=1.0)
+
+
+COORDINATOR = textwrap.dedent("""
+    import sys, time
+    from kdiff.workers import WorkerPool
+    pool = WorkerPool()
+    for side in "ab":
+        pool.spawn(side, "fake", sys.executable, {}, worker_module="tests.fake_worker")
+        pool.wait_hello(side)
+    print(" ".join(str(w.process.pid) for w in pool.workers.values()), flush=True)
+    time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_no_worker_outlives_its_coordinator(how):
+    coordinator = subprocess.Popen([sys.executable, "-c", COORDINATOR], stdout=subprocess.PIPE, text=True,
+                                   cwd=os.path.dirname(os.path.dirname(__file__)))
+    pids = [int(pid) for pid in coordinator.stdout.readline().split()]
+    assert len(pids) == 2 and wait_until_gone(pids, 0.5) == pids
+    coordinator.send_signal(how)
+    coordinator.wait(timeout=10)
+    assert wait_until_gone(pids, 5) == []
