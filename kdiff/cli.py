@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -67,7 +68,7 @@ def env_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    out, err = Console(), Console(stderr=True)
+    out, err = _console(sys.stdout), _console(sys.stderr)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         if argv and argv[0] == "env":
@@ -79,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("kdiff: interrupted; workers stopped", style="yellow")
         return EXIT_INTERRUPTED
+
+
+def _console(stream) -> Console:
+    """Rich on a terminal; plain text 120 columns wide (or $COLUMNS) when piped or redirected."""
+    if stream.isatty() or os.environ.get("COLUMNS"):
+        return Console(file=stream)
+    return Console(file=stream, width=120)
 
 
 def _terminate(signum, frame):

@@ -54,58 +54,93 @@ class _Stream:
     done: bool = False
 
 
+class DiffSession:
+    """Both workers started and the model loaded on each; ``compare`` may then run many times."""
+
+    def __init__(self, a: Side, b: Side, options: DiffOptions = DiffOptions(), progress: Progress = Progress()):
+        self.sides = (a, b)
+        self.options = options
+        self.progress = progress
+        self.models = {side.name: inspect_model(side.model, side.weights) for side in self.sides}
+        # Every side's backend and environment is known to be valid before any is built.
+        for side in self.sides:
+            if side.worker_module is None:
+                backend_spec(side.backend)
+        self.envs = {side.name: "" if side.python else env_for(side.backend, self.models[side.name].keras_major)
+                     for side in self.sides}
+        self.pythons: dict[str, str] = {}
+        self.pool: WorkerPool | None = None
+
+    def __enter__(self) -> "DiffSession":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        a, b = self.sides
+        for side in self.sides:
+            if side.python:
+                self.pythons[side.name] = side.python
+            else:
+                self.progress.stage(f"environment {self.envs[side.name]}")
+                self.pythons[side.name] = str(ensure_env(self.envs[side.name], self.progress.log))
+        self.pool = pool = WorkerPool(self.options.timeouts)
+        self.progress.stage(f"starting workers: {a.backend} and {b.backend}")
+        for side in self.sides:
+            pool.spawn(side.name, side.backend, self.pythons[side.name],
+                       {**_worker_options(side.backend), **side.worker_options}, side.worker_module)
+        self.hellos = {side.name: pool.wait_hello(side.name) for side in self.sides}
+        self.progress.stage("loading the model on both sides")
+        loads = {side.name: pool.send(side.name, "load", _load_args(side, self.options)) for side in self.sides}
+        described = _collect_replies(pool, loads, self.options.timeouts.call)
+        self.pairs = align_layers(described["a"]["layers"], described["b"]["layers"])
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+    def load_sample(self, sample_path: str) -> np.ndarray:
+        return load_sample(sample_path, self.models["a"])
+
+    def compare(self, sample: np.ndarray, sample_path: str = "") -> DiffReport:
+        self.progress.stage("running the sample through both models")
+        metrics, shapes = _forward_and_compare(self.pool, self.pairs, sample, self.options, self.progress)
+        infos = tuple(
+            BackendInfo(side=side.name, name=side.backend, versions=self.hellos[side.name].get("versions", {}),
+                        device=self.hellos[side.name].get("device", ""), python=self.pythons[side.name],
+                        env=self.envs[side.name], model=side.model, weights=side.weights or "")
+            for side in self.sides
+        )
+        notes = []
+        if any(pair.aligned_by == "order" for pair in self.pairs):
+            notes.append("some layers have different names on the two sides and were paired by order and shape")
+        return DiffReport(
+            backends=infos, layers=tuple(_classify(self.pairs, metrics, shapes)), tolerance=self.options.tolerance,
+            sample={"path": sample_path, "shape": list(sample.shape), "dtype": sample.dtype.str}, notes=tuple(notes),
+        )
+
+
 def run_diff(a: Side, b: Side, sample_path: str, options: DiffOptions = DiffOptions(),
              progress: Progress = Progress()) -> DiffReport:
-    models = {side.name: inspect_model(side.model, side.weights) for side in (a, b)}
-    sample = load_sample(sample_path, models["a"])
-    # Every side's backend and environment is known to be valid before any is built.
-    for side in (a, b):
-        if side.worker_module is None:
-            backend_spec(side.backend)
-    envs = {side.name: "" if side.python else env_for(side.backend, models[side.name].keras_major) for side in (a, b)}
-    pythons = {}
-    for side in (a, b):
-        if side.python:
-            pythons[side.name] = side.python
-        else:
-            progress.stage(f"environment {envs[side.name]}")
-            pythons[side.name] = str(ensure_env(envs[side.name], progress.log))
+    session = DiffSession(a, b, options, progress)
+    sample = session.load_sample(sample_path)  # a bad sample fails before anything starts
+    with session:
+        return session.compare(sample, sample_path)
 
-    with WorkerPool(options.timeouts) as pool:
-        progress.stage(f"starting workers: {a.backend} and {b.backend}")
-        for side in (a, b):
-            pool.spawn(side.name, side.backend, pythons[side.name],
-                       {**_worker_options(side.backend), **side.worker_options}, side.worker_module)
-        hellos = {side.name: pool.wait_hello(side.name) for side in (a, b)}
 
-        progress.stage("loading the model on both sides")
-        loads = {}
-        for side in (a, b):
-            loads[side.name] = pool.send(side.name, "load", {
-                "model": str(Path(side.model).resolve()),
-                "weights": str(Path(side.weights).resolve()) if side.weights else None,
-                "custom_objects": str(Path(options.custom_objects).resolve()) if options.custom_objects else None,
-                "trust_lambda_bytecode": options.trust_lambda_bytecode,
-            })
-        described = _collect_replies(pool, loads, options.timeouts.call)
-        pairs = align_layers(described["a"]["layers"], described["b"]["layers"])
-
-        progress.stage("running the sample through both models")
-        metrics, shapes = _forward_and_compare(pool, pairs, sample, options, progress)
-
-    infos = tuple(
-        BackendInfo(side=side.name, name=side.backend, versions=hellos[side.name].get("versions", {}),
-                    device=hellos[side.name].get("device", ""), python=pythons[side.name], env=envs[side.name],
-                    model=side.model, weights=side.weights or "")
-        for side in (a, b)
-    )
-    notes = []
-    if any(pair.aligned_by == "order" for pair in pairs):
-        notes.append("some layers have different names on the two sides and were paired by order and shape")
-    return DiffReport(
-        backends=infos, layers=tuple(_classify(pairs, metrics, shapes)), tolerance=options.tolerance,
-        sample={"path": sample_path, "shape": list(sample.shape), "dtype": sample.dtype.str}, notes=tuple(notes),
-    )
+def _load_args(side: Side, options: DiffOptions) -> dict:
+    return {
+        "model": str(Path(side.model).resolve()),
+        "weights": str(Path(side.weights).resolve()) if side.weights else None,
+        "custom_objects": str(Path(options.custom_objects).resolve()) if options.custom_objects else None,
+        "trust_lambda_bytecode": options.trust_lambda_bytecode,
+    }
 
 
 def _worker_options(backend: str) -> dict:

@@ -39,7 +39,8 @@ DIVERGED = report([
 
 def test_report_with_a_divergence():
     assert rendered(render_report, DIVERGED) == textwrap.dedent("""\
-        A: theano (keras 2.3.1, theano 1.1.2; cpu)   B: tensorflow (keras 3.15.1; cpu)
+        A: theano (keras 2.3.1, theano 1.1.2; cpu)
+        B: tensorflow (keras 3.15.1; cpu)
 
          #   layer          class     shape        max abs    max rel     cosine   rel error   status
          ────────────────────────────────────────────────────────────────────────────────────────────────
@@ -81,3 +82,12 @@ def test_worker_failure_rendering_names_side_backend_and_command():
           reference: worker-failed
           hint: the worker's log is /tmp/w.log
           last line of the log""")
+
+
+def test_narrow_terminals_get_the_compact_columns():
+    console = Console(record=True, width=70)
+    render_report(DIVERGED, console)
+    lines = [line.rstrip() for line in console.export_text().splitlines()]
+    assert lines[3].split() == ["layer", "class", "max", "rel", "rel", "error", "status"]
+    assert lines[5].split() == ["conv2d_1", "Conv2D", "5.20e-01", "████████", "▶", "diverged"]
+    assert all(len(line) <= 70 for line in lines)

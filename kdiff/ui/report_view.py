@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -45,11 +45,16 @@ def shape_text(layer: LayerResult) -> str:
     return a
 
 
-def layer_table(report: DiffReport) -> Table:
+FULL_COLUMNS = ("#", "layer", "class", "shape", "max abs", "max rel", "cosine", "rel error", "status")
+COMPACT_COLUMNS = ("layer", "class", "max rel", "rel error", "status")  # below FULL_WIDTH columns
+FULL_WIDTH = 96
+
+
+def layer_table(report: DiffReport, width: int = FULL_WIDTH) -> Table:
+    columns = FULL_COLUMNS if width >= FULL_WIDTH else COMPACT_COLUMNS
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold")
-    for column, justify in (("#", "right"), ("layer", "left"), ("class", "left"), ("shape", "left"),
-                            ("max abs", "right"), ("max rel", "right"), ("cosine", "right"),
-                            ("rel error", "left"), ("status", "left")):
+    for column in columns:
+        justify = "right" if column in ("#", "max abs", "max rel", "cosine") else "left"
         if column == "layer":
             table.add_column(column, justify=justify, min_width=12, overflow="fold")
         else:
@@ -57,18 +62,21 @@ def layer_table(report: DiffReport) -> Table:
     first = report.first_divergence
     for index, layer in enumerate(report.layers):
         m = layer.metrics
-        name = layer.name if not layer.b_name else f"{layer.name} ~ {layer.b_name}"
-        cls = layer.class_name if layer.b_class_name in ("", layer.class_name) else f"{layer.class_name} ~ {layer.b_class_name}"
         style = STATUS_STYLE.get(layer.status, "")
         is_first = first is not None and first[0] == index
-        status = Text(("▶ " if is_first else "") + layer.status, style=style)
-        table.add_row(
-            str(index), name, cls, shape_text(layer),
-            fmt(m.max_abs if m else None), fmt(m.max_rel if m else None),
-            f"{m.cosine:.6f}" if m and math.isfinite(m.cosine) else "-",
-            Text(error_bar(m.max_rel if m else None), style=style), status,
-            style="on grey15" if is_first else None,
-        )
+        cells = {
+            "#": str(index),
+            "layer": layer.name if not layer.b_name else f"{layer.name} ~ {layer.b_name}",
+            "class": layer.class_name if layer.b_class_name in ("", layer.class_name)
+            else f"{layer.class_name} ~ {layer.b_class_name}",
+            "shape": shape_text(layer),
+            "max abs": fmt(m.max_abs if m else None),
+            "max rel": fmt(m.max_rel if m else None),
+            "cosine": f"{m.cosine:.6f}" if m and math.isfinite(m.cosine) else "-",
+            "rel error": Text(error_bar(m.max_rel if m else None), style=style),
+            "status": Text(("▶ " if is_first else "") + layer.status, style=style),
+        }
+        table.add_row(*(cells[column] for column in columns), style="on grey15" if is_first else None)
     return table
 
 
@@ -77,7 +85,7 @@ def backends_line(report: DiffReport) -> Text:
     for info in report.backends:
         versions = ", ".join(f"{k} {v}" for k, v in info.versions.items())
         parts.append(f"{info.side.upper()}: {info.name} ({versions}; {info.device or 'cpu'})")
-    return Text("   ".join(parts), style="bold")
+    return Text("\n".join(parts), style="bold")
 
 
 def summary(report: DiffReport) -> Text:
@@ -116,9 +124,5 @@ def summary(report: DiffReport) -> Text:
 
 def render_report(report: DiffReport, console: Console) -> None:
     console.print(backends_line(report))
-    console.print(layer_table(report))
+    console.print(layer_table(report, console.width))
     console.print(summary(report))
-
-
-def report_group(report: DiffReport) -> Group:
-    return Group(backends_line(report), layer_table(report), summary(report))

@@ -1,0 +1,299 @@
+"""Load a Theano-era Keras model (model.json + weights.h5) the way Keras 1.2.2 / 2.3.1 did,
+and run it layer by layer in inference mode.
+
+Import this module only after `compat.configure_theano()` and `compat.prepare_keras()`.
+Only `keras_major_of` works without Keras.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from backends.errors import LambdaBytecodeError, ModelInputError
+
+# Config keys and layer classes that exist only in Keras 1 model files.
+# (Keras 2's Embedding keeps `output_dim`, so that name is no sign; `input_dtype` is Keras 1's `dtype`.)
+_KERAS1_CONFIG_KEYS = {"nb_filter", "border_mode", "dim_ordering", "init", "W_regularizer", "input_dtype"}
+_KERAS1_CLASSES = {"Merge", "Convolution1D", "Convolution2D", "Convolution3D", "AtrousConvolution2D"}
+# Lambda's `function` and Merge's `mode`: the field a user-supplied function named after the layer replaces.
+_MAIN_FUNCTION_FIELDS = {"function", "mode"}
+
+
+def keras_major_of(model_json_text: str) -> int:
+    """1 or 2: the Keras generation that wrote `model_json_text`, read from the JSON alone."""
+    spec = _parse_json(model_json_text)
+    version = spec.get("keras_version")
+    if isinstance(version, str) and version[:1].isdigit():
+        major = int(version.split(".")[0])
+        if major not in (1, 2):
+            raise ModelInputError(
+                f"model.json was written by Keras {version}; the Theano backend runs only Keras 1 and 2 files",
+                "compare it with a Keras 3 backend instead",
+            )
+        return major
+    if isinstance(spec.get("config"), list) and spec.get("class_name") == "Sequential":
+        return 1
+    return 1 if any(_is_keras1_layer(layer) for layer in _layer_specs(spec)) else 2
+
+
+def load_model(model_json_text: str, weights_path: str | None, custom_objects: dict, trust_lambda_bytecode: bool):
+    """Build the model with this Keras and load `weights_path` into it as Keras itself did.
+
+    Without `weights_path` the layers keep their freshly initialised weights.
+    """
+    import keras
+
+    spec = _parse_json(model_json_text)
+    _resolve_functions(spec, custom_objects, trust_lambda_bytecode)
+    try:
+        model = keras.models.model_from_json(json.dumps(spec), custom_objects=custom_objects)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise _cannot_build(exc) from exc
+    if weights_path is not None:
+        _load_weights(model, weights_path)
+    return model
+
+
+def describe_layers(model) -> list[dict]:
+    """Every layer but the inputs, in topological order, with its inbound layers and output shapes."""
+    described = []
+    for layer in _layers(model):
+        inbound, output_shapes = [], []
+        for node in _model_nodes(model, layer):
+            for source in node.inbound_layers:
+                name = _source_name(source)
+                if name not in inbound:
+                    inbound.append(name)
+            output_shapes += [_plain_shape(shape) for shape in node.output_shapes]
+        described.append({
+            "name": layer.name,
+            "class_name": type(layer).__name__,
+            "inbound": inbound,
+            "output_shapes": output_shapes,
+        })
+    return described
+
+
+def input_specs(model) -> list[dict]:
+    from keras import backend as K
+
+    return [
+        {"name": tensor._keras_history[0].name,
+         "shape": list(_plain_shape(K.int_shape(tensor))),
+         "dtype": K.dtype(tensor)}
+        for tensor in model.inputs
+    ]
+
+
+def forward_all(model, inputs: list) -> list[tuple[str, list]]:
+    """Run `inputs` through the model once (learning phase 0) and return every layer's outputs."""
+    from keras import backend as K
+
+    tensors_by_layer = [
+        (layer.name, [t for node in _model_nodes(model, layer) for t in node.output_tensors])
+        for layer in _layers(model)
+    ]
+    if len(inputs) != len(model.inputs):
+        raise ModelInputError(f"the model has {len(model.inputs)} inputs but the sample gives {len(inputs)} arrays")
+    flat = [t for _, tensors in tensors_by_layer for t in tensors]
+    values = K.function(list(model.inputs), flat)(list(inputs))
+    results, start = [], 0
+    for name, tensors in tensors_by_layer:
+        results.append((name, list(values[start:start + len(tensors)])))
+        start += len(tensors)
+    return results
+
+
+# --- model.json -------------------------------------------------------------------------
+
+
+def _parse_json(text: str) -> dict:
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelInputError(f"model.json is not valid JSON: {exc}",
+                              "give the file written by model.to_json() of Keras 1 or 2") from exc
+    if not isinstance(spec, dict) or "class_name" not in spec or "config" not in spec:
+        raise ModelInputError(
+            "model.json is not a Keras model description (no top-level 'class_name' and 'config')",
+            "write it with model.to_json() of Keras 1 or 2",
+        )
+    return spec
+
+
+def _layer_specs(node):
+    """Every {'class_name', 'config'} mapping inside a model spec, nested ones included."""
+    if isinstance(node, dict):
+        if "class_name" in node and isinstance(node.get("config"), (dict, list)):
+            yield node
+        for value in node.values():
+            yield from _layer_specs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _layer_specs(value)
+
+
+def _is_keras1_layer(spec: dict) -> bool:
+    config = spec["config"]
+    return spec["class_name"] in _KERAS1_CLASSES or (isinstance(config, dict) and bool(_KERAS1_CONFIG_KEYS & config.keys()))
+
+
+def _resolve_functions(spec: dict, custom_objects: dict, trust_lambda_bytecode: bool) -> None:
+    """Replace marshalled-bytecode functions (Lambda, Merge) with user-supplied ones, or refuse them.
+
+    A field `F` with `F_type == "lambda"` holds bytecode. The user's function for a Lambda's
+    `function` (a Merge's `mode`) is custom_objects[<layer name>]; for any other such field,
+    e.g. `output_shape`, custom_objects["<layer name>_<F>"]. Fields stored by name
+    (`F_type == "function"`) are looked up in custom_objects by Keras itself.
+    """
+    for layer in _layer_specs(spec):
+        config = layer["config"]
+        if not isinstance(config, dict):
+            continue
+        layer_name = config.get("name", layer["class_name"])
+        for field in [key for key in config if config.get(f"{key}_type") == "lambda"]:
+            key = layer_name if field in _MAIN_FUNCTION_FIELDS else f"{layer_name}_{field}"
+            if key in custom_objects:
+                config[field], config[f"{field}_type"] = key, "function"
+            elif not trust_lambda_bytecode:
+                error = LambdaBytecodeError(layer_name, "" if field in _MAIN_FUNCTION_FIELDS else field)
+                error.hint = (f"supply it with --custom-objects FILE.py as a function named '{key}', or pass "
+                              "--trust-lambda-bytecode if you trust this file and it was written by Python 3.11")
+                raise error
+
+
+def _cannot_build(exc: Exception) -> ModelInputError:
+    import keras
+
+    return ModelInputError(
+        f"Keras {keras.__version__} could not build the model from model.json: {type(exc).__name__}: {exc}",
+        "if the model uses custom layers or functions, supply them with --custom-objects FILE.py",
+    )
+
+
+# --- weights.h5 -------------------------------------------------------------------------
+
+
+def _load_weights(model, weights_path: str) -> None:
+    """Keras's own topological loading (with its conversions), reading the file through h5py 3."""
+    import h5py
+    import keras
+
+    from backends.theano.compat import h5py2_view
+
+    if not os.path.isfile(weights_path):
+        raise ModelInputError(f"weights file not found: {weights_path}", "check the path given for weights.h5")
+    try:
+        with h5py.File(weights_path, "r") as h5:
+            root = h5py2_view(h5)
+            if "layer_names" not in root.attrs and "model_weights" in root:
+                root = root["model_weights"]  # a whole-model file from model.save()
+            if "layer_names" not in root.attrs:
+                raise ModelInputError(f"{weights_path} is not a Keras weights file (no 'layer_names' attribute)",
+                                      "write it with model.save_weights() or model.save() of Keras 1 or 2")
+            try:
+                if keras.__version__.startswith("1."):
+                    model.load_weights_from_hdf5_group(root)
+                else:
+                    from keras.engine.saving import load_weights_from_hdf5_group
+
+                    load_weights_from_hdf5_group(root, model.layers)
+            except ValueError as exc:
+                raise ModelInputError(f"{weights_path} does not fit the model: {exc}{_first_difference(model, root)}",
+                                      "use the weights.h5 saved together with this model.json") from exc
+            _check_weight_shapes(model, root, weights_path)
+    except (OSError, KeyError) as exc:
+        raise ModelInputError(f"cannot read weights from {weights_path}: {exc}",
+                              "the HDF5 file is truncated, corrupt or not a Keras weights file") from exc
+
+
+def _check_weight_shapes(model, root, weights_path: str) -> None:
+    """Theano accepts a value of any shape for a variable: check what Keras just assigned."""
+    for layer, file_layer, _ in _paired_layers(model, root):
+        for variable in layer.weights:
+            expected, loaded = tuple(variable._keras_shape), variable.get_value(borrow=True).shape
+            if expected != loaded:
+                raise ModelInputError(
+                    f"{weights_path} does not fit layer '{layer.name}' ({type(layer).__name__}): weight "
+                    f"'{variable.name}' has shape {expected} in the model but {loaded} in the file's layer "
+                    f"'{file_layer}' (Keras matches weighted layers by position)",
+                    "use the weights.h5 saved together with this model.json",
+                )
+
+
+def _first_difference(model, root) -> str:
+    """Where the file's stored shapes first differ from the model's, to explain Keras's error."""
+    for layer, file_layer, file_shapes in _paired_layers(model, root):
+        model_shapes = [tuple(variable._keras_shape) for variable in layer.weights]
+        if model_shapes != file_shapes:
+            return (f"; first difference: layer '{layer.name}' ({type(layer).__name__}) has weights of shapes "
+                    f"{model_shapes}, the file's layer '{file_layer}' (matched by position) holds {file_shapes}")
+    return ""
+
+
+def _paired_layers(model, root) -> list[tuple]:
+    """(model layer, file layer name, stored weight shapes), paired by position as Keras loads them."""
+    weighted_layers = [layer for layer in _weight_order_layers(model) if layer.weights]
+    file_layers = [name for name in _text_list(root, "layer_names") if _text_list(root[name], "weight_names")]
+    return [
+        (layer, name, [tuple(root[name][weight].shape) for weight in _text_list(root[name], "weight_names")])
+        for layer, name in zip(weighted_layers, file_layers)
+    ]
+
+
+def _text_list(group, attribute: str) -> list[str]:
+    """A list-of-names attribute; Keras 2 splits long ones into `name0`, `name1`, ..."""
+    if attribute in group.attrs:
+        chunks = [group.attrs[attribute]]
+    else:
+        chunks, index = [], 0
+        while f"{attribute}{index}" in group.attrs:
+            chunks.append(group.attrs[f"{attribute}{index}"])
+            index += 1
+    return [name.decode("utf8") for chunk in chunks for name in chunk]
+
+
+# --- the model's graph, for Keras 1 and 2 -----------------------------------------------
+
+
+def _graph(model):
+    """The functional graph Keras built: a Keras 1 Sequential keeps it in `.model`."""
+    import keras
+
+    if keras.__version__.startswith("1.") and isinstance(model, keras.models.Sequential):
+        if model.model is None:
+            model.build()
+        return model.model
+    return model
+
+
+def _layers(model) -> list:
+    return [layer for layer in _graph(model).layers if type(layer).__name__ != "InputLayer"]
+
+
+def _weight_order_layers(model) -> list:
+    """The layers in the order Keras's load_weights pairs them with the file's layers."""
+    import keras
+
+    if keras.__version__.startswith("1."):
+        return model.flattened_layers if hasattr(model, "flattened_layers") else model.layers
+    return model.layers
+
+
+def _model_nodes(model, layer) -> list:
+    """The nodes (calls) of `layer` that belong to this model, in call order."""
+    graph = _graph(model)
+    if hasattr(layer, "_inbound_nodes"):  # Keras 2
+        node_keys, nodes = graph._network_nodes, layer._inbound_nodes
+    else:
+        node_keys, nodes = graph.container_nodes, layer.inbound_nodes
+    return [node for index, node in enumerate(nodes) if f"{layer.name}_ib-{index}" in node_keys]
+
+
+def _plain_shape(shape) -> tuple:
+    """Keras computes some dimensions with numpy: make them plain ints (JSON-ready)."""
+    return tuple(None if dim is None else int(dim) for dim in shape)
+
+
+def _source_name(layer) -> str:
+    return f"input:{layer.name}" if type(layer).__name__ == "InputLayer" else layer.name

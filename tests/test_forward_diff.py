@@ -1,0 +1,109 @@
+"""kdiff end to end with real workers, real Keras and real Theano, on files written by the
+real Keras 1.2.2 and 2.3.1 (tests/fixtures/generate_theano_fixtures.py)."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import fixture_dir, fixture_meta, max_relative_error
+
+pytestmark = pytest.mark.slow
+
+CONV_FIXTURES = ["k2_imdb_cnn", "k2_vgg_channels_first", "k1_th_cnn", "k2_bn_dropout_functional"]
+ALL_THEANO_FIXTURES = CONV_FIXTURES + ["k2_lstm", "k1_lstm_merge"]
+
+
+def kdiff(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "kdiff", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def files(name):
+    folder = fixture_dir(name)
+    return folder / "model.json", folder / "weights.h5", folder / "sample.npy"
+
+
+@pytest.fixture(scope="module")
+def theano_vs_tensorflow(env_python, tmp_path_factory):
+    """One kdiff run per fixture (theano vs tensorflow, with --json and --dump), shared by the tests."""
+    env_python("theano"), env_python("theano-keras1"), env_python("tensorflow")
+    runs = {}
+    for name in ALL_THEANO_FIXTURES:
+        out = tmp_path_factory.mktemp(name)
+        result = kdiff(*files(name), "--a", "theano", "--b", "tensorflow", "--json", out / "r.json",
+                       "--dump", out / "d")
+        runs[name] = (result, out)
+    return runs
+
+
+@pytest.mark.parametrize("name", ALL_THEANO_FIXTURES)
+def test_theano_side_reproduces_what_theano_computed(theano_vs_tensorflow, name):
+    result, out = theano_vs_tensorflow[name]
+    assert result.returncode in (0, 1), result.stderr
+    stored = np.load(fixture_dir(name) / "activations.npz")
+    dumped = np.load(out / "d" / "a.npz")
+    assert sorted(dumped.files) == sorted(stored.files)
+    for layer in stored.files:
+        assert max_relative_error(dumped[layer], stored[layer]) < 1e-5, layer
+
+
+@pytest.mark.parametrize("name", CONV_FIXTURES)
+def test_first_divergence_is_the_first_conv_layer(theano_vs_tensorflow, name):
+    result, out = theano_vs_tensorflow[name]
+    assert result.returncode == 1, result.stderr
+    report = json.loads((out / "r.json").read_text())
+    first = fixture_meta(name)["first_conv_layer"]
+    assert report["first_divergence"]["layer"] == first
+    statuses = {layer["name"]: layer["status"] for layer in report["layers"]}
+    index = report["first_divergence"]["index"]
+    assert all(layer["status"] == "match" for layer in report["layers"][:index])
+    assert statuses[first] == "diverged"
+    assert f"First divergence: {first}" in result.stdout
+
+
+def test_report_keys_are_the_stable_schema(theano_vs_tensorflow):
+    result, out = theano_vs_tensorflow["k2_vgg_channels_first"]
+    report = json.loads((out / "r.json").read_text())
+    assert {"kdiff_version", "backends", "layers", "first_divergence", "findings"} <= set(report)
+    assert report["backends"]["a"]["name"] == "theano" and report["backends"]["b"]["name"] == "tensorflow"
+    assert report["backends"]["a"]["versions"]["keras"] == "2.3.1"
+    assert {"name", "versions", "device"} <= set(report["backends"]["b"])
+    for layer in report["layers"]:
+        assert {"name", "class", "a_shape", "b_shape", "max_abs", "max_rel", "mean_abs", "cosine", "status"} <= set(layer)
+    assert report["findings"] == []
+    b_dump = np.load(out / "d" / "b.npz")
+    assert sorted(b_dump.files) == sorted(layer["name"] for layer in report["layers"])
+
+
+def test_keras1_file_runs_on_keras1(theano_vs_tensorflow):
+    _, out = theano_vs_tensorflow["k1_th_cnn"]
+    report = json.loads((out / "r.json").read_text())
+    assert report["backends"]["a"]["versions"]["keras"] == "1.2.2"
+
+
+def test_weights_of_another_model_are_bad_input(env_python):
+    env_python("theano"), env_python("tensorflow")
+    model, _, sample = files("k2_imdb_cnn")
+    _, other_weights, _ = files("k2_vgg_channels_first")
+    result = kdiff(model, other_weights, sample)
+    assert result.returncode == 2, result.stderr
+    assert "weights" in result.stderr and "error:" in result.stderr
+
+
+def test_lambda_bytecode_is_not_run_unless_trusted(env_python, tmp_path):
+    env_python("theano"), env_python("tensorflow")
+    model, weights, sample = files("k2_lambda")
+    refused = kdiff(model, weights, sample)
+    assert refused.returncode == 2 and "marshalled bytecode" in refused.stderr, refused.stderr
+    trusted = kdiff(model, weights, sample, "--trust-lambda-bytecode", "--json", tmp_path / "t.json")
+    assert trusted.returncode in (0, 1), trusted.stderr
+    supplied = tmp_path / "functions.py"
+    layer = next(layer["name"] for layer in fixture_meta("k2_lambda")["layers"] if layer["class_name"] == "Lambda")
+    supplied.write_text(f"def {layer}(x):\n    return x * 2.0 + 1.0\n")  # what the file's lambda computes
+    custom = kdiff(model, weights, sample, "--custom-objects", supplied, "--json", tmp_path / "c.json")
+    assert custom.returncode in (0, 1), custom.stderr
+    as_trusted = json.loads((tmp_path / "t.json").read_text())["layers"]
+    as_supplied = json.loads((tmp_path / "c.json").read_text())["layers"]
+    assert [layer["max_abs"] for layer in as_trusted] == [layer["max_abs"] for layer in as_supplied]
