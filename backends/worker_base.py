@@ -108,7 +108,7 @@ def conform_input(array: np.ndarray, spec: dict) -> np.ndarray:
                 f"input '{spec.get('name')}' takes integer ids ({dtype}) but the sample holds fractional values",
                 "save the sample as an integer array of token ids",
             )
-    return np.ascontiguousarray(array, dtype=dtype)
+    return np.asarray(array, dtype=dtype, order="C")
 
 
 def load_custom_objects(path: str) -> dict:
