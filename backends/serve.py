@@ -114,8 +114,32 @@ class Server:
                           {str(i): out for i, out in enumerate(outputs)})
                 count += 1
             self.send({"type": "reply", "seq": seq, "result": {"layers": count}})
+        elif cmd == "backward":
+            inputs = [np.array(arrays[key]) for key in sorted((k for k in arrays if k.startswith("x")), key=_index)]
+            projections = [np.array(arrays[key]) for key in sorted((k for k in arrays if k.startswith("p")), key=_index)]
+            count = 0
+            for name, output_grads, weight_grads in self.worker.backward(inputs, projections):
+                parts = {f"o{i}": g for i, g in enumerate(output_grads)}
+                parts.update({f"w{i}": g for i, (_, g) in enumerate(weight_grads)})
+                self.send({"type": "part", "seq": seq, "layer": name, "weights": [w for w, _ in weight_grads]}, parts)
+                count += 1
+            self.send({"type": "reply", "seq": seq, "result": {"layers": count}})
+        elif cmd == "weights":
+            named = self.worker.layer_weights(args["layer"])
+            self.send({"type": "reply", "seq": seq, "result": {"names": [n for n, _ in named]}},
+                      {str(i): value for i, (_, value) in enumerate(named)})
+        elif cmd == "set_weights":
+            self.worker.set_layer_weights(args["layer"], [np.array(arrays[k]) for k in sorted(arrays, key=int)])
+            self.send({"type": "reply", "seq": seq, "result": {}})
+        elif cmd == "run_layer":
+            outputs = self.worker.run_layer(args["layer"], [np.array(arrays[k]) for k in sorted(arrays, key=int)])
+            self.send({"type": "reply", "seq": seq, "result": {}}, {str(i): out for i, out in enumerate(outputs)})
         else:
             raise ValueError(f"unknown command {cmd!r}")
+
+
+def _index(key: str) -> int:
+    return int(key[1:])
 
 
 def main(argv: list[str] | None = None) -> int:

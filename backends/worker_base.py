@@ -23,6 +23,7 @@ class Worker:
         self._started = False
         self._model = None
         self._input_specs: list[dict] = []
+        self._layer_names: set[str] = set()
 
     # ---- public API, called by backends.serve -------------------------------------------
     def start(self) -> dict:
@@ -40,7 +41,9 @@ class Worker:
         functions = load_custom_objects(custom_objects) if custom_objects else {}
         self._model = self._load_impl(model, weights, functions, bool(trust_lambda_bytecode))
         self._input_specs = self._input_specs_impl()
-        return {"layers": self._describe_layers_impl(), "inputs": self._input_specs}
+        layers = self._describe_layers_impl()
+        self._layer_names = {layer["name"] for layer in layers}
+        return {"layers": layers, "inputs": self._input_specs}
 
     def forward(self, inputs: list[np.ndarray]) -> Iterator[tuple[str, list[np.ndarray]]]:
         """Every layer's outputs in inference mode, one layer at a time in topological order."""
@@ -48,6 +51,34 @@ class Worker:
         prepared = self._check_inputs(inputs)
         for name, outputs in self._forward_impl(prepared):
             yield name, [np.asarray(out) for out in outputs]
+
+    def layer_weights(self, layer: str) -> list[tuple[str, np.ndarray]]:
+        """The layer's weights as the framework holds them: (weight name, array) in layer order."""
+        self._require_layer(layer)
+        return [(name, np.asarray(value)) for name, value in self._layer_weights_impl(layer)]
+
+    def set_layer_weights(self, layer: str, arrays: list[np.ndarray]) -> None:
+        current = self.layer_weights(layer)
+        if len(arrays) != len(current) or any(a.shape != c.shape for a, (_, c) in zip(arrays, current)):
+            raise ModelInputError(
+                f"layer '{layer}' holds weights of shapes {[c.shape for _, c in current]}, "
+                f"not {[a.shape for a in arrays]}", "pass one array per weight, in the layer's order")
+        self._set_layer_weights_impl(layer, [np.asarray(a, dtype=c.dtype) for a, (_, c) in zip(arrays, current)])
+
+    def run_layer(self, layer: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """One layer alone, in inference mode, on the given inputs (one array per inbound tensor)."""
+        self._require_layer(layer)
+        return [np.asarray(out) for out in self._run_layer_impl(layer, [np.asarray(x) for x in inputs])]
+
+    def backward(self, inputs: list[np.ndarray], projections: list[np.ndarray]):
+        """Gradients of ``loss = sum_k sum(output_k * projections[k])`` over the model outputs,
+        in inference mode: per layer, with respect to its outputs and to each of its weights.
+
+        Yields ``(layer, [d loss / d output], [(weight name, d loss / d weight)])`` in topological order."""
+        self._require_loaded()
+        prepared = self._check_inputs(inputs)
+        for name, output_grads, weight_grads in self._backward_impl(prepared, [np.asarray(p) for p in projections]):
+            yield name, [np.asarray(g) for g in output_grads], [(w, np.asarray(g)) for w, g in weight_grads]
 
     # ---- hooks --------------------------------------------------------------------------
     def _import_framework_impl(self) -> None:
@@ -71,7 +102,24 @@ class Worker:
     def _forward_impl(self, inputs: list[np.ndarray]) -> list[tuple[str, list]]:
         raise NotImplementedError
 
+    def _layer_weights_impl(self, layer: str) -> list[tuple[str, object]]:
+        raise NotImplementedError
+
+    def _set_layer_weights_impl(self, layer: str, arrays: list[np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def _run_layer_impl(self, layer: str, inputs: list[np.ndarray]) -> list:
+        raise NotImplementedError
+
+    def _backward_impl(self, inputs: list[np.ndarray], projections: list[np.ndarray]):
+        raise NotImplementedError
+
     # ---- checks -------------------------------------------------------------------------
+    def _require_layer(self, layer: str) -> None:
+        self._require_loaded()
+        if layer not in self._layer_names:
+            raise ModelInputError(f"the model has no layer '{layer}'", "use a layer name from the report")
+
     def _require_started(self) -> None:
         if not self._started:
             raise RuntimeError(f"{self.backend} worker used before start()")

@@ -1,0 +1,72 @@
+"""Environment building, from scratch, with a tiny lock (the real locks are built by the
+other tests' first use, exactly as a user's first run builds them)."""
+import subprocess
+import sys
+
+import pytest
+
+from kdiff import environments
+from kdiff.cli import main
+from kdiff.environments import EnvSpec, ensure_env, env_state
+from kdiff.errors import KdiffError
+from kdiff.workers import SOURCE_ROOT
+
+
+@pytest.fixture
+def tiny_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDIFF_HOME", str(tmp_path / "home"))
+    lock = tmp_path / "requirements.txt"
+    lock.write_text("six==1.17.0\n")
+    monkeypatch.setitem(environments.ENVS, "tiny", EnvSpec("tiny", lock, "a test environment"))
+    return lock
+
+
+def test_an_environment_is_built_on_first_use_and_can_import_kdiff(tiny_env):
+    assert env_state("tiny") == "missing"
+    log = []
+    python = ensure_env("tiny", log.append)
+    assert env_state("tiny") == "ready" and any("creating environment 'tiny'" in line for line in log)
+    probe = subprocess.run([str(python), "-c", "import sys, six, kdiff; print(sys.version_info[:2], six.__version__, kdiff.__file__)"],
+                           capture_output=True, text=True)
+    assert probe.stdout.split() == ["(3,", "11)", "1.17.0", str(SOURCE_ROOT / "kdiff" / "__init__.py")], probe.stderr
+    assert ensure_env("tiny", log.append) == python and len([l for l in log if "creating" in l]) == 1
+
+
+def test_a_changed_lock_makes_the_environment_stale_and_it_is_rebuilt(tiny_env):
+    python = ensure_env("tiny")
+    tiny_env.write_text("six==1.16.0\n")
+    assert env_state("tiny") == "stale"
+    ensure_env("tiny")
+    version = subprocess.run([str(python), "-c", "import six; print(six.__version__)"], capture_output=True, text=True)
+    assert version.stdout.strip() == "1.16.0" and env_state("tiny") == "ready"
+
+
+def test_a_failed_build_says_what_to_do(tiny_env):
+    tiny_env.write_text("this-package-does-not-exist-kdiff==0.0.1\n")
+    with pytest.raises(KdiffError) as failure:
+        ensure_env("tiny")
+    assert failure.value.reference == "env-create-failed"
+    assert "kdiff env create tiny" in failure.value.hint and "this-package-does-not-exist-kdiff" in failure.value.detail
+    assert env_state("tiny") == "missing"
+
+
+def test_env_commands(tiny_env, capsys):
+    assert main(["env", "path", "tiny"]) == 2
+    assert "environment 'tiny' does not exist yet" in capsys.readouterr().err
+    assert main(["env", "create", "tiny"]) == 0
+    capsys.readouterr()
+    assert main(["env", "path", "tiny"]) == 0
+    assert capsys.readouterr().out.strip().endswith("envs/tiny/bin/python")
+    assert main(["env", "list"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("theano", "theano-keras1", "tensorflow", "jax", "torch", "tf-keras", "tiny"):
+        assert name in listing
+    assert main(["env", "create", "nonsense"]) == 2
+    assert "unknown environment 'nonsense'" in capsys.readouterr().err
+
+
+def test_every_backend_names_an_environment_with_a_lock():
+    for backend in environments.BACKENDS.values():
+        for env in backend.env_by_keras_major.values():
+            assert environments.ENVS[env].lock.is_file(), env
+    assert sys.version_info >= (3, 10)
