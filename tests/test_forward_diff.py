@@ -107,3 +107,26 @@ def test_lambda_bytecode_is_not_run_unless_trusted(env_python, tmp_path):
     as_trusted = json.loads((tmp_path / "t.json").read_text())["layers"]
     as_supplied = json.loads((tmp_path / "c.json").read_text())["layers"]
     assert [layer["max_abs"] for layer in as_trusted] == [layer["max_abs"] for layer in as_supplied]
+
+
+@pytest.mark.parametrize("b", ["jax", "torch"])
+def test_a_keras3_pair_agrees_on_a_keras3_model(env_python, tmp_path, b):
+    env_python("tensorflow"), env_python(b)
+    folder = fixture_dir("k3_cnn")
+    result = kdiff(folder / "model.keras", folder / "sample.npy", "--b", b, "--json", tmp_path / "r.json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["backends"]["a"]["name"] == "tensorflow" and report["backends"]["b"]["name"] == b
+    assert [layer["name"] for layer in report["layers"]] == fixture_meta("k3_cnn")["layers"]
+    assert all(layer["status"] == "match" for layer in report["layers"])
+    assert report["first_divergence"] is None
+    assert "All 8 layers match" in result.stdout
+
+
+def test_a_side_can_run_in_a_given_interpreter(env_python, tmp_path):
+    folder = fixture_dir("k3_cnn")
+    result = kdiff(folder / "model.keras", folder / "sample.npy", "--b", "jax", "--b-python", env_python("jax"),
+                   "--json", tmp_path / "r.json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["backends"]["b"]["python"] == env_python("jax") and report["backends"]["b"]["env"] is None
