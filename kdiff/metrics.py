@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CHUNK = 1 << 20  # elements per chunk
+CHUNK = 1 << 18  # elements per chunk: a few MB, so each pass over a chunk stays in cache
 
 
 @dataclass(frozen=True)
@@ -38,48 +38,78 @@ class LayerMetrics:
 
 def compare_arrays(a: np.ndarray, b: np.ndarray, tolerance: Tolerance) -> LayerMetrics:
     """Metrics of ``a`` against ``b`` (same shape). NaN where both are NaN counts as equal;
-    so does an infinity of the same sign on both sides."""
+    so does an infinity of the same sign on both sides.
+
+    Element arithmetic runs in the arrays' own float dtype (the difference of two float32
+    values is exact or within one rounding of it); every sum accumulates in float64. The
+    cosine comes from the squared norms of a, b and a - b, which stays accurate near 1."""
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    dtype = np.result_type(a.dtype, b.dtype)
+    if dtype.kind != "f" or dtype.itemsize < 4:
+        dtype = np.dtype(np.float64)
     flat_a, flat_b = a.reshape(-1), b.reshape(-1)
-    size = flat_a.size
-    max_abs = max_rel = sum_abs = dot = norm_a = norm_b = 0.0
-    outside = nan_a = nan_b = inf_a = inf_b = 0
-    for start in range(0, size, CHUNK):
-        x = flat_a[start:start + CHUNK].astype(np.float64)
-        y = flat_b[start:start + CHUNK].astype(np.float64)
-        x_nan, y_nan = np.isnan(x), np.isnan(y)
-        x_inf, y_inf = np.isinf(x), np.isinf(y)
-        nan_a += int(x_nan.sum()); nan_b += int(y_nan.sum())
-        inf_a += int(x_inf.sum()); inf_b += int(y_inf.sum())
+    totals = _Totals()
+    for start in range(0, flat_a.size, CHUNK):
+        x = flat_a[start:start + CHUNK].astype(dtype, copy=False)
+        y = flat_b[start:start + CHUNK].astype(dtype, copy=False)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: handled as a special value below
+            diff = x - y
+        if np.isfinite(diff).all():
+            totals.add_finite(x, y, diff, tolerance)
+        else:
+            totals.add_with_specials(x, y, tolerance)
+    return totals.metrics(flat_a.size)
+
+
+class _Totals:
+    """Running maxima and float64 sums over the chunks of one comparison."""
+
+    def __init__(self):
+        self.max_abs = self.max_rel = 0.0
+        self.sum_abs = self.norm_a = self.norm_b = self.norm_diff = 0.0
+        self.outside = self.nan_a = self.nan_b = self.inf_a = self.inf_b = 0
+
+    def add_finite(self, x: np.ndarray, y: np.ndarray, diff: np.ndarray, tolerance: Tolerance) -> None:
+        if not diff.size:
+            return
+        abs_diff = np.abs(diff)
+        scale = np.maximum(np.abs(x), np.abs(y))
+        self.max_abs = max(self.max_abs, float(abs_diff.max()))
+        # where scale is 0 the difference is 0 too, so the tiny floor only avoids 0/0
+        self.max_rel = max(self.max_rel, float((abs_diff / np.maximum(scale, np.finfo(scale.dtype).tiny)).max()))
+        self.outside += int(np.count_nonzero(abs_diff > tolerance.atol + tolerance.rtol * scale))
+        self.sum_abs += float(abs_diff.sum(dtype=np.float64))
+        self.norm_a += float(np.square(x).sum(dtype=np.float64))
+        self.norm_b += float(np.square(y).sum(dtype=np.float64))
+        self.norm_diff += float(np.square(diff).sum(dtype=np.float64))
+
+    def add_with_specials(self, x: np.ndarray, y: np.ndarray, tolerance: Tolerance) -> None:
+        x_nan, y_nan, x_inf, y_inf = np.isnan(x), np.isnan(y), np.isinf(x), np.isinf(y)
+        self.nan_a += int(x_nan.sum()); self.nan_b += int(y_nan.sum())
+        self.inf_a += int(x_inf.sum()); self.inf_b += int(y_inf.sum())
         same_special = (x_nan & y_nan) | (x_inf & y_inf & (np.sign(x) == np.sign(y)))
         finite = np.isfinite(x) & np.isfinite(y)
-        broken = ~finite & ~same_special  # NaN or Inf on one side only, or opposite infinities
-        outside += int(broken.sum())
-        if broken.any():
-            max_abs = max_rel = math.inf
+        broken = int(np.count_nonzero(~finite & ~same_special))  # NaN or Inf on one side only, or opposite infinities
+        if broken:
+            self.outside += broken
+            self.max_abs = self.max_rel = math.inf
         x, y = x[finite], y[finite]
-        diff = np.abs(x - y)
-        scale = np.maximum(np.abs(x), np.abs(y))
-        if diff.size:
-            max_abs = max(max_abs, float(diff.max()))
-            nonzero = scale > 0
-            if nonzero.any():
-                max_rel = max(max_rel, float((diff[nonzero] / scale[nonzero]).max()))
-            outside += int((diff > tolerance.atol + tolerance.rtol * scale).sum())
-        sum_abs += float(diff.sum())
-        dot += float(x @ y); norm_a += float(x @ x); norm_b += float(y @ y)
-    if norm_a == 0.0 and norm_b == 0.0:
-        cosine = 1.0
-    elif norm_a == 0.0 or norm_b == 0.0:
-        cosine = 0.0
-    else:
-        cosine = dot / math.sqrt(norm_a * norm_b)
-    return LayerMetrics(
-        max_abs=max_abs, max_rel=max_rel, mean_abs=sum_abs / size if size else 0.0, cosine=cosine,
-        out_of_tolerance=outside / size if size else 0.0,
-        nan_a=nan_a, nan_b=nan_b, inf_a=inf_a, inf_b=inf_b, size=size,
-    )
+        self.add_finite(x, y, x - y, tolerance)
+
+    def metrics(self, size: int) -> LayerMetrics:
+        if self.norm_a == 0.0 and self.norm_b == 0.0:
+            cosine = 1.0
+        elif self.norm_a == 0.0 or self.norm_b == 0.0:
+            cosine = 0.0
+        else:
+            dot = (self.norm_a + self.norm_b - self.norm_diff) / 2
+            cosine = max(-1.0, min(1.0, dot / math.sqrt(self.norm_a * self.norm_b)))
+        return LayerMetrics(
+            max_abs=self.max_abs, max_rel=self.max_rel, mean_abs=self.sum_abs / size if size else 0.0,
+            cosine=cosine, out_of_tolerance=self.outside / size if size else 0.0,
+            nan_a=self.nan_a, nan_b=self.nan_b, inf_a=self.inf_a, inf_b=self.inf_b, size=size,
+        )
 
 
 def combine(parts: list[LayerMetrics]) -> LayerMetrics:

@@ -64,3 +64,19 @@ def test_combine_weights_by_size():
     large = compare_arrays(np.zeros(3), np.zeros(3), Tolerance())
     both = combine([small, large])
     assert both.size == 4 and both.mean_abs == pytest.approx(0.25) and both.out_of_tolerance == pytest.approx(0.25)
+
+
+def test_float32_inputs_give_float64_accurate_metrics():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(300_000).astype(np.float32)
+    b = (a * (1 + rng.standard_normal(a.size) * 1e-6)).astype(np.float32)
+    m = compare_arrays(a, b, Tolerance())
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    assert m.max_abs == pytest.approx(np.abs(x - y).max(), rel=1e-6)
+    assert m.mean_abs == pytest.approx(np.abs(x - y).mean(), rel=1e-6)
+    assert 1 - m.cosine == pytest.approx(1 - x @ y / np.linalg.norm(x) / np.linalg.norm(y), rel=1e-3)
+
+
+def test_integer_and_mixed_dtypes_are_compared_in_float64():
+    m = compare_arrays(np.array([1, 2, 3], np.int64), np.array([1.0, 2.0, 3.5], np.float32), Tolerance())
+    assert m.max_abs == pytest.approx(0.5) and m.out_of_tolerance == pytest.approx(1 / 3)
