@@ -1,0 +1,33 @@
+"""The plain framework, no kdiff: time predict and an all-layer capture of one model.
+
+Run inside a kdiff Keras 3 environment with KERAS_BACKEND set:
+``python plain_capture.py MODEL.keras SAMPLE.npy REPEATS``; prints JSON."""
+import json
+import statistics
+import sys
+import time
+
+import keras
+import numpy as np
+
+model_path, sample_path, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
+model = keras.saving.load_model(model_path)
+x = np.load(sample_path)
+capture = keras.Model(model.inputs, [layer.output for layer in model.layers[1:]])
+
+
+def timed(fn):
+    fn()  # warm-up: tracing and compilation are not what is measured
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+predict = timed(lambda: np.asarray(model(x, training=False)))
+all_layers = timed(lambda: [np.asarray(out) for out in capture(x, training=False)])
+nbytes = sum(np.asarray(out).nbytes for out in capture(x, training=False))
+print(json.dumps({"predict_s": predict, "all_layers_s": all_layers, "layers": len(capture.outputs),
+                  "output_bytes": nbytes}))
