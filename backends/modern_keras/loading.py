@@ -1,0 +1,265 @@
+"""The modern-Keras worker's entry points: load a model, describe it, run it.
+
+`keras` is the module the worker imported: Keras 3 (`import keras`, with KERAS_BACKEND set
+to tensorflow, jax or torch before the import) or `tf_keras`.
+
+Model files understood:
+- Keras 1/2 JSON (`model.to_json()`), with weights from a Keras 1/2 `.h5` file;
+- a Keras 1/2 full-model `.h5` (`model.save()`): config and weights in one file;
+- Keras 3 JSON, with Keras 3 `.weights.h5` weights;
+- a Keras 3 `.keras` file (safe mode unless the user trusts the file).
+"""
+from __future__ import annotations
+
+import json
+import os
+import weakref
+
+import h5py
+import numpy as np
+
+from backends.errors import ModelInputError
+from backends.modern_keras import legacy_config, legacy_weights
+from backends.modern_keras.build import build_model
+
+# Kept beside each loaded model, not on it (Keras tracks attributes set on a model, and
+# saving it would then change): the legacy file's root attributes, the capture model.
+_STORED_ATTRS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CAPTURE_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def load_model(keras, model_path: str, weights_path: str | None, custom_objects: dict,
+               trust_lambda_bytecode: bool):
+    if not os.path.isfile(model_path):
+        raise ModelInputError(f"model file not found: {model_path}")
+    if weights_path is not None and not os.path.isfile(weights_path):
+        raise ModelInputError(f"weights file not found: {weights_path}")
+    if model_path.endswith(".keras"):
+        model, attrs = _load_keras3_file(keras, model_path, custom_objects, trust_lambda_bytecode), None
+    elif h5py.is_hdf5(model_path):
+        model, attrs = _load_full_legacy_h5(keras, model_path, custom_objects,
+                                            trust_lambda_bytecode, weights_path)
+    else:
+        model, attrs = _load_json(keras, model_path, weights_path, custom_objects,
+                                  trust_lambda_bytecode)
+    if attrs is None and weights_path is not None:   # weights not loaded yet: Keras 3 weights
+        attrs = _load_weights_file(keras, model, weights_path)
+    _STORED_ATTRS[model] = attrs or {}
+    return model
+
+
+def stored_attrs(model) -> dict:
+    """The legacy weights file's 'backend' and 'keras_version' (empty for Keras 3 files)."""
+    return _STORED_ATTRS.get(model, {})
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except UnicodeDecodeError:
+        raise ModelInputError(f"{path} is neither JSON, HDF5 nor a .keras file",
+                              "pass model.json, model.h5 or model.keras") from None
+
+
+def _is_keras3_config(config: dict) -> bool:
+    version = str(config.get("keras_version", ""))
+    return version.startswith("3") or "module" in config or "registered_name" in config
+
+
+def _load_json(keras, path, weights_path, custom_objects, trust):
+    text = _read_text(path)
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise ModelInputError(f"{path} is not valid JSON: {error}",
+                              "pass the JSON written by model.to_json()") from None
+    if isinstance(config, dict) and _is_keras3_config(config):
+        return _load_keras3_json(keras, text, custom_objects, trust), None
+    description = legacy_config.parse_model_config(config)
+    if weights_path is None:
+        raise ModelInputError(f"{path} holds a Keras {description.keras_major} architecture "
+                              "without weights", "pass its weights file (.h5) as well")
+    model = build_model(keras, description, custom_objects, trust)
+    if not h5py.is_hdf5(weights_path):
+        raise ModelInputError(f"weights file {weights_path} is not HDF5 (or is truncated)",
+                              "pass the .h5 file written by model.save_weights()")
+    if not _is_legacy_weights_file(weights_path):   # e.g. tf_keras JSON + .weights.h5
+        return model, _load_weights_file(keras, model, weights_path)
+    stored = legacy_weights.read_legacy_weights(weights_path)
+    legacy_weights.load_legacy_weights(model, description, stored)
+    return model, stored.attrs
+
+
+def _is_legacy_weights_file(path: str) -> bool:
+    try:
+        with h5py.File(path, "r") as file:
+            return "layer_names" in file.attrs or "model_weights" in file
+    except OSError as error:
+        raise ModelInputError(f"cannot read weights file {path}: {error}",
+                              "the file is not HDF5 or is truncated") from None
+
+
+def _load_keras3_file(keras, path, custom_objects, trust):
+    try:
+        return keras.models.load_model(path, custom_objects=custom_objects, compile=False,
+                                       safe_mode=not trust)
+    except ValueError as error:
+        if "safe_mode" in str(error):
+            raise ModelInputError(f"{path} holds a Lambda layer's code: {error}",
+                                  "supply the function with --custom-objects FILE.py, or pass "
+                                  "--trust-lambda-bytecode if you trust this file") from None
+        raise
+
+
+def _load_keras3_json(keras, text, custom_objects, trust):
+    if trust and hasattr(keras, "config") and hasattr(keras.config, "enable_unsafe_deserialization"):
+        keras.config.enable_unsafe_deserialization()
+    return keras.models.model_from_json(text, custom_objects=custom_objects)
+
+
+def _load_full_legacy_h5(keras, path, custom_objects, trust, weights_path):
+    """A Keras 1/2 `model.save()` file -> (model, stored attrs). A separate Keras 1/2
+    weights file, when given, replaces the weights stored in the model file."""
+    with h5py.File(path, "r") as file:
+        if "model_config" not in file.attrs:
+            raise ModelInputError(f"{path} holds weights only, no model architecture",
+                                  "pass the model JSON (or a full-model file) as the model, "
+                                  "and this file as the weights")
+        config = json.loads(legacy_weights.text(file.attrs["model_config"]))
+        description = legacy_config.parse_model_config(config)
+        model = build_model(keras, description, custom_objects, trust)
+        if weights_path is None:
+            stored = legacy_weights.read_weights_group(
+                file["model_weights"], {**file.attrs, **file["model_weights"].attrs})
+    if weights_path is not None:
+        stored = legacy_weights.read_legacy_weights(weights_path)
+    legacy_weights.load_legacy_weights(model, description, stored)
+    return model, stored.attrs
+
+
+def _load_weights_file(keras, model, weights_path: str) -> dict:
+    """Weights for a Keras 3 model: Keras 3 `.weights.h5`."""
+    if not h5py.is_hdf5(weights_path):
+        raise ModelInputError(f"weights file {weights_path} is not HDF5 (or is truncated)")
+    if _is_legacy_weights_file(weights_path):
+        raise ModelInputError(
+            f"{weights_path} holds Keras 1/2 weights, but the model is a Keras 3 model",
+            "pass the Keras 1/2 model JSON with these weights")
+    try:
+        model.load_weights(weights_path)
+    except ValueError as error:
+        raise ModelInputError(f"weights in {weights_path} do not fit the model: {error}") from None
+    return {}
+
+
+# ---- describing and running a model ---------------------------------------------------
+
+def _history(tensor):
+    """(layer, node index, tensor index) that produced a symbolic tensor."""
+    layer, node_index, tensor_index = tensor._keras_history
+    return layer, node_index, tensor_index
+
+
+def _flat(structure) -> list:
+    if isinstance(structure, (list, tuple)):
+        return [item for element in structure for item in _flat(element)]
+    if isinstance(structure, dict):
+        return [item for element in structure.values() for item in _flat(element)]
+    return [structure]
+
+
+def _node_inputs(node) -> list:
+    if hasattr(node, "keras_inputs"):         # tf_keras
+        return list(node.keras_inputs)
+    return list(node.input_tensors)           # Keras 3
+
+
+def _is_input_layer(layer) -> bool:
+    return type(layer).__name__ == "InputLayer"
+
+
+def _graph_nodes(model) -> list[tuple]:
+    """(layer, node index, node) of every call inside `model`, in topological order."""
+    found: dict[tuple[int, int], tuple] = {}
+    stack = [_history(t) for t in model.outputs]
+    while stack:
+        layer, node_index, _ = stack.pop()
+        key = (id(layer), node_index)
+        if key in found or _is_input_layer(layer):
+            continue
+        node = layer._inbound_nodes[node_index]
+        found[key] = (layer, node_index, node)
+        stack.extend(_history(t) for t in _node_inputs(node))
+    order = {id(layer): position for position, layer in enumerate(model.layers)}
+    return sorted(found.values(), key=lambda item: (order.get(id(item[0]), 1 << 30), item[1]))
+
+
+def _node_outputs(node) -> list:
+    return _flat(node.output_tensors)
+
+
+def _shape(tensor) -> tuple:
+    return tuple(None if d is None else int(d) for d in tensor.shape)
+
+
+def _layer_calls(model) -> list[tuple]:
+    """[(layer, [its output tensors over all its calls], [inbound names])] in order."""
+    calls: dict[int, tuple] = {}
+    for layer, _, node in _graph_nodes(model):
+        _, outputs, inbound = calls.setdefault(id(layer), (layer, [], []))
+        outputs.extend(_node_outputs(node))
+        for tensor in _node_inputs(node):
+            source = _history(tensor)[0]
+            name = f"input:{source.name}" if _is_input_layer(source) else source.name
+            if name not in inbound:
+                inbound.append(name)
+    return list(calls.values())
+
+
+def describe_layers(model) -> list[dict]:
+    return [{"name": layer.name, "class_name": type(layer).__name__, "inbound": inbound,
+             "output_shapes": [_shape(t) for t in outputs]}
+            for layer, outputs, inbound in _layer_calls(model)]
+
+
+def input_specs(model) -> list[dict]:
+    specs = []
+    for tensor in model.inputs:
+        dtype = tensor.dtype
+        specs.append({"name": _history(tensor)[0].name, "shape": list(_shape(tensor)),
+                      "dtype": getattr(dtype, "name", str(dtype))})
+    return specs
+
+
+def _capture_model(model):
+    """A model with the same inputs that returns every layer's outputs (built once)."""
+    if model in _CAPTURE_MODELS:
+        return _CAPTURE_MODELS[model]
+    calls = _layer_calls(model)
+    outputs = [tensor for _, tensors, _ in calls for tensor in tensors]
+    keras = _keras_module(model)
+    capture = keras.Model(inputs=model.inputs, outputs=outputs)
+    _CAPTURE_MODELS[model] = (capture, [(layer.name, len(tensors)) for layer, tensors, _ in calls])
+    return _CAPTURE_MODELS[model]
+
+
+def _keras_module(model):
+    import importlib
+
+    return importlib.import_module(type(model).__module__.split(".")[0])
+
+
+def forward_all(model, inputs: list) -> list[tuple[str, list]]:
+    """Every layer's outputs (numpy) in inference mode, in describe_layers order."""
+    capture, counts = _capture_model(model)
+    arrays = [np.asarray(x) for x in inputs]
+    results = capture.predict_on_batch(arrays[0] if len(arrays) == 1 else arrays)
+    if not isinstance(results, (list, tuple)):
+        results = [results]
+    results = [np.asarray(r) for r in results]
+    out, position = [], 0
+    for name, count in counts:
+        out.append((name, results[position:position + count]))
+        position += count
+    return out
