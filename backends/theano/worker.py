@@ -26,9 +26,12 @@ class Worker(WorkerBase):
 
     def _load_impl(self, model, weights, custom_objects, trust_lambda_bytecode):
         from backends.theano import keras_loading
+        from backends.theano.layer_ops import LayerOps
 
         self.loading = keras_loading
-        return keras_loading.load_model(Path(model).read_text(), weights, custom_objects, trust_lambda_bytecode)
+        loaded = keras_loading.load_model(Path(model).read_text(), weights, custom_objects, trust_lambda_bytecode)
+        self.layer_ops = LayerOps(loaded)
+        return loaded
 
     def _describe_layers_impl(self) -> list[dict]:
         return self.loading.describe_layers(self._model)
@@ -38,3 +41,15 @@ class Worker(WorkerBase):
 
     def _forward_impl(self, inputs):
         return self.loading.forward_all(self._model, inputs)
+
+    def _layer_weights_impl(self, layer):
+        return self.layer_ops.weights(layer)
+
+    def _set_layer_weights_impl(self, layer, arrays):
+        self.layer_ops.set_weights(layer, arrays)
+
+    def _run_layer_impl(self, layer, inputs):
+        return self.layer_ops.run(layer, inputs)
+
+    def _backward_impl(self, inputs, projections):
+        return self.layer_ops.backward(inputs, projections)

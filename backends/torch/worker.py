@@ -4,6 +4,7 @@ from backends.modern_keras.worker import ModernKerasWorker
 class Worker(ModernKerasWorker):
     backend = "torch"
     keras_backend = "torch"
+    gradients_module = "backends.torch.gradients"
 
     def _versions_impl(self) -> dict:
         import torch

@@ -1,0 +1,113 @@
+"""One layer's weights, one layer run alone, and every layer's gradients, for a model loaded
+by backends.modern_keras.loading.
+
+`keras` is the module the worker imported (Keras 3 on any backend, or tf_keras);
+`gradients` is the backend's own gradients module (backends/<backend>/gradients.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from backends.errors import ModelInputError
+from backends.modern_keras.loading import (_flat, _graph_nodes, _layer_calls, _node_inputs, _node_outputs,
+                                           forward_all)
+
+
+class LayerOps:
+    def __init__(self, keras, model, gradients):
+        self.keras = keras
+        self.model = model
+        self.gradients = gradients
+        self._first_nodes = {}    # layer name -> the layer's first call in the model
+        self._probed = None       # (probe model, {id(layer output tensor): probe index}), built once
+
+    def weights(self, layer: str) -> list[tuple[str, np.ndarray]]:
+        return [(_weight_name(variable), np.asarray(variable.numpy()))
+                for variable in self.model.get_layer(layer).weights]
+
+    def set_weights(self, layer: str, arrays: list[np.ndarray]) -> None:
+        self.model.get_layer(layer).set_weights(arrays)
+
+    def run(self, layer: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The layer's outputs for `inputs`, one array per input tensor of its first call,
+        called with that call's other arguments, in inference mode."""
+        node = self._first_node(layer)
+        tensors = _node_inputs(node)
+        if len(inputs) != len(tensors):
+            raise ModelInputError(f"layer '{layer}' takes {len(tensors)} input(s), {len(inputs)} given",
+                                  "pass one array per input tensor of the layer")
+        args, kwargs = _call_arguments(node, {id(t): x for t, x in zip(tensors, inputs)})
+        outputs = self.model.get_layer(layer)(*args, **{"training": False, **kwargs})
+        return [self._numpy(output) for output in _flat(outputs)]
+
+    def backward(self, inputs: list[np.ndarray], projections: list[np.ndarray]):
+        """Per layer in describe_layers order: (name, [d loss / d output], [(weight name, d loss / d weight)])
+        for loss = sum_k sum(model_output_k * projections[k]), in inference mode."""
+        probe_model, probe_index = self._probe_model()
+        probes = [None] * len(probe_index)  # zeros shaped like the layer outputs (whose shapes may be open)
+        for (_, tensors, _), (_, outputs) in zip(_layer_calls(self.model), forward_all(self.model, inputs)):
+            for tensor, output in zip(tensors, outputs):
+                probes[probe_index[id(tensor)]] = np.zeros_like(output)
+        probe_grads, weight_grads = self.gradients.input_and_weight_gradients(
+            probe_model, list(inputs) + probes, list(range(len(inputs), len(inputs) + len(probes))), projections)
+        grad_by_variable = {id(variable): grad for variable, grad in zip(probe_model.weights, weight_grads)}
+        for layer, outputs, _ in _layer_calls(self.model):
+            yield (layer.name,
+                   [probe_grads[probe_index[id(tensor)]] for tensor in outputs],
+                   [(_weight_name(variable), grad_by_variable[id(variable)]) for variable in layer.weights])
+
+    def _first_node(self, layer: str):
+        if layer not in self._first_nodes:
+            self._first_nodes[layer] = next(node for candidate, _, node in _graph_nodes(self.model)
+                                            if candidate.name == layer)
+        return self._first_nodes[layer]
+
+    def _probe_model(self):
+        """The model rebuilt from its own layers with a zero-valued extra input added to every
+        layer output: the gradient with respect to that input is the gradient with respect
+        to the layer output (a Keras model cannot differentiate by its intermediate tensors)."""
+        if self._probed is None:
+            keras = self.keras
+            rebuilt = {id(t): keras.Input(batch_shape=t.shape, dtype=t.dtype, name=f"kdiff_input_{i}")
+                       for i, t in enumerate(self.model.inputs)}
+            probes, probe_index = [], {}
+            for layer, _, node in _graph_nodes(self.model):
+                args, kwargs = _call_arguments(node, rebuilt)
+                for original, output in zip(_node_outputs(node), _flat(layer(*args, **kwargs))):
+                    probe = keras.Input(batch_shape=output.shape, dtype=output.dtype,
+                                        name=f"kdiff_probe_{len(probes)}")
+                    probe_index[id(original)] = len(probes)
+                    rebuilt[id(original)] = keras.layers.Add(name=f"kdiff_probed_{len(probes)}")([output, probe])
+                    probes.append(probe)
+            inputs = [rebuilt[id(t)] for t in self.model.inputs] + probes
+            self._probed = (keras.Model(inputs, [rebuilt[id(t)] for t in self.model.outputs]), probe_index)
+        return self._probed
+
+    def _numpy(self, tensor) -> np.ndarray:
+        if hasattr(self.keras, "ops"):  # Keras 3: also detaches torch tensors, copies from GPUs
+            return self.keras.ops.convert_to_numpy(tensor)
+        return np.asarray(tensor)
+
+
+def _call_arguments(node, values: dict) -> tuple[list, dict]:
+    """The node's call arguments (args, kwargs) with each input tensor replaced by values[id(tensor)]."""
+    if hasattr(node, "arguments"):                         # Keras 3
+        args, kwargs = node.arguments.args, node.arguments.kwargs
+    else:                                                  # tf_keras
+        args, kwargs = node.call_args, node.call_kwargs
+    inputs = {id(t) for t in _node_inputs(node)}
+
+    def replace(item):
+        if isinstance(item, (list, tuple)):
+            return type(item)(replace(element) for element in item)
+        if isinstance(item, dict):
+            return {key: replace(element) for key, element in item.items()}
+        return values[id(item)] if id(item) in inputs else item
+
+    return list(replace(list(args))), replace(dict(kwargs))
+
+
+def _weight_name(variable) -> str:
+    """'layer/weight': a Keras 3 variable's path, a tf_keras variable's name without ':0'."""
+    path = getattr(variable, "path", None)
+    return path if isinstance(path, str) else variable.name.removesuffix(":0")

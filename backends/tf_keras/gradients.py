@@ -1,0 +1,30 @@
+"""Gradients of the projected model output with a TensorFlow tape, as for Keras 3 on TensorFlow,
+with one difference: tf_keras's fused batch normalization (its default for 4-D and 5-D inputs)
+defines no gradient for the moving mean and variance, so BatchNormalization layers run unfused
+(the same arithmetic, in separate ops) while the gradients are taken."""
+from __future__ import annotations
+
+import contextlib
+
+from backends.tensorflow import gradients as tensorflow_gradients
+
+
+def input_and_weight_gradients(model, inputs, differentiated, projections):
+    """(d loss / d inputs[i] for i in `differentiated`, d loss / d w for w in model.weights)."""
+    with _unfused_batch_normalization(model):
+        return tensorflow_gradients.input_and_weight_gradients(model, inputs, differentiated, projections)
+
+
+@contextlib.contextmanager
+def _unfused_batch_normalization(model):
+    import tf_keras
+
+    fused = [layer for layer in model.submodules
+             if isinstance(layer, tf_keras.layers.BatchNormalization) and layer.fused]
+    for layer in fused:
+        layer.fused = False
+    try:
+        yield
+    finally:
+        for layer in fused:
+            layer.fused = True

@@ -1,0 +1,77 @@
+"""One layer's weights, one layer run alone, and every layer's gradients, for a model loaded
+by backends.theano.keras_loading (Keras 1 or 2 on Theano, learning phase fixed at 0).
+
+Theano compiles each graph before running it: the function running a layer, and the one
+computing the gradients, are compiled on first use and kept.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from backends.errors import ModelInputError
+from backends.theano.keras_loading import _graph, _layers, _model_nodes
+
+
+class LayerOps:
+    def __init__(self, model):
+        self.model = model
+        self._layers = {layer.name: layer for layer in _layers(model)}
+        self._run_functions = {}       # layer name -> compiled function of the layer alone
+        self._backward_function = None
+
+    def weights(self, layer: str) -> list[tuple[str, np.ndarray]]:
+        return [(variable.name, variable.get_value()) for variable in self._layers[layer].weights]
+
+    def set_weights(self, layer: str, arrays: list[np.ndarray]) -> None:
+        self._layers[layer].set_weights(arrays)  # the shared variables: compiled functions see the change
+
+    def run(self, layer: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The layer's outputs for `inputs`, one array per input tensor of its first call."""
+        if layer not in self._run_functions:
+            self._run_functions[layer] = self._compile_run(self._layers[layer])
+        function, input_count = self._run_functions[layer]
+        if len(inputs) != input_count:
+            raise ModelInputError(f"layer '{layer}' takes {input_count} input(s), {len(inputs)} given",
+                                  "pass one array per input tensor of the layer")
+        return function(list(inputs))
+
+    def backward(self, inputs: list[np.ndarray], projections: list[np.ndarray]):
+        """Per layer in describe_layers order: (name, [d loss / d output], [(weight name, d loss / d weight)])
+        for loss = sum_k sum(model_output_k * projections[k])."""
+        if self._backward_function is None:
+            self._backward_function = self._compile_backward()
+        grads = iter(self._backward_function(list(inputs) + list(projections)))
+        for layer, outputs in _layer_outputs(self.model):
+            yield (layer.name, [next(grads) for _ in outputs],
+                   [(variable.name, next(grads)) for variable in layer.weights])
+
+    def _compile_run(self, layer):
+        """The layer's first call, cut out of the model's own graph: its input tensors replaced
+        by fresh variables (Keras 1 refuses to call a Merge layer again)."""
+        import theano
+        from keras import backend as K
+
+        node = _model_nodes(self.model, layer)[0]
+        placeholders = [tensor.type() for tensor in node.input_tensors]
+        outputs = theano.clone(list(node.output_tensors), replace=dict(zip(node.input_tensors, placeholders)))
+        return K.function(placeholders, outputs), len(placeholders)
+
+    def _compile_backward(self):
+        """One function: (model inputs, projections) -> gradients with respect to every layer's
+        outputs and weights, in backward()'s order."""
+        import theano
+        from keras import backend as K
+
+        graph = _graph(self.model)
+        projections = [K.placeholder(ndim=K.ndim(output), dtype=K.dtype(output)) for output in graph.outputs]
+        loss = sum(K.sum(output * projection) for output, projection in zip(graph.outputs, projections))
+        wanted = [t for layer, outputs in _layer_outputs(self.model) for t in [*outputs, *layer.weights]]
+        # a layer whose output does not reach the model's outputs gets zeros
+        grads = theano.grad(loss, wanted, disconnected_inputs="ignore")
+        return K.function(list(graph.inputs) + projections, grads)
+
+
+def _layer_outputs(model) -> list[tuple]:
+    """(layer, its output tensors over its calls in the model), in describe_layers order."""
+    return [(layer, [t for node in _model_nodes(model, layer) for t in node.output_tensors])
+            for layer in _layers(model)]
