@@ -84,6 +84,7 @@ def build_model(keras, description: ModelDescription, custom_objects: dict,
 
 def _call_layers_in_graph_order(description, layers, produced) -> None:
     """Call every layer on its inputs once they exist (a layer's calls in file order)."""
+    specs = {spec.name: spec for spec in description.layers}
     pending = [(spec.name, index, refs) for spec in description.layers
                if spec.class_name != "InputLayer"
                for index, refs in enumerate(spec.inbound_nodes)]
@@ -96,7 +97,8 @@ def _call_layers_in_graph_order(description, layers, produced) -> None:
                 waiting.append((name, index, refs))
                 continue
             tensors = [_tensor(produced, ref) for ref in refs]
-            result = layers[name](tensors[0] if len(tensors) == 1 else tensors)
+            call_kwargs = {"training": training} if (training := specs[name].call_training.get(index)) is not None else {}
+            result = layers[name](tensors[0] if len(tensors) == 1 else tensors, **call_kwargs)
             produced[(name, index)] = list(result) if isinstance(result, (list, tuple)) else [result]
         if len(waiting) == len(pending):
             name, _, refs = waiting[0]

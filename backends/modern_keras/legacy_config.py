@@ -92,6 +92,7 @@ class LayerSpec:
     class_name: str                      # Keras 2 class name
     config: dict                         # Keras 2 argument names; no 'name'
     inbound_nodes: list[list[TensorRef]] = field(default_factory=list)  # one list per call
+    call_training: dict[int, bool] = field(default_factory=dict)  # call index -> an explicit training=
     inner: LayerSpec | None = None       # the wrapped layer of Bidirectional/TimeDistributed
     sublayers: list[LayerSpec] = field(default_factory=list)  # a nested Sequential's layers
 
@@ -270,6 +271,8 @@ def _parse_functional(config: dict, major: int, version: str) -> ModelDescriptio
             spec = normalize_layer(entry, major, version)
             spec.name = entry["name"]
             spec.inbound_nodes = [_parse_node(node, spec.name) for node in entry["inbound_nodes"]]
+            spec.call_training = {index: training for index, node in enumerate(entry["inbound_nodes"])
+                                  if (training := _explicit_training(node)) is not None}
         layers.append(spec)
     return ModelDescription(config.get("name", "model"), layers,
                             _parse_refs(config["input_layers"]),
@@ -280,6 +283,15 @@ def _parse_refs(refs: list) -> list[TensorRef]:
     if refs and isinstance(refs[0], str):       # a single [name, node, tensor]
         refs = [refs]
     return [TensorRef(ref[0], ref[1], ref[2]) for ref in refs]
+
+
+def _explicit_training(node: list) -> bool | None:
+    """The call's explicit training= argument (e.g. Monte-Carlo dropout), which the file keeps."""
+    for inbound in node:
+        call_kwargs = inbound[3] if len(inbound) > 3 and isinstance(inbound[3], dict) else {}
+        if call_kwargs.get("training") is not None:
+            return bool(call_kwargs["training"])
+    return None
 
 
 def _parse_node(node: list, layer_name: str) -> list[TensorRef]:
