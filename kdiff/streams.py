@@ -1,0 +1,49 @@
+"""Both workers stream one message per layer; pair the two streams as they arrive.
+
+Each side's part is kept only until its partner from the other side is in, then handed on
+and dropped: the coordinator never holds a whole model's activations."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from kdiff.alignment import LayerPair
+from kdiff.workers import WorkerPool
+
+
+def partners(pairs: list[LayerPair]) -> dict[tuple[str, str], tuple[str, str]]:
+    """(side, layer name) -> (other side, its layer name), for layers present on both sides."""
+    table = {}
+    for pair in pairs:
+        if pair.a is not None and pair.b is not None:
+            table[("a", pair.a["name"])] = ("b", pair.b["name"])
+            table[("b", pair.b["name"])] = ("a", pair.a["name"])
+    return table
+
+
+def stream_pairs(pool: WorkerPool, pairs: list[LayerPair], command: str, arrays: dict, timeout: float,
+                 on_part: Callable[[str, dict, dict], object], on_pair: Callable[[str, object, object], None]) -> None:
+    """Send ``command`` to both sides; ``on_part(side, header, arrays)`` turns each arriving part
+    into what is kept, and ``on_pair(a_layer, a_kept, b_kept)`` receives each completed pair."""
+    partner = partners(pairs)
+    waiting: dict[str, dict[str, object]] = {"a": {}, "b": {}}
+    deadline = time.monotonic() + timeout
+    pending = {side: pool.send(side, command, arrays=arrays) for side in "ab"}
+    while pending:
+        side, header, part_arrays = pool.receive_any(pending, deadline)
+        if header["type"] == "reply":
+            del pending[side]
+            continue
+        layer = header.get("layer")
+        kept = on_part(side, header, part_arrays)
+        other = partner.get((side, layer))
+        if other is None:
+            continue
+        other_kept = waiting[other[0]].pop(other[1], None)
+        if other_kept is None:
+            waiting[side][layer] = kept
+            continue
+        if side == "a":
+            on_pair(layer, kept, other_kept)
+        else:
+            on_pair(other[1], other_kept, kept)
