@@ -124,6 +124,15 @@ class Server:
                 self.send({"type": "part", "seq": seq, "layer": name, "weights": [w for w, _ in weight_grads]}, parts)
                 count += 1
             self.send({"type": "reply", "seq": seq, "result": {"layers": count}})
+        elif cmd == "save":
+            self.send({"type": "reply", "seq": seq, "result": {"files": self.worker.save(args["directory"])}})
+        elif cmd == "self_check":
+            differing = self.worker.self_check([np.array(arrays[key]) for key in sorted(arrays, key=int)])
+            self.send({"type": "reply", "seq": seq, "result": {"differing": differing}})
+        elif cmd == "outputs":
+            found = self.worker.last_outputs(list(args["layers"]))
+            self.send({"type": "reply", "seq": seq, "result": {"counts": {k: len(v) for k, v in found.items()}}},
+                      {f"{layer}:{i}": out for layer, outputs in found.items() for i, out in enumerate(outputs)})
         elif cmd == "weights":
             named = self.worker.layer_weights(args["layer"])
             self.send({"type": "reply", "seq": seq, "result": {"names": [n for n, _ in named]}},

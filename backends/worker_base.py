@@ -24,6 +24,7 @@ class Worker:
         self._model = None
         self._input_specs: list[dict] = []
         self._layer_names: set[str] = set()
+        self._last_outputs: dict[str, list[np.ndarray]] = {}
 
     # ---- public API, called by backends.serve -------------------------------------------
     def start(self) -> dict:
@@ -49,8 +50,36 @@ class Worker:
         """Every layer's outputs in inference mode, one layer at a time in topological order."""
         self._require_loaded()
         prepared = self._check_inputs(inputs)
+        self._last_outputs = {"input:" + spec["name"]: [x] for spec, x in zip(self._input_specs, prepared)}
         for name, outputs in self._forward_impl(prepared):
-            yield name, [np.asarray(out) for out in outputs]
+            outputs = [np.asarray(out) for out in outputs]
+            self._last_outputs[name] = outputs  # kept for 'outputs': the diagnosis asks for a few layers again
+            yield name, outputs
+
+    def self_check(self, inputs: list[np.ndarray]) -> dict[str, float]:
+        """Run the same input twice; the layers whose outputs differ, with the largest difference.
+
+        A side that disagrees with itself runs something stochastic (e.g. dropout left on) or
+        non-deterministic; its differences are noise, not a port's fault."""
+        first = {name: outputs for name, outputs in self.forward(inputs)}
+        differing = {}
+        for name, outputs in self.forward(inputs):
+            pairs = list(zip(first[name], outputs))
+            if all(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc") for a, b in pairs):
+                continue
+            # NaN or Inf on one run only counts as the largest finite difference (JSON has no inf)
+            differing[name] = max(float(np.max(np.nan_to_num(np.abs(a.astype(np.float64) - b), nan=1e300,
+                                                             posinf=1e300), initial=0.0)) for a, b in pairs)
+        return differing
+
+    def last_outputs(self, layers: list[str]) -> dict[str, list[np.ndarray]]:
+        """Outputs of the given layers (or 'input:NAME' model inputs) from the last forward pass."""
+        if not self._last_outputs:
+            raise RuntimeError(f"{self.backend} worker: 'outputs' needs a 'forward' first")
+        missing = [layer for layer in layers if layer not in self._last_outputs]
+        if missing:
+            raise ModelInputError(f"no output recorded for {', '.join(missing)}", "use names from the report")
+        return {layer: self._last_outputs[layer] for layer in layers}
 
     def layer_weights(self, layer: str) -> list[tuple[str, np.ndarray]]:
         """The layer's weights as the framework holds them: (weight name, array) in layer order."""
@@ -79,6 +108,12 @@ class Worker:
         prepared = self._check_inputs(inputs)
         for name, output_grads, weight_grads in self._backward_impl(prepared, [np.asarray(p) for p in projections]):
             yield name, [np.asarray(g) for g in output_grads], [(w, np.asarray(g)) for w, g in weight_grads]
+
+    def save(self, directory: str) -> list[str]:
+        """Write the model as it is now (repairs included) in the framework's own format; the files written."""
+        self._require_loaded()
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        return [str(path) for path in self._save_impl(directory)]
 
     # ---- hooks --------------------------------------------------------------------------
     def _import_framework_impl(self) -> None:
@@ -113,6 +148,10 @@ class Worker:
 
     def _backward_impl(self, inputs: list[np.ndarray], projections: list[np.ndarray]):
         raise NotImplementedError
+
+    def _save_impl(self, directory: str) -> list:
+        raise ModelInputError(f"kdiff cannot write models for the {self.backend} backend",
+                              "write repaired models for tensorflow, jax, torch or tf-keras")
 
     # ---- checks -------------------------------------------------------------------------
     def _require_layer(self, layer: str) -> None:

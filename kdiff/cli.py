@@ -16,13 +16,13 @@ from kdiff.diff import DiffOptions, Side, run_diff
 from kdiff.environments import BACKENDS, ENVS, describe_envs, ensure_env, env_python, env_spec, env_state
 from kdiff.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, KdiffError, UsageError
 from kdiff.metrics import Tolerance
+from kdiff.report import DiffReport
 from kdiff.model_files import inspect_model
 from kdiff.ui.errors import render_error
 from kdiff.ui.progress_view import ConsoleProgress
 from kdiff.ui.report_view import render_report
 from kdiff.workers import Timeouts
 
-SUBCOMMANDS = ("env",)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,15 +30,24 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError("usage", message, f"see '{self.prog} --help'")
 
 
-def diff_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="kdiff", description=(
-        "Compare a model layer by layer on two backends and find where they start to disagree. "
-        "Other commands: 'kdiff env list|create|path'."))
+def diff_parser(prog: str = "kdiff") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description=(
+        "Compare a model layer by layer on two backends, find where they start to disagree, name the "
+        "cause and prove it. Other commands: 'kdiff fix', 'kdiff env list|create|path'."))
     parser.add_argument("files", nargs="+", metavar="FILE",
-                        help="MODEL [WEIGHTS] SAMPLE: model.json (Keras 1/2/3) or model.keras, its weights, a .npy sample")
-    parser.add_argument("--a", dest="a", metavar="BACKEND",
-                        help=f"side A ({', '.join(BACKENDS)}); default theano, or tensorflow for Keras 3 files")
-    parser.add_argument("--b", dest="b", metavar="BACKEND", help="side B; default tensorflow, or jax for Keras 3 files")
+                        help="MODEL [WEIGHTS] SAMPLE: model.json (Keras 1/2/3) or model.keras, its weights, a .npy "
+                             "sample; only SAMPLE when both sides name their own files")
+    parser.add_argument("--a", dest="a", metavar="BACKEND[:MODEL[,WEIGHTS]]",
+                        help=f"side A ({', '.join(BACKENDS)}), optionally with its own files; default theano, "
+                             "or tensorflow for Keras 3 files")
+    parser.add_argument("--b", dest="b", metavar="BACKEND[:MODEL[,WEIGHTS]]",
+                        help="side B, optionally with its own files (e.g. a port: --b tensorflow:port.keras); "
+                             "default tensorflow, or jax for Keras 3 files")
+    parser.add_argument("--no-diagnose", action="store_true",
+                        help="only compare: do not look for the causes of a divergence")
+    parser.add_argument("--write-fixed", metavar="DIR",
+                        help="write side B's model with every proven fix applied (Keras 3: model.keras; tf-keras: "
+                             "model.json + weights.h5), then check it afresh against side A")
     parser.add_argument("--a-python", metavar="PATH", help="run side A in this Python instead of kdiff's environment")
     parser.add_argument("--b-python", metavar="PATH", help="run side B in this Python instead of kdiff's environment")
     parser.add_argument("--atol", type=float, default=Tolerance.atol, help="absolute tolerance (default %(default)g)")
@@ -52,6 +61,14 @@ def diff_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=Timeouts.call, metavar="SECONDS",
                         help="deadline of one worker call (default %(default)g)")
     parser.add_argument("--version", action="version", version=f"kdiff {__version__}")
+    return parser
+
+
+def fix_parser() -> argparse.ArgumentParser:
+    parser = diff_parser("kdiff fix")
+    parser.description = ("Write side B's model with every proven fix applied, and prove that, loaded afresh, it "
+                          "reproduces side A on every layer. Exit 0 only then.")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="where to write the repaired model")
     return parser
 
 
@@ -73,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] == "env":
             return run_env(env_parser().parse_args(argv[1:]), out, err)
-        return run_diff_command(diff_parser().parse_args(argv), out, err)
+        if argv and argv[0] == "fix":
+            args = fix_parser().parse_args(argv[1:])
+            args.write_fixed = args.output
+            report = run_diff_command(args, out, err)
+            return 0 if report.written is not None and report.written.verified else 1
+        return run_diff_command(diff_parser().parse_args(argv), out, err).exit_code
     except KdiffError as error:
         render_error(error, err)
         return error.exit_code
@@ -93,19 +115,44 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt  # unwinds through every 'finally' that stops workers
 
 
-def run_diff_command(args: argparse.Namespace, out: Console, err: Console) -> int:
-    if len(args.files) not in (2, 3):
-        raise UsageError("usage", f"expected MODEL [WEIGHTS] SAMPLE, got {len(args.files)} file(s)",
+def _side_spec(text: str | None) -> tuple[str | None, str | None, str | None]:
+    """'BACKEND[:MODEL[,WEIGHTS]]' as (backend, model, weights)."""
+    if not text:
+        return None, None, None
+    backend, _, files = text.partition(":")
+    model, _, weights = files.partition(",")
+    return backend or None, model or None, weights or None
+
+
+def resolve_sides(args: argparse.Namespace) -> tuple[Side, Side, str]:
+    (a_backend, a_model, a_weights), (b_backend, b_model, b_weights) = _side_spec(args.a), _side_spec(args.b)
+    files = list(args.files)
+    if a_model and b_model:
+        if len(files) != 1:
+            raise UsageError("usage", f"both sides name their files, so only SAMPLE is expected, got {len(files)} file(s)",
+                             "e.g. kdiff --a theano:model.json,weights.h5 --b tensorflow:port.keras sample.npy")
+        shared_model = shared_weights = None
+        sample = files[0]
+    elif len(files) in (2, 3):
+        shared_model, shared_weights, sample = files if len(files) == 3 else (files[0], None, files[1])
+    else:
+        raise UsageError("usage", f"expected MODEL [WEIGHTS] SAMPLE, got {len(files)} file(s)",
                          "e.g. kdiff model.json weights.h5 sample.npy")
-    model, weights, sample = args.files if len(args.files) == 3 else (args.files[0], None, args.files[1])
-    keras3 = inspect_model(model, weights).keras_major == 3
-    a = Side("a", args.a or ("tensorflow" if keras3 else "theano"), model, weights, args.a_python)
-    b = Side("b", args.b or ("jax" if keras3 else "tensorflow"), model, weights, args.b_python)
+    a_model, a_weights = (a_model, a_weights) if a_model else (shared_model, shared_weights)
+    b_model, b_weights = (b_model, b_weights) if b_model else (shared_model, shared_weights)
+    keras3 = inspect_model(a_model, a_weights).keras_major == 3
+    a = Side("a", a_backend or ("tensorflow" if keras3 else "theano"), a_model, a_weights, args.a_python)
+    b = Side("b", b_backend or ("jax" if keras3 else "tensorflow"), b_model, b_weights, args.b_python)
+    return a, b, sample
+
+
+def run_diff_command(args: argparse.Namespace, out: Console, err: Console) -> DiffReport:
+    a, b, sample = resolve_sides(args)
     options = DiffOptions(tolerance=Tolerance(args.atol, args.rtol), custom_objects=args.custom_objects,
                           trust_lambda_bytecode=args.trust_lambda_bytecode, dump_dir=args.dump,
-                          timeouts=Timeouts(call=args.timeout))
+                          timeouts=Timeouts(call=args.timeout), write_fixed=args.write_fixed)
     with ConsoleProgress(err) as progress:
-        report = run_diff(a, b, sample, options, progress)
+        report = run_diff(a, b, sample, options, progress, diagnose=not args.no_diagnose)
     if args.json:
         text = json.dumps(report.to_json(), indent=2)
         if args.json == "-":
@@ -114,7 +161,7 @@ def run_diff_command(args: argparse.Namespace, out: Console, err: Console) -> in
             Path(args.json).write_text(text + "\n")
     if args.json != "-":
         render_report(report, out)
-    return report.exit_code
+    return report
 
 
 def run_env(args: argparse.Namespace, out: Console, err: Console) -> int:

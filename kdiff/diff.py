@@ -3,7 +3,7 @@ compare every layer's output as the two streams of results arrive."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +13,10 @@ from kdiff.dump import NpzWriter
 from kdiff.environments import backend_spec, env_for, ensure_env, kdiff_home
 from kdiff.errors import WorkerFailure
 from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
+from kdiff.streams import stream_pairs
 from kdiff.model_files import inspect_model, load_sample
 from kdiff.report import DIVERGED, MATCH, ONLY_A, ONLY_B, PROPAGATED, BackendInfo, DiffReport, LayerResult
+from kdiff.worker_calls import SideClient
 from kdiff.workers import Timeouts, WorkerPool
 
 
@@ -36,6 +38,7 @@ class DiffOptions:
     trust_lambda_bytecode: bool = False
     dump_dir: str | None = None
     timeouts: Timeouts = Timeouts()
+    write_fixed: str | None = None   # a folder for side B's model with every proven fix applied
 
 
 class Progress:
@@ -44,14 +47,6 @@ class Progress:
     def stage(self, text: str) -> None: ...
     def log(self, text: str) -> None: ...
     def layer_done(self, done: int, total: int) -> None: ...
-
-
-@dataclass
-class _Stream:
-    """Results of one side's forward pass not yet paired with the other side's."""
-
-    waiting: dict = field(default_factory=dict)   # layer name -> list of arrays
-    done: bool = False
 
 
 class DiffSession:
@@ -100,6 +95,13 @@ class DiffSession:
         loads = {side.name: pool.send(side.name, "load", _load_args(side, self.options)) for side in self.sides}
         described = _collect_replies(pool, loads, self.options.timeouts.call)
         self.pairs = align_layers(described["a"]["layers"], described["b"]["layers"])
+        self.a_layers = {layer["name"]: layer for layer in described["a"]["layers"]}
+        self.b_layers = {layer["name"]: layer for layer in described["b"]["layers"]}
+        self.clients = {side.name: SideClient(pool, side.name) for side in self.sides}
+
+    def pair_of(self, a_name: str) -> LayerPair | None:
+        """The pair holding side A's layer of that name."""
+        return next((pair for pair in self.pairs if pair.a is not None and pair.a["name"] == a_name), None)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -127,11 +129,53 @@ class DiffSession:
 
 
 def run_diff(a: Side, b: Side, sample_path: str, options: DiffOptions = DiffOptions(),
-             progress: Progress = Progress()) -> DiffReport:
+             progress: Progress = Progress(), diagnose: bool = True) -> DiffReport:
+    """Compare; where the models diverge, name and prove the causes (kdiff.diagnosis); and with
+    ``options.write_fixed``, write side B's repaired model and prove that it matches."""
     session = DiffSession(a, b, options, progress)
     sample = session.load_sample(sample_path)  # a bad sample fails before anything starts
     with session:
-        return session.compare(sample, sample_path)
+        report = session.compare(sample, sample_path)
+        if diagnose and report.exit_code != 0:
+            from kdiff.diagnosis.repair import diagnose as run_diagnosis
+
+            found = run_diagnosis(session, sample, report, options.tolerance, progress)
+            report = replace(report, findings=found.findings, unexplained=found.unexplained, repaired=found.repaired)
+        final = report.repaired or report
+        if options.write_fixed is None:
+            return report
+        if final.exit_code != 0:
+            return replace(report, written=WrittenRepair((), False, "the models still diverge after every proven "
+                                                         "fix, so no repaired model was written"))
+        progress.stage(f"writing side B's repaired model to {options.write_fixed}")
+        files = tuple(session.clients["b"].save(str(Path(options.write_fixed).resolve())))
+    return replace(report, written=_check_written(a, b, files, sample_path, options, progress))
+
+
+@dataclass(frozen=True)
+class WrittenRepair:
+    files: tuple
+    verified: bool     # the written files, loaded afresh, reproduce side A on every layer
+    message: str
+
+    def to_json(self) -> dict:
+        return {"files": list(self.files), "verified": self.verified, "message": self.message}
+
+
+def _check_written(a: Side, b: Side, files: tuple, sample_path: str, options: DiffOptions,
+                   progress: Progress) -> WrittenRepair:
+    """Load what was written in a fresh worker, as a user would, and compare it with side A."""
+    model = files[0]
+    weights = files[1] if model.endswith(".json") else None
+    progress.stage("checking the written model against side A")
+    check = run_diff(a, replace(b, model=model, weights=weights), sample_path,
+                     replace(options, write_fixed=None, dump_dir=None), progress, diagnose=False)
+    if check.exit_code == 0:
+        return WrittenRepair(files, True, f"loaded afresh in {b.backend}, the written model matches "
+                                          f"{a.backend} on all {len(check.layers)} layers")
+    first = check.first_divergence
+    where = f"first divergence at {first[1].name}" if first else "layers differ"
+    return WrittenRepair(files, False, f"the written model does not reproduce {a.backend}: {where}")
 
 
 def _load_args(side: Side, options: DiffOptions) -> dict:
@@ -163,45 +207,27 @@ def _collect_replies(pool: WorkerPool, pending: dict[str, int], timeout: float) 
 
 def _forward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray, options: DiffOptions,
                          progress: Progress) -> tuple[dict, dict]:
-    """Layer metrics keyed by A's layer name (B's for B-only layers), and each layer's shapes.
-
-    Arrays are held only until their partner arrives, then compared, dumped and dropped."""
-    partner = {}
-    for pair in pairs:
-        if pair.a is not None and pair.b is not None:
-            partner[("a", pair.a["name"])] = ("b", pair.b["name"])
-            partner[("b", pair.b["name"])] = ("a", pair.a["name"])
+    """Layer metrics keyed by A's layer name, and every layer's output shapes by (side, name)."""
     dumps = {side: NpzWriter(Path(options.dump_dir) / f"{side}.npz") for side in "ab"} if options.dump_dir else {}
-    streams = {"a": _Stream(), "b": _Stream()}
     metrics: dict[str, LayerMetrics | str] = {}
     shapes: dict[tuple[str, str], tuple] = {}
     total = sum(1 for pair in pairs if pair.a is not None and pair.b is not None)
-    deadline = time.monotonic() + options.timeouts.call
+
+    def on_part(side: str, header: dict, arrays: dict) -> list:
+        layer = header.get("layer")
+        outputs = [arrays[key] for key in sorted(arrays, key=int)]
+        shapes[(side, layer)] = tuple(tuple(out.shape) for out in outputs)
+        if side in dumps:
+            for i, out in enumerate(outputs):
+                dumps[side].add(layer if i == 0 else f"{layer}:{i}", out)
+        return outputs
+
+    def on_pair(a_layer: str, a_outputs: list, b_outputs: list) -> None:
+        metrics[a_layer] = _compare_outputs(a_outputs, b_outputs, options.tolerance)
+        progress.layer_done(len(metrics), total)
+
     try:
-        pending = {side: pool.send(side, "forward", arrays={"0": sample}) for side in "ab"}
-        while pending:
-            side, header, arrays = pool.receive_any(pending, deadline)
-            if header["type"] == "reply":
-                streams[side].done = True
-                del pending[side]
-                continue
-            layer = header.get("layer")
-            outputs = [arrays[key] for key in sorted(arrays, key=int)]
-            shapes[(side, layer)] = tuple(tuple(out.shape) for out in outputs)
-            if side in dumps:
-                for i, out in enumerate(outputs):
-                    dumps[side].add(layer if i == 0 else f"{layer}:{i}", out)
-            other = partner.get((side, layer))
-            if other is None:
-                continue
-            other_outputs = streams[other[0]].waiting.pop(other[1], None)
-            if other_outputs is None:
-                streams[side].waiting[layer] = outputs
-                continue
-            a_out, b_out = (outputs, other_outputs) if side == "a" else (other_outputs, outputs)
-            a_name = layer if side == "a" else other[1]
-            metrics[a_name] = _compare_outputs(a_out, b_out, options.tolerance)
-            progress.layer_done(len(metrics), total)
+        stream_pairs(pool, pairs, "forward", {"0": sample}, options.timeouts.call, on_part, on_pair)
     finally:
         for writer in dumps.values():
             writer.close()

@@ -44,8 +44,11 @@ class DiffReport:
     layers: tuple[LayerResult, ...]
     tolerance: Tolerance
     sample: dict
-    findings: tuple = ()
+    findings: tuple = ()           # kdiff.diagnosis.model.Finding, in the order they were found
     notes: tuple[str, ...] = ()
+    unexplained: object = None     # kdiff.diagnosis.model.Unexplained: a divergence no rule explains
+    repaired: "DiffReport | None" = None  # the comparison once every proven fix was applied
+    written: object = None         # kdiff.diff.WrittenRepair, with --write-fixed
     kdiff_version: str = field(default=__version__)
 
     @property
@@ -57,6 +60,7 @@ class DiffReport:
 
     @property
     def exit_code(self) -> int:
+        """0 when every layer matches; 1 when a divergence was found (even one kdiff then repaired)."""
         return EXIT_MATCH if all(layer.status == MATCH for layer in self.layers) else EXIT_DIVERGED
 
     def to_json(self) -> dict:
@@ -68,9 +72,22 @@ class DiffReport:
             "tolerance": {"atol": self.tolerance.atol, "rtol": self.tolerance.rtol},
             "layers": [_layer_json(layer) for layer in self.layers],
             "first_divergence": {"layer": first[1].name, "index": first[0]} if first else None,
-            "findings": list(self.findings),
+            "findings": [finding.to_json() for finding in self.findings],
+            "unexplained": self.unexplained.to_json() if self.unexplained is not None else None,
+            "after_fixes": _after_fixes(self.repaired) if self.repaired is not None else None,
+            "written": self.written.to_json() if self.written is not None else None,
             "notes": list(self.notes),
         }
+
+
+def _after_fixes(repaired: "DiffReport") -> dict:
+    first = repaired.first_divergence
+    return {"all_match": repaired.exit_code == EXIT_MATCH,
+            "first_divergence": {"layer": first[1].name, "index": first[0]} if first else None,
+            "layers": [{"name": layer.name, "status": layer.status,
+                        "max_abs": _number(layer.metrics.max_abs) if layer.metrics else None,
+                        "max_rel": _number(layer.metrics.max_rel) if layer.metrics else None}
+                       for layer in repaired.layers]}
 
 
 def _backend_json(info: BackendInfo) -> dict:

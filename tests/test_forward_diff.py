@@ -72,7 +72,10 @@ def test_report_keys_are_the_stable_schema(theano_vs_tensorflow):
     assert {"name", "versions", "device"} <= set(report["backends"]["b"])
     for layer in report["layers"]:
         assert {"name", "class", "a_shape", "b_shape", "max_abs", "max_rel", "mean_abs", "cosine", "status"} <= set(layer)
-    assert report["findings"] == []
+    assert len(report["findings"]) == 3
+    for finding in report["findings"]:
+        assert {"cause", "layer", "verified", "before", "after", "fix", "code"} <= set(finding)
+        assert set(finding["before"]) == set(finding["after"]) == {"max_abs", "max_rel"}
     b_dump = np.load(out / "d" / "b.npz")
     assert sorted(b_dump.files) == sorted(layer["name"] for layer in report["layers"])
 

@@ -9,6 +9,7 @@ from backends.worker_base import Worker
 class ModernKerasWorker(Worker):
     keras_backend = ""      # KERAS_BACKEND for Keras 3; "" for tf_keras
     keras_module = "keras"  # the module to import as `keras`
+    gradients_module = ""   # the backend's backends/<backend>/gradients.py
 
     def _import_framework_impl(self) -> None:
         if self.keras_backend:
@@ -16,12 +17,17 @@ class ModernKerasWorker(Worker):
         import importlib
 
         self.keras = importlib.import_module(self.keras_module)
+        self.gradients = importlib.import_module(self.gradients_module)
         from backends.modern_keras import loading
 
         self.loading = loading
 
     def _load_impl(self, model, weights, custom_objects, trust_lambda_bytecode):
-        return self.loading.load_model(self.keras, model, weights, custom_objects, trust_lambda_bytecode)
+        from backends.modern_keras.layer_ops import LayerOps
+
+        loaded = self.loading.load_model(self.keras, model, weights, custom_objects, trust_lambda_bytecode)
+        self.layer_ops = LayerOps(self.keras, loaded, self.gradients)
+        return loaded
 
     def _describe_layers_impl(self) -> list[dict]:
         return self.loading.describe_layers(self._model)
@@ -31,3 +37,20 @@ class ModernKerasWorker(Worker):
 
     def _forward_impl(self, inputs):
         return self.loading.forward_all(self._model, inputs)
+
+    def _layer_weights_impl(self, layer):
+        return self.layer_ops.weights(layer)
+
+    def _set_layer_weights_impl(self, layer, arrays):
+        self.layer_ops.set_weights(layer, arrays)
+
+    def _run_layer_impl(self, layer, inputs):
+        return self.layer_ops.run(layer, inputs)
+
+    def _backward_impl(self, inputs, projections):
+        return self.layer_ops.backward(inputs, projections)
+
+    def _save_impl(self, directory):
+        from backends.modern_keras.saving import save_model
+
+        return save_model(self.keras, self._model, directory)

@@ -9,6 +9,8 @@ from rich.table import Table
 from rich.text import Text
 
 from kdiff.report import DIVERGED, MATCH, ONLY_A, ONLY_B, PROPAGATED, DiffReport, LayerResult
+from kdiff.ui.findings_view import render_findings, render_written
+from kdiff.ui.numbers import fmt
 
 STATUS_STYLE = {MATCH: "green", DIVERGED: "bold red", PROPAGATED: "yellow", ONLY_A: "magenta", ONLY_B: "magenta"}
 BAR_FLOOR = 1e-8  # relative error at an empty bar; 1.0 fills it
@@ -25,16 +27,6 @@ def error_bar(max_rel: float | None) -> str:
         return "·"
     fraction = (math.log10(max_rel) - math.log10(BAR_FLOOR)) / -math.log10(BAR_FLOOR)
     return "█" * max(1, round(fraction * BAR_CELLS))
-
-
-def fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf"
-    return "0" if value == 0 else f"{value:.2e}"
 
 
 def shape_text(layer: LayerResult) -> str:
@@ -60,8 +52,11 @@ def layer_table(report: DiffReport, width: int = FULL_WIDTH) -> Table:
         else:
             table.add_column(column, justify=justify, no_wrap=True)
     first = report.first_divergence
+    explained_by = {name: number for number, finding in enumerate(report.findings, 1)
+                    for name in (finding.layer, *finding.explains)}
     for index, layer in enumerate(report.layers):
         m = layer.metrics
+        marker = f" [{explained_by[layer.name]}]" if layer.name in explained_by else ""
         style = STATUS_STYLE.get(layer.status, "")
         is_first = first is not None and first[0] == index
         cells = {
@@ -74,7 +69,7 @@ def layer_table(report: DiffReport, width: int = FULL_WIDTH) -> Table:
             "max rel": fmt(m.max_rel if m else None),
             "cosine": f"{m.cosine:.6f}" if m and math.isfinite(m.cosine) else "-",
             "rel error": Text(error_bar(m.max_rel if m else None), style=style),
-            "status": Text(("▶ " if is_first else "") + layer.status, style=style),
+            "status": Text(("▶ " if is_first else "") + layer.status + marker, style=style),
         }
         table.add_row(*(cells[column] for column in columns), style="on grey15" if is_first else None)
     return table
@@ -126,3 +121,5 @@ def render_report(report: DiffReport, console: Console) -> None:
     console.print(backends_line(report))
     console.print(layer_table(report, console.width))
     console.print(summary(report))
+    render_findings(report, console)
+    render_written(report, console)

@@ -1,0 +1,66 @@
+"""Collecting what the rules need about one diverging layer, from both workers."""
+from __future__ import annotations
+
+import numpy as np
+
+from kdiff.alignment import LayerPair
+from kdiff.diagnosis.model import ErrorSize, LayerEvidence, Unexplained
+from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
+from kdiff.worker_calls import SideClient
+
+
+def gather(pair: LayerPair, a_layers: dict[str, dict], a: SideClient, b: SideClient) -> LayerEvidence:
+    """Side A's inputs and outputs of the layer (from A's last forward pass) and both sides' weights."""
+    name, b_name = pair.a["name"], pair.b["name"]
+    inbound = list(pair.a.get("inbound", ()))
+    recorded = a.outputs(inbound + [name])
+    feeding = [a_layers.get(source) for source in inbound]
+    return LayerEvidence(
+        layer=name, b_layer=b_name, class_name=pair.b["class_name"],
+        a_inputs=tuple(recorded[source][0] for source in inbound),
+        a_outputs=tuple(recorded[name]),
+        b_weights=tuple(b.weights(b_name)), a_weights=tuple(a.weights(name)),
+        input_shapes=tuple(tuple(d["output_shapes"][0]) if d else None for d in feeding),
+        feeding_classes=tuple(d["class_name"] if d else "input" for d in feeding),
+        feeding_input_shapes=tuple(_input_shape_of(d, a_layers, recorded) for d in feeding if d),
+    )
+
+
+def _input_shape_of(layer: dict, a_layers: dict[str, dict], recorded: dict) -> tuple | None:
+    sources = layer.get("inbound") or []
+    if not sources:
+        return None
+    source = sources[0]
+    if source in a_layers:
+        return tuple(a_layers[source]["output_shapes"][0])
+    if source in recorded:
+        return (None, *recorded[source][0].shape[1:])
+    return None
+
+
+def isolated_error(b: SideClient, evidence: LayerEvidence, tolerance: Tolerance) -> LayerMetrics:
+    """Side B's layer run alone on side A's inputs, against side A's output."""
+    outputs = b.run_layer(evidence.b_layer, list(evidence.a_inputs))
+    if len(outputs) != len(evidence.a_outputs) or any(o.shape != e.shape for o, e in zip(outputs, evidence.a_outputs)):
+        raise ValueError(f"layer {evidence.b_layer} gives outputs of shapes {[o.shape for o in outputs]} "
+                         f"on side B, {[e.shape for e in evidence.a_outputs]} on side A")
+    return combine([compare_arrays(expected, got, tolerance) for expected, got in zip(evidence.a_outputs, outputs)])
+
+
+def describe_unexplained(b: SideClient, evidence: LayerEvidence, tolerance: Tolerance,
+                         b_inputs: list[np.ndarray]) -> Unexplained:
+    """Where the error of side B's layer sits, for a divergence no rule explains."""
+    outputs = b.run_layer(evidence.b_layer, list(evidence.a_inputs))
+    isolated = combine([compare_arrays(e, o, tolerance) for e, o in zip(evidence.a_outputs, outputs)])
+    input_error = max((compare_arrays(x, y, tolerance).max_rel for x, y in zip(evidence.a_inputs, b_inputs)
+                       if x.shape == y.shape), default=0.0)
+    error = np.abs(np.asarray(evidence.a_outputs[0], np.float64) - outputs[0])
+    worst = []
+    for axis in range(1, error.ndim):  # per position along every non-batch axis
+        profile = error.max(axis=tuple(i for i in range(error.ndim) if i != axis))
+        index = int(profile.argmax())
+        worst.append((axis, index, float(profile[index])))
+    worst.sort(key=lambda entry: -entry[2])
+    return Unexplained(layer=evidence.layer, class_name=evidence.class_name,
+                       isolated=ErrorSize(isolated.max_abs, isolated.max_rel), input_error=input_error,
+                       worst_positions=tuple(worst[:3]))

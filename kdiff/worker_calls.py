@@ -1,0 +1,44 @@
+"""Calls to one side's worker, with arrays in and out as numpy (used by the diagnosis)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kdiff.workers import WorkerPool
+
+
+def _ordered(arrays: dict) -> list[np.ndarray]:
+    return [np.array(arrays[key]) for key in sorted(arrays, key=int)]
+
+
+@dataclass(frozen=True)
+class SideClient:
+    pool: WorkerPool
+    side: str
+
+    def weights(self, layer: str) -> list[tuple[str, np.ndarray]]:
+        result, arrays = self.pool.call(self.side, "weights", {"layer": layer})
+        return list(zip(result["names"], _ordered(arrays)))
+
+    def set_weights(self, layer: str, arrays: list[np.ndarray]) -> None:
+        self.pool.call(self.side, "set_weights", {"layer": layer}, {str(i): a for i, a in enumerate(arrays)})
+
+    def run_layer(self, layer: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        _, arrays = self.pool.call(self.side, "run_layer", {"layer": layer}, {str(i): x for i, x in enumerate(inputs)})
+        return _ordered(arrays)
+
+    def outputs(self, layers: list[str]) -> dict[str, list[np.ndarray]]:
+        result, arrays = self.pool.call(self.side, "outputs", {"layers": layers})
+        return {layer: [np.array(arrays[f"{layer}:{i}"]) for i in range(count)]
+                for layer, count in result["counts"].items()}
+
+    def self_check(self, sample: np.ndarray) -> dict[str, float]:
+        """Layers whose output differs between two identical forward passes: name -> max |difference|."""
+        result, _ = self.pool.call(self.side, "self_check", arrays={"0": sample})
+        return result["differing"]
+
+    def save(self, directory: str) -> list[str]:
+        """Have the side write its model as it is now, repairs included; the files it wrote."""
+        result, _ = self.pool.call(self.side, "save", {"directory": directory})
+        return result["files"]
