@@ -17,9 +17,12 @@ import threading
 import time
 import traceback
 
-import numpy as np
 import zmq
 
+import backends.commands.gradients  # noqa: F401  (each module registers its commands)
+import backends.commands.layers  # noqa: F401
+import backends.commands.model  # noqa: F401
+from backends.commands import COMMANDS, Call
 from backends.errors import ModelInputError
 from kdiff.wire import PROTOCOL_VERSION, ProtocolError, decode, encode
 
@@ -104,51 +107,10 @@ class Server:
                 self.send({"type": "error", "seq": seq, "error": error_payload(exc)})
 
     def dispatch(self, seq: int, cmd: str, args: dict, arrays: dict) -> None:
-        if cmd == "load":
-            self.send({"type": "reply", "seq": seq, "result": self.worker.load(**args)})
-        elif cmd == "forward":
-            inputs = [np.array(arrays[key]) for key in sorted(arrays, key=int)]
-            count = 0
-            for name, outputs in self.worker.forward(inputs):
-                self.send({"type": "part", "seq": seq, "layer": name},
-                          {str(i): out for i, out in enumerate(outputs)})
-                count += 1
-            self.send({"type": "reply", "seq": seq, "result": {"layers": count}})
-        elif cmd == "backward":
-            inputs = [np.array(arrays[key]) for key in sorted((k for k in arrays if k.startswith("x")), key=_index)]
-            projections = [np.array(arrays[key]) for key in sorted((k for k in arrays if k.startswith("p")), key=_index)]
-            count = 0
-            for name, output_grads, weight_grads in self.worker.backward(inputs, projections):
-                parts = {f"o{i}": g for i, g in enumerate(output_grads)}
-                parts.update({f"w{i}": g for i, (_, g) in enumerate(weight_grads)})
-                self.send({"type": "part", "seq": seq, "layer": name, "weights": [w for w, _ in weight_grads]}, parts)
-                count += 1
-            self.send({"type": "reply", "seq": seq, "result": {"layers": count}})
-        elif cmd == "save":
-            self.send({"type": "reply", "seq": seq, "result": {"files": self.worker.save(args["directory"])}})
-        elif cmd == "self_check":
-            differing = self.worker.self_check([np.array(arrays[key]) for key in sorted(arrays, key=int)])
-            self.send({"type": "reply", "seq": seq, "result": {"differing": differing}})
-        elif cmd == "outputs":
-            found = self.worker.last_outputs(list(args["layers"]))
-            self.send({"type": "reply", "seq": seq, "result": {"counts": {k: len(v) for k, v in found.items()}}},
-                      {f"{layer}:{i}": out for layer, outputs in found.items() for i, out in enumerate(outputs)})
-        elif cmd == "weights":
-            named = self.worker.layer_weights(args["layer"])
-            self.send({"type": "reply", "seq": seq, "result": {"names": [n for n, _ in named]}},
-                      {str(i): value for i, (_, value) in enumerate(named)})
-        elif cmd == "set_weights":
-            self.worker.set_layer_weights(args["layer"], [np.array(arrays[k]) for k in sorted(arrays, key=int)])
-            self.send({"type": "reply", "seq": seq, "result": {}})
-        elif cmd == "run_layer":
-            outputs = self.worker.run_layer(args["layer"], [np.array(arrays[k]) for k in sorted(arrays, key=int)])
-            self.send({"type": "reply", "seq": seq, "result": {}}, {str(i): out for i, out in enumerate(outputs)})
-        else:
+        handler = COMMANDS.get(cmd)
+        if handler is None:
             raise ValueError(f"unknown command {cmd!r}")
-
-
-def _index(key: str) -> int:
-    return int(key[1:])
+        handler(Call(seq, args, arrays, self.worker, self.send))
 
 
 def main(argv: list[str] | None = None) -> int:

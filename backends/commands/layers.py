@@ -1,0 +1,20 @@
+"""One layer at a time: its weights, and running it alone."""
+from backends.commands import Call, command
+
+
+@command("weights")
+def weights(call: Call) -> None:
+    named = call.worker.layer_weights(call.args["layer"])
+    call.reply({"names": [name for name, _ in named]}, {str(i): value for i, (_, value) in enumerate(named)})
+
+
+@command("set_weights")
+def set_weights(call: Call) -> None:
+    call.worker.set_layer_weights(call.args["layer"], call.numbered())
+    call.reply()
+
+
+@command("run_layer")
+def run_layer(call: Call) -> None:
+    outputs = call.worker.run_layer(call.args["layer"], call.numbered())
+    call.reply({}, {str(i): out for i, out in enumerate(outputs)})

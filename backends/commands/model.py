@@ -1,0 +1,33 @@
+"""Loading a model, running it forward, and writing it out."""
+from backends.commands import Call, command
+
+
+@command("load")
+def load(call: Call) -> None:
+    call.reply(call.worker.load(**call.args))
+
+
+@command("forward")
+def forward(call: Call) -> None:
+    count = 0
+    for name, outputs in call.worker.forward(call.numbered()):
+        call.part({"layer": name}, {str(i): out for i, out in enumerate(outputs)})
+        count += 1
+    call.reply({"layers": count})
+
+
+@command("self_check")
+def self_check(call: Call) -> None:
+    call.reply({"differing": call.worker.self_check(call.numbered())})
+
+
+@command("outputs")
+def outputs(call: Call) -> None:
+    found = call.worker.last_outputs(list(call.args["layers"]))
+    call.reply({"counts": {layer: len(values) for layer, values in found.items()}},
+               {f"{layer}:{i}": out for layer, values in found.items() for i, out in enumerate(values)})
+
+
+@command("save")
+def save(call: Call) -> None:
+    call.reply({"files": call.worker.save(call.args["directory"])})
