@@ -43,6 +43,10 @@ def diff_parser(prog: str = "kdiff") -> argparse.ArgumentParser:
     parser.add_argument("--b", dest="b", metavar="BACKEND[:MODEL[,WEIGHTS]]",
                         help="side B, optionally with its own files (e.g. a port: --b tensorflow:port.keras); "
                              "default tensorflow, or jax for Keras 3 files")
+    parser.add_argument("--isolate", action="store_true",
+                        help="also run each of side B's layers alone on side A's inputs: every layer gets its own "
+                             "error, and 'diverged' marks exactly the layers whose own computation differs")
+    parser.add_argument("--no-grad", action="store_true", help="do not compare gradients")
     parser.add_argument("--no-diagnose", action="store_true",
                         help="only compare: do not look for the causes of a divergence")
     parser.add_argument("--write-fixed", metavar="DIR",
@@ -150,7 +154,8 @@ def run_diff_command(args: argparse.Namespace, out: Console, err: Console) -> Di
     a, b, sample = resolve_sides(args)
     options = DiffOptions(tolerance=Tolerance(args.atol, args.rtol), custom_objects=args.custom_objects,
                           trust_lambda_bytecode=args.trust_lambda_bytecode, dump_dir=args.dump,
-                          timeouts=Timeouts(call=args.timeout), write_fixed=args.write_fixed)
+                          timeouts=Timeouts(call=args.timeout), write_fixed=args.write_fixed,
+                          gradients=not args.no_grad, isolate=args.isolate)
     with ConsoleProgress(err) as progress:
         report = run_diff(a, b, sample, options, progress, diagnose=not args.no_diagnose)
     if args.json:

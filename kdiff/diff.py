@@ -12,6 +12,8 @@ from kdiff.alignment import LayerPair, align_layers
 from kdiff.dump import NpzWriter
 from kdiff.environments import backend_spec, env_for, ensure_env, kdiff_home
 from kdiff.errors import WorkerFailure
+from kdiff.gradients import backward_and_compare, output_layers
+from kdiff.isolation import isolate_layers
 from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
 from kdiff.streams import stream_pairs
 from kdiff.model_files import inspect_model, load_sample
@@ -39,6 +41,9 @@ class DiffOptions:
     dump_dir: str | None = None
     timeouts: Timeouts = Timeouts()
     write_fixed: str | None = None   # a folder for side B's model with every proven fix applied
+    gradients: bool = True           # also compare every layer's gradients (kdiff.gradients)
+    isolate: bool = False            # also run each of side B's layers alone on side A's inputs (kdiff.isolation)
+    noise_floor: bool = True         # first run each side twice on the same input: does it agree with itself?
 
 
 class Progress:
@@ -110,22 +115,53 @@ class DiffSession:
     def load_sample(self, sample_path: str) -> np.ndarray:
         return load_sample(sample_path, self.models["a"])
 
-    def compare(self, sample: np.ndarray, sample_path: str = "") -> DiffReport:
+    def compare(self, sample: np.ndarray, sample_path: str = "", gradients: bool | None = None) -> DiffReport:
+        """Forward diff of every layer; with ``gradients`` (default: the options') the backward diff too."""
+        noise = self.noise_floor(sample) if self.options.noise_floor else {}
         self.progress.stage("running the sample through both models")
         metrics, shapes = _forward_and_compare(self.pool, self.pairs, sample, self.options, self.progress)
+        isolated = {}
+        if self.options.isolate:
+            self.progress.stage("running each of side B's layers alone on side A's inputs")
+            isolated = isolate_layers(self.pairs, self.clients["a"], self.clients["b"], self.options.tolerance,
+                                      self.progress)
+        grads, notes = {}, []
+        if self.options.gradients if gradients is None else gradients:
+            outputs = [shapes.get(("a", name)) for name in output_layers(self.a_layers)]
+            b_outputs = [shapes.get(("b", name)) for name in output_layers(self.b_layers)]
+            if None in outputs or [o[0] for o in outputs] != [o[0] for o in b_outputs if o]:
+                notes.append("gradients were not compared: the two models' outputs differ in shape")
+            else:
+                self.progress.stage("differentiating both models")
+                try:
+                    grads = backward_and_compare(self.pool, self.pairs, sample, [o[0] for o in outputs],
+                                                 self.options.tolerance, self.options.timeouts.call)
+                except WorkerFailure as failure:
+                    if not self.pool.all_alive():
+                        raise
+                    # the framework could not differentiate this model; the forward diff still stands
+                    notes.append(f"gradients were not compared: {failure.message}")
         infos = tuple(
             BackendInfo(side=side.name, name=side.backend, versions=self.hellos[side.name].get("versions", {}),
                         device=self.hellos[side.name].get("device", ""), python=self.pythons[side.name],
                         env=self.envs[side.name], model=side.model, weights=side.weights or "")
             for side in self.sides
         )
-        notes = []
         if any(pair.aligned_by == "order" for pair in self.pairs):
             notes.append("some layers have different names on the two sides and were paired by order and shape")
         return DiffReport(
-            backends=infos, layers=tuple(_classify(self.pairs, metrics, shapes)), tolerance=self.options.tolerance,
+            backends=infos, layers=tuple(_classify(self.pairs, metrics, shapes, grads, isolated)),
+            tolerance=self.options.tolerance,
             sample={"path": sample_path, "shape": list(sample.shape), "dtype": sample.dtype.str}, notes=tuple(notes),
+            noise_floor=noise,
         )
+
+    def noise_floor(self, sample: np.ndarray) -> dict[str, dict[str, float]]:
+        """Both sides at once run the sample twice; the layers where a side disagrees with itself."""
+        self.progress.stage("running each side twice: does it agree with itself?")
+        pending = {side.name: self.pool.send(side.name, "self_check", arrays={"0": sample}) for side in self.sides}
+        replies = _collect_replies(self.pool, pending, self.options.timeouts.call)
+        return {side: reply.get("differing", {}) for side, reply in replies.items()}
 
 
 def run_diff(a: Side, b: Side, sample_path: str, options: DiffOptions = DiffOptions(),
@@ -242,9 +278,11 @@ def _compare_outputs(a_out: list, b_out: list, tolerance: Tolerance) -> LayerMet
     return combine([compare_arrays(x, y, tolerance) for x, y in zip(a_out, b_out)])
 
 
-def _classify(pairs: list[LayerPair], metrics: dict, shapes: dict) -> list[LayerResult]:
+def _classify(pairs: list[LayerPair], metrics: dict, shapes: dict, grads: dict, isolated: dict) -> list[LayerResult]:
     """Each layer's status, in order: a layer that does not match is where a divergence starts
-    ('diverged') when every layer feeding it matched, else it only carries one ('propagated')."""
+    ('diverged') when every layer feeding it matched, else it only carries one ('propagated').
+    Where the layer was also run in isolation, that decides: its own computation differs
+    ('diverged') or it only receives other inputs ('propagated')."""
     status_of: dict[str, str] = {}
     results = []
     for pair in pairs:
@@ -265,8 +303,11 @@ def _classify(pairs: list[LayerPair], metrics: dict, shapes: dict) -> list[Layer
         inbound = tuple(pair.a.get("inbound", ()))
         inputs_match = all(status_of.get(source) == MATCH for source in inbound if not source.startswith("input:"))
         layer_metrics = outcome if isinstance(outcome, LayerMetrics) else None
+        alone = isolated.get(name)
         if layer_metrics is not None and layer_metrics.matches:
             status = MATCH
+        elif isinstance(alone, LayerMetrics):
+            status = PROPAGATED if alone.matches else DIVERGED
         else:
             status = DIVERGED if inputs_match else PROPAGATED
         note = outcome if isinstance(outcome, str) else ("no output came back" if outcome is None else "")
@@ -274,7 +315,8 @@ def _classify(pairs: list[LayerPair], metrics: dict, shapes: dict) -> list[Layer
         results.append(LayerResult(
             name=name, class_name=pair.a["class_name"], b_class_name=pair.b["class_name"],
             a_shape=_first(shapes.get(("a", name))), b_shape=_first(shapes.get(("b", pair.b["name"]))),
-            status=status, metrics=layer_metrics, b_name=pair.b["name"] if pair.b["name"] != name else "",
+            status=status, metrics=layer_metrics, grad=grads.get(name), isolated=alone,
+            b_name=pair.b["name"] if pair.b["name"] != name else "",
             aligned_by=pair.aligned_by, inbound=inbound, note=note))
     return results
 

@@ -36,6 +36,8 @@ class LayerResult:
     b_class_name: str = ""
     inbound: tuple = ()
     note: str = ""
+    grad: object = None       # kdiff.gradients.GradientDiff when gradients were compared
+    isolated: object = None   # LayerMetrics of side B's layer alone on side A's inputs (--isolate), or why not
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class DiffReport:
     unexplained: object = None     # kdiff.diagnosis.model.Unexplained: a divergence no rule explains
     repaired: "DiffReport | None" = None  # the comparison once every proven fix was applied
     written: object = None         # kdiff.diff.WrittenRepair, with --write-fixed
+    noise_floor: dict = field(default_factory=dict)  # side -> {layer: max |run 1 - run 2|} where it disagrees
     kdiff_version: str = field(default=__version__)
 
     @property
@@ -59,19 +62,41 @@ class DiffReport:
         return None
 
     @property
+    def first_grad_divergence(self) -> tuple[int, LayerResult] | None:
+        """Where the gradients start to differ, walking back from the loss: the layer nearest the
+        output whose own weight gradients differ while its output gradient matches, or whose
+        output gradient differs while every layer consuming its output has matching ones."""
+        consumers: dict[str, list[LayerResult]] = {}
+        for layer in self.layers:
+            for source in layer.inbound:
+                consumers.setdefault(source, []).append(layer)
+        for index in reversed(range(len(self.layers))):
+            layer = self.layers[index]
+            grad = layer.grad
+            if grad is None or grad.matches:
+                continue
+            output_matches = isinstance(grad.output, LayerMetrics) and grad.output.matches
+            if output_matches or all(c.grad is None or (isinstance(c.grad.output, LayerMetrics) and
+                                                        c.grad.output.matches) for c in consumers.get(layer.name, [])):
+                return index, layer
+        return None
+
+    @property
     def exit_code(self) -> int:
         """0 when every layer matches; 1 when a divergence was found (even one kdiff then repaired)."""
         return EXIT_MATCH if all(layer.status == MATCH for layer in self.layers) else EXIT_DIVERGED
 
     def to_json(self) -> dict:
-        first = self.first_divergence
         return {
             "kdiff_version": self.kdiff_version,
             "backends": {info.side: _backend_json(info) for info in self.backends},
             "sample": self.sample,
             "tolerance": {"atol": self.tolerance.atol, "rtol": self.tolerance.rtol},
             "layers": [_layer_json(layer) for layer in self.layers],
-            "first_divergence": {"layer": first[1].name, "index": first[0]} if first else None,
+            "first_divergence": _place(self.first_divergence),
+            "first_grad_divergence": _place(self.first_grad_divergence),
+            "noise_floor": {side: {"deterministic": not differing, "differing_layers": differing}
+                            for side, differing in self.noise_floor.items()},
             "findings": [finding.to_json() for finding in self.findings],
             "unexplained": self.unexplained.to_json() if self.unexplained is not None else None,
             "after_fixes": _after_fixes(self.repaired) if self.repaired is not None else None,
@@ -81,10 +106,11 @@ class DiffReport:
 
 
 def _after_fixes(repaired: "DiffReport") -> dict:
-    first = repaired.first_divergence
     return {"all_match": repaired.exit_code == EXIT_MATCH,
-            "first_divergence": {"layer": first[1].name, "index": first[0]} if first else None,
+            "first_divergence": _place(repaired.first_divergence),
+            "first_grad_divergence": _place(repaired.first_grad_divergence),
             "layers": [{"name": layer.name, "status": layer.status,
+                        "grad_match": layer.grad.matches if layer.grad is not None else None,
                         "max_abs": _number(layer.metrics.max_abs) if layer.metrics else None,
                         "max_rel": _number(layer.metrics.max_rel) if layer.metrics else None}
                        for layer in repaired.layers]}
@@ -99,8 +125,20 @@ def _number(value: float) -> float | str:
     return value if math.isfinite(value) else ("inf" if value > 0 else "-inf") if not math.isnan(value) else "nan"
 
 
+def _place(found: tuple[int, LayerResult] | None) -> dict | None:
+    return {"layer": found[1].name, "index": found[0]} if found else None
+
+
+def _metrics_json(m: LayerMetrics | str | None) -> dict | None:
+    if not isinstance(m, LayerMetrics):
+        return {"note": m} if isinstance(m, str) else None
+    return {"max_abs": _number(m.max_abs), "max_rel": _number(m.max_rel), "mean_abs": _number(m.mean_abs),
+            "cosine": _number(m.cosine), "out_of_tolerance": m.out_of_tolerance, "match": m.matches}
+
+
 def _layer_json(layer: LayerResult) -> dict:
     m = layer.metrics
+    grad = layer.grad
     return {
         "name": layer.name,
         "class": layer.class_name,
@@ -117,4 +155,7 @@ def _layer_json(layer: LayerResult) -> dict:
         "b_name": layer.b_name or layer.name if layer.aligned_by else None,
         "aligned_by": layer.aligned_by or None,
         "note": layer.note or None,
+        "isolated": _metrics_json(layer.isolated),
+        "grad": _metrics_json(grad.output) if grad is not None else None,
+        "weight_grads": {name: _metrics_json(metrics) for name, metrics in grad.weights} if grad is not None else None,
     }

@@ -245,6 +245,9 @@ class WorkerPool:
         if heard is not None and now - heard > self.timeouts.liveness:
             raise self._failure(side, f"no heartbeat for {now - heard:.0f} s: the worker is stuck")
 
+    def all_alive(self) -> bool:
+        return all(worker.process.poll() is None for worker in self.workers.values())
+
     def _raise_worker_error(self, side: str, error: dict) -> None:
         worker = self.workers[side]
         if error.get("kind") == "input":

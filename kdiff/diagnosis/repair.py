@@ -28,7 +28,7 @@ def diagnose(session, sample, report: DiffReport, tolerance: Tolerance, progress
         return Diagnosis((), None, None)
     a, b = session.clients["a"], session.clients["b"]
     progress.stage("checking that each side agrees with itself")
-    noisy = _self_disagreement(session, sample)
+    noisy = _self_disagreement(session, sample, report.noise_floor)
     if noisy:  # a comparison with a side that disagrees with itself proves nothing further
         return Diagnosis(tuple(noisy), None, None)
     findings: list[Finding] = []
@@ -83,10 +83,11 @@ def _b_sources(session, pair) -> list[str]:
     return names
 
 
-def _self_disagreement(session, sample) -> list[Finding]:
+def _self_disagreement(session, sample, measured: dict) -> list[Finding]:
+    """Findings for a side that disagrees with itself (from the comparison's noise floor when it was run)."""
     findings = []
     for side in "ab":
-        differing = session.clients[side].self_check(sample)
+        differing = measured[side] if side in measured else session.clients[side].self_check(sample)
         if not differing:
             continue
         layers = session.a_layers if side == "a" else session.b_layers

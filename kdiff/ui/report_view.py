@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from kdiff.metrics import LayerMetrics
 from kdiff.report import DIVERGED, MATCH, ONLY_A, ONLY_B, PROPAGATED, DiffReport, LayerResult
 from kdiff.ui.findings_view import render_findings, render_written
 from kdiff.ui.numbers import fmt
@@ -29,6 +30,14 @@ def error_bar(max_rel: float | None) -> str:
     return "█" * max(1, round(fraction * BAR_CELLS))
 
 
+def grad_cell(grad) -> Text:
+    """The largest relative error of the layer's gradients (output and weights), green when all match."""
+    if grad is None:
+        return Text("-")
+    values = [m.max_rel for m in (grad.output, *(w for _, w in grad.weights)) if isinstance(m, LayerMetrics)]
+    return Text(fmt(max(values)) if values else "-", style="green" if grad.matches else "red")
+
+
 def shape_text(layer: LayerResult) -> str:
     a = "x".join("?" if d is None else str(d) for d in layer.a_shape) if layer.a_shape else "-"
     if layer.b_shape is not None and layer.b_shape != layer.a_shape:
@@ -40,13 +49,16 @@ def shape_text(layer: LayerResult) -> str:
 FULL_COLUMNS = ("#", "layer", "class", "shape", "max abs", "max rel", "cosine", "rel error", "status")
 COMPACT_COLUMNS = ("layer", "class", "max rel", "rel error", "status")  # below FULL_WIDTH columns
 FULL_WIDTH = 96
+GRAD_WIDTH = 100  # from this width on, gradients (when compared) take the cosine column's place
 
 
 def layer_table(report: DiffReport, width: int = FULL_WIDTH) -> Table:
     columns = FULL_COLUMNS if width >= FULL_WIDTH else COMPACT_COLUMNS
+    if width >= GRAD_WIDTH and any(layer.grad is not None for layer in report.layers):
+        columns = tuple("grad rel" if column == "cosine" else column for column in columns)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold")
     for column in columns:
-        justify = "right" if column in ("#", "max abs", "max rel", "cosine") else "left"
+        justify = "right" if column in ("#", "max abs", "max rel", "cosine", "grad rel") else "left"
         if column == "layer":
             table.add_column(column, justify=justify, min_width=12, overflow="fold")
         else:
@@ -69,6 +81,7 @@ def layer_table(report: DiffReport, width: int = FULL_WIDTH) -> Table:
             "max rel": fmt(m.max_rel if m else None),
             "cosine": f"{m.cosine:.6f}" if m and math.isfinite(m.cosine) else "-",
             "rel error": Text(error_bar(m.max_rel if m else None), style=style),
+            "grad rel": grad_cell(layer.grad),
             "status": Text(("▶ " if is_first else "") + layer.status + marker, style=style),
         }
         table.add_row(*(cells[column] for column in columns), style="on grey15" if is_first else None)
@@ -85,12 +98,19 @@ def backends_line(report: DiffReport) -> Text:
 
 def summary(report: DiffReport) -> Text:
     text = Text()
+    for side, differing in report.noise_floor.items():
+        if differing:
+            first_noisy = next(iter(differing))
+            text.append(f"Side {side.upper()} disagrees with itself on two runs of the same input at {len(differing)} "
+                        f"layer(s), first {first_noisy} (by up to {fmt(max(differing.values()))}): differences there "
+                        "are its own noise.\n", style="bold magenta")
     first = report.first_divergence
     counts = {status: sum(1 for layer in report.layers if layer.status == status)
               for status in (MATCH, DIVERGED, PROPAGATED, ONLY_A, ONLY_B)}
     if first is None and report.exit_code == 0:
         text.append(f"All {len(report.layers)} layers match", style="bold green")
         text.append(f" (atol {report.tolerance.atol:g}, rtol {report.tolerance.rtol:g}).")
+        _gradient_summary(report, text)
         return text
     if first is not None:
         index, layer = first
@@ -112,9 +132,22 @@ def summary(report: DiffReport) -> Text:
     if counts[ONLY_A] or counts[ONLY_B]:
         text.append(f", {counts[ONLY_A] + counts[ONLY_B]} exist on one side only")
     text.append(".")
+    _gradient_summary(report, text)
     for note in report.notes:
         text.append(f"\n  note: {note}", style="dim")
     return text
+
+
+def _gradient_summary(report: DiffReport, text: Text) -> None:
+    if not any(layer.grad is not None for layer in report.layers):
+        return
+    grad_first = report.first_grad_divergence
+    if grad_first is None:
+        text.append("\n  Gradients: every layer's output and weight gradients match.", style="green")
+    else:
+        index, layer = grad_first
+        text.append(f"\n  First gradient divergence (from the loss backwards): {layer.name} ({layer.class_name}), "
+                    f"layer {index}.", style="yellow")
 
 
 def render_report(report: DiffReport, console: Console) -> None:

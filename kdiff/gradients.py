@@ -1,0 +1,86 @@
+"""The backward diff: both sides differentiate the same loss, and every layer's gradients
+(with respect to its output and to each weight) are compared as they stream in.
+
+Without labels the loss is a fixed random projection of the model's outputs,
+``loss = sum_k sum(output_k * P_k)``, with the same ``P_k`` sent to both sides, so gradients
+are comparable on any model. Weights are paired by position within their layer (each
+framework names them its own way); they are reported under side A's names."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from kdiff.alignment import LayerPair
+from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
+from kdiff.streams import stream_pairs
+from kdiff.workers import WorkerPool
+
+PROJECTION_SEED = 20241124
+
+
+@dataclass(frozen=True)
+class GradientDiff:
+    output: LayerMetrics | str          # d loss / d layer output; a string says why it was not compared
+    weights: tuple = ()                 # ((side A's weight name, LayerMetrics | str), ...)
+
+    @property
+    def matches(self) -> bool:
+        return isinstance(self.output, LayerMetrics) and self.output.matches and all(
+            isinstance(m, LayerMetrics) and m.matches for _, m in self.weights)
+
+
+def output_layers(layers: dict[str, dict]) -> list[str]:
+    """The layers no other layer consumes, in topological order: the model's outputs."""
+    consumed = {source for layer in layers.values() for source in layer.get("inbound", ())}
+    return [name for name in layers if name not in consumed]
+
+
+def projections(shapes: list[tuple]) -> list[np.ndarray]:
+    """One fixed random array per model output, scaled so the loss stays O(1)."""
+    rng = np.random.default_rng(PROJECTION_SEED)
+    return [(rng.standard_normal(shape) / math.sqrt(max(1, math.prod(shape)))).astype(np.float32)
+            for shape in shapes]
+
+
+def gradient_tolerance(tolerance: Tolerance, a: np.ndarray, b: np.ndarray) -> Tolerance:
+    """Gradients are judged against their own scale: float error in a gradient is relative to
+    the largest terms summed into it, not to each element, so atol grows with max |g|."""
+    scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)))
+    return Tolerance(atol=max(tolerance.atol * 1e-2, tolerance.rtol * scale), rtol=tolerance.rtol)
+
+
+def _compare(a: np.ndarray, b: np.ndarray, tolerance: Tolerance) -> LayerMetrics | str:
+    if a.shape != b.shape:
+        return f"shapes differ: {a.shape} vs {b.shape}"
+    return compare_arrays(a, b, gradient_tolerance(tolerance, a, b))
+
+
+def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray, output_shapes: list[tuple],
+                         tolerance: Tolerance, timeout: float) -> dict[str, GradientDiff]:
+    """Gradient differences keyed by side A's layer name."""
+    arrays = {"x0": sample, **{f"p{i}": p for i, p in enumerate(projections(output_shapes))}}
+    results: dict[str, GradientDiff] = {}
+
+    def on_part(side: str, header: dict, part: dict):
+        outputs = [part[key] for key in sorted((k for k in part if k.startswith("o")), key=lambda k: int(k[1:]))]
+        weights = [part[f"w{i}"] for i in range(len(header.get("weights", ())))]
+        return outputs, list(zip(header.get("weights", ()), weights))
+
+    def on_pair(a_layer: str, a_kept, b_kept) -> None:
+        (a_outputs, a_weights), (b_outputs, b_weights) = a_kept, b_kept
+        if len(a_outputs) != len(b_outputs):
+            output: LayerMetrics | str = f"{len(a_outputs)} output gradient(s) on side A, {len(b_outputs)} on B"
+        else:
+            parts = [_compare(x, y, tolerance) for x, y in zip(a_outputs, b_outputs)]
+            output = next((p for p in parts if isinstance(p, str)), None) or combine(parts)
+        if len(a_weights) != len(b_weights):
+            weights = tuple((name, f"{len(a_weights)} weights on side A, {len(b_weights)} on B")
+                            for name, _ in a_weights)
+        else:
+            weights = tuple((name, _compare(x, y, tolerance)) for (name, x), (_, y) in zip(a_weights, b_weights))
+        results[a_layer] = GradientDiff(output, weights)
+
+    stream_pairs(pool, pairs, "backward", arrays, timeout, on_part, on_pair)
+    return results

@@ -1,0 +1,86 @@
+"""Gradients in the report, per-layer isolation, and the noise floor; real workers throughout.
+(Finite-difference checks of each worker's gradients are in test_worker_primitives.py.)"""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import fixture_dir
+
+pytestmark = pytest.mark.slow
+
+
+def kdiff_json(tmp_path, *args):
+    out = tmp_path / "r.json"
+    result = subprocess.run([sys.executable, "-m", "kdiff", *map(str, args), "--json", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    return json.loads(out.read_text()), result
+
+
+def legacy(name):
+    folder = fixture_dir(name)
+    return folder / "model.json", folder / "weights.h5", folder / "sample.npy"
+
+
+@pytest.fixture(scope="module")
+def envs(env_python):
+    for name in ("theano", "tensorflow", "torch", "tf-keras"):
+        env_python(name)
+
+
+@pytest.mark.parametrize("name, own_computation_differs", [
+    ("k2_vgg_channels_first", {"conv2d_1", "conv2d_2", "conv2d_3"}),
+    ("k2_bn_dropout_functional", {"conv2d_1", "conv2d_3"}),  # the 3x3 convs; the 1x1 conv2d_2 needs no flip
+])
+def test_isolation_marks_exactly_the_layers_whose_own_computation_differs(envs, tmp_path, name,
+                                                                          own_computation_differs):
+    report, result = kdiff_json(tmp_path, *legacy(name), "--isolate", "--no-diagnose", "--no-grad")
+    assert result.returncode == 1
+    diverged = {layer["name"] for layer in report["layers"] if layer["status"] == "diverged"}
+    assert diverged == own_computation_differs
+    for layer in report["layers"]:
+        assert layer["isolated"]["match"] is (layer["name"] not in own_computation_differs)
+    without = json.loads(json.dumps(report))  # the same comparison without isolation marks only the first
+    plain, _ = kdiff_json(tmp_path, *legacy(name), "--no-diagnose", "--no-grad")
+    assert [layer["name"] for layer in plain["layers"] if layer["status"] == "diverged"] == [
+        without["first_divergence"]["layer"]]
+
+
+def test_gradients_of_two_keras3_backends_agree_on_every_layer_and_weight(envs, tmp_path):
+    folder = fixture_dir("k3_cnn")
+    report, result = kdiff_json(tmp_path, folder / "model.keras", folder / "sample.npy", "--b", "torch")
+    assert result.returncode == 0 and report["first_grad_divergence"] is None
+    for layer in report["layers"]:
+        assert layer["grad"]["match"] is True, layer["name"]
+        assert all(metrics["match"] for metrics in layer["weight_grads"].values())
+    convs = {layer["name"]: layer for layer in report["layers"]}
+    assert set(convs["conv_a"]["weight_grads"]) == {"conv_a/kernel", "conv_a/bias"}
+    assert "gradients match" in " ".join(result.stdout.split())
+
+
+def test_diverging_gradients_are_reported(envs, tmp_path):
+    report, _ = kdiff_json(tmp_path, *legacy("k2_imdb_cnn"), "--no-diagnose")
+    grads = {layer["name"]: layer["grad"] for layer in report["layers"]}
+    assert report["first_grad_divergence"] is not None
+    assert grads["conv1d_1"]["match"] is False and grads["dense_2"]["match"] is False
+
+
+def test_a_side_that_disagrees_with_itself_is_reported_before_any_comparison(envs, tmp_path):
+    folder = fixture_dir("tf_mc_dropout")
+    report, result = kdiff_json(tmp_path, folder / "model.json", folder / "weights.h5", folder / "sample.npy",
+                                "--a", "tf-keras", "--b", "tensorflow", "--no-diagnose")
+    assert report["noise_floor"]["a"]["deterministic"] is False
+    assert list(report["noise_floor"]["a"]["differing_layers"]) == ["mc_dropout", "scores"]
+    assert report["noise_floor"]["b"] == {"deterministic": True, "differing_layers": {}}
+    assert "Side A disagrees with itself" in result.stdout
+
+
+def test_a_backend_that_cannot_differentiate_the_model_costs_only_the_gradients(envs, tmp_path):
+    # tf_keras on CPU has no gradient for channels_first max pooling (TensorFlow's MaxPoolGrad is NHWC-only)
+    report, result = kdiff_json(tmp_path, *legacy("k2_vgg_channels_first"), "--b", "tf-keras", "--no-diagnose")
+    assert result.returncode == 1 and report["first_divergence"]["layer"] == "conv2d_1"
+    assert any(note.startswith("gradients were not compared: worker b (tf-keras) failed during 'backward'")
+               for note in report["notes"])
+    assert all(layer["grad"] is None for layer in report["layers"])
