@@ -20,6 +20,7 @@ import traceback
 import zmq
 
 import backends.commands.gradients  # noqa: F401  (each module registers its commands)
+import backends.commands.layer_changes  # noqa: F401
 import backends.commands.layers  # noqa: F401
 import backends.commands.model  # noqa: F401
 from backends.commands import COMMANDS, Call

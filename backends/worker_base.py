@@ -99,6 +99,25 @@ class Worker:
         self._require_layer(layer)
         return [np.asarray(out) for out in self._run_layer_impl(layer, [np.asarray(x) for x in inputs])]
 
+    def layer_config(self, layer: str) -> dict:
+        """The layer's configuration as its framework reports it, made JSON-safe."""
+        self._require_layer(layer)
+        return self._layer_config_impl(layer)
+
+    def run_layer_changed(self, layer: str, inputs: list[np.ndarray], overrides: dict,
+                          training: bool | None) -> list[np.ndarray]:
+        """A copy of the layer, its config updated with ``overrides``, run alone on the given inputs
+        (with the layer's current weights) in inference mode, or in ``training`` mode when it is
+        given; the model itself is left as it is."""
+        self._require_layer(layer)
+        outputs = self._run_layer_changed_impl(layer, [np.asarray(x) for x in inputs], dict(overrides), training)
+        return [np.asarray(out) for out in outputs]
+
+    def change_layer(self, layer: str, overrides: dict, training: bool | None) -> None:
+        """Keep such a change in the model: forward passes, layer runs and ``save`` see it from now on."""
+        self._require_layer(layer)
+        self._model = self._change_layer_impl(layer, dict(overrides), training)
+
     def backward(self, inputs: list[np.ndarray], projections: list[np.ndarray]):
         """Gradients of ``loss = sum_k sum(output_k * projections[k])`` over the model outputs,
         in inference mode: per layer, with respect to its outputs and to each of its weights.
@@ -148,6 +167,19 @@ class Worker:
 
     def _backward_impl(self, inputs: list[np.ndarray], projections: list[np.ndarray]):
         raise NotImplementedError
+
+    def _layer_config_impl(self, layer: str) -> dict:
+        raise NotImplementedError
+
+    def _run_layer_changed_impl(self, layer: str, inputs: list[np.ndarray], overrides: dict,
+                                training: bool | None) -> list:
+        raise ModelInputError(f"the {self.backend} worker cannot run a changed copy of a layer",
+                              "diagnose with this backend as side A")
+
+    def _change_layer_impl(self, layer: str, overrides: dict, training: bool | None):
+        """The model with the change kept (the same object or a rebuilt one)."""
+        raise ModelInputError(f"the {self.backend} worker cannot change a layer's configuration",
+                              "diagnose with this backend as side A")
 
     def _save_impl(self, directory: str) -> list:
         raise ModelInputError(f"kdiff cannot write models for the {self.backend} backend",

@@ -42,3 +42,19 @@ class SideClient:
         """Have the side write its model as it is now, repairs included; the files it wrote."""
         result, _ = self.pool.call(self.side, "save", {"directory": directory})
         return result["files"]
+
+    def layer_config(self, layer: str) -> dict:
+        result, _ = self.pool.call(self.side, "layer_config", {"layer": layer})
+        return result["config"]
+
+    def run_layer_changed(self, layer: str, inputs: list[np.ndarray], overrides: dict,
+                          training: bool | None) -> list[np.ndarray]:
+        """A copy of the layer with its config overridden (and/or in training mode), run alone."""
+        _, arrays = self.pool.call(self.side, "run_layer_changed",
+                                   {"layer": layer, "overrides": overrides, "training": training},
+                                   {str(i): x for i, x in enumerate(inputs)})
+        return _ordered(arrays)
+
+    def change_layer(self, layer: str, overrides: dict, training: bool | None) -> None:
+        """Keep such a change in the side's model."""
+        self.pool.call(self.side, "change_layer", {"layer": layer, "overrides": overrides, "training": training})

@@ -13,20 +13,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import fixture_dir
+from tests.diagnosis_files import causes, edited_keras_archive, kdiff_json
 
 pytestmark = pytest.mark.slow
-
-
-def kdiff_json(tmp_path, *args):
-    out = tmp_path / "r.json"
-    result = subprocess.run([sys.executable, "-m", "kdiff", *map(str, args), "--json", str(out)],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode in (0, 1), result.stdout + result.stderr
-    return json.loads(out.read_text()), result
-
-
-def causes(report):
-    return [(finding["cause"], finding["layer"]) for finding in report["findings"]]
 
 
 @pytest.fixture(scope="module")
@@ -146,13 +135,26 @@ def test_dropout_active_stays_silent_where_dropout_is_off(envs, tmp_path):
 
 
 # ---- nothing explains it ---------------------------------------------------------------------
+def port_with_noisy_kernel(tmp_path):
+    """k3_cnn with random noise added to the kernel of its first layer, conv_a: a fault no rule can undo."""
+    port = tmp_path / "port.keras"
+
+    def add_noise(handle):
+        kernel = handle["layers/conv2d/vars/0"]
+        kernel[...] = kernel[...] + 0.05 * np.random.RandomState(0).standard_normal(kernel.shape)
+
+    edited_keras_archive(fixture_dir("k3_cnn") / "model.keras", port, weights=add_noise)
+    return port
+
+
 def test_an_unexplained_divergence_is_said_plainly_with_evidence(envs, tmp_path):
-    folder = fixture_dir("k1_lstm_merge")  # Keras 3 redefined hard_sigmoid: no rule for it yet
-    report, result = kdiff_json(tmp_path, folder / "model.json", folder / "weights.h5", folder / "sample.npy")
+    folder = fixture_dir("k3_cnn")
+    report, result = kdiff_json(tmp_path, "--a", f"tensorflow:{folder / 'model.keras'}",
+                                "--b", f"jax:{port_with_noisy_kernel(tmp_path)}", folder / "sample.npy")
     assert report["findings"] == []
-    assert report["unexplained"]["layer"] == "lstm_1"
+    assert report["unexplained"]["layer"] == "conv_a"
     assert report["unexplained"]["isolated"]["max_rel"] > 1e-3 and report["unexplained"]["input_max_rel"] == 0
-    assert "No rule explains the divergence at lstm_1" in result.stdout
+    assert "No rule explains the divergence at conv_a" in result.stdout
 
 
 # ---- repaired models, loaded without kdiff ------------------------------------------------------
@@ -193,9 +195,9 @@ def test_the_written_repair_loads_without_kdiff_and_reproduces_theano(envs, env_
 
 
 def test_no_repaired_model_is_written_while_a_divergence_is_unexplained(envs, tmp_path):
-    folder = fixture_dir("k1_lstm_merge")
-    result = subprocess.run([sys.executable, "-m", "kdiff", "fix", folder / "model.json", folder / "weights.h5",
-                             folder / "sample.npy", "-o", tmp_path / "fixed"], capture_output=True, text=True,
-                            timeout=600)
+    folder = fixture_dir("k3_cnn")
+    result = subprocess.run([sys.executable, "-m", "kdiff", "fix", "--a", f"tensorflow:{folder / 'model.keras'}",
+                             "--b", f"jax:{port_with_noisy_kernel(tmp_path)}", folder / "sample.npy",
+                             "-o", tmp_path / "fixed"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 1
     assert "no repaired model was written" in " ".join(result.stdout.split()) and not (tmp_path / "fixed").exists()

@@ -30,15 +30,22 @@ class LayerOps:
 
     def run(self, layer: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """The layer's outputs for `inputs`, one array per input tensor of its first call,
-        called with that call's other arguments, in inference mode."""
+        called with that call's other arguments, in inference mode as the model's forward pass
+        runs it."""
         node = self._first_node(layer)
         tensors = _node_inputs(node)
         if len(inputs) != len(tensors):
             raise ModelInputError(f"layer '{layer}' takes {len(tensors)} input(s), {len(inputs)} given",
                                   "pass one array per input tensor of the layer")
         args, kwargs = _call_arguments(node, {id(t): x for t, x in zip(tensors, inputs)})
-        outputs = self.model.get_layer(layer)(*args, **{"training": False, **kwargs})
+        outputs = self.model.get_layer(layer)(*args, **self.as_in_forward(kwargs))
         return [self._numpy(output) for output in _flat(outputs)]
+
+    def as_in_forward(self, kwargs: dict) -> dict:
+        """A call's keyword arguments with the training flag the model's forward pass gives the layer:
+        a training=True stored in the graph holds in tf_keras; Keras 3's model call passes
+        training=False over it."""
+        return {**kwargs, "training": False} if hasattr(self.keras, "ops") else {"training": False, **kwargs}
 
     def backward(self, inputs: list[np.ndarray], projections: list[np.ndarray]):
         """Per layer in describe_layers order: (name, [d loss / d output], [(weight name, d loss / d weight)])

@@ -50,6 +50,24 @@ class ModernKerasWorker(Worker):
     def _backward_impl(self, inputs, projections):
         return self.layer_ops.backward(inputs, projections)
 
+    def _layer_config_impl(self, layer):
+        from backends.json_safe import json_safe
+
+        return json_safe(self._model.get_layer(layer).get_config())
+
+    def _run_layer_changed_impl(self, layer, inputs, overrides, training):
+        from backends.modern_keras.layer_changes import run_changed
+
+        return run_changed(self.layer_ops, layer, inputs, overrides, training)
+
+    def _change_layer_impl(self, layer, overrides, training):
+        from backends.modern_keras.layer_changes import rebuilt_with_change
+        from backends.modern_keras.layer_ops import LayerOps
+
+        rebuilt = rebuilt_with_change(self.keras, self._model, layer, overrides, training)
+        self.layer_ops = LayerOps(self.keras, rebuilt, self.gradients)
+        return rebuilt
+
     def _save_impl(self, directory):
         from backends.modern_keras.saving import save_model
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from backends.errors import ModelInputError
+from backends.json_safe import json_safe
 from backends.theano.keras_loading import _graph, _layers, _model_nodes
 
 
@@ -24,6 +25,10 @@ class LayerOps:
 
     def set_weights(self, layer: str, arrays: list[np.ndarray]) -> None:
         self._layers[layer].set_weights(arrays)  # the shared variables: compiled functions see the change
+
+    def config(self, layer: str) -> dict:
+        """The layer's config as this Keras (1 or 2) writes it, made JSON-safe."""
+        return json_safe(self._layers[layer].get_config())
 
     def run(self, layer: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """The layer's outputs for `inputs`, one array per input tensor of its first call."""

@@ -53,3 +53,6 @@ class Worker(WorkerBase):
 
     def _backward_impl(self, inputs, projections):
         return self.layer_ops.backward(inputs, projections)
+
+    def _layer_config_impl(self, layer):
+        return self.layer_ops.config(layer)

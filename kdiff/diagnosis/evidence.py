@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 from kdiff.alignment import LayerPair
-from kdiff.diagnosis.model import ErrorSize, LayerEvidence, Unexplained
+from kdiff.diagnosis.model import Candidate, ErrorSize, LayerEvidence, Unexplained
 from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
 from kdiff.worker_calls import SideClient
 
 
 def gather(pair: LayerPair, a_layers: dict[str, dict], a: SideClient, b: SideClient) -> LayerEvidence:
-    """Side A's inputs and outputs of the layer (from A's last forward pass) and both sides' weights."""
+    """Side A's inputs and outputs of the layer (from A's last forward pass), both sides' weights and configs."""
     name, b_name = pair.a["name"], pair.b["name"]
     inbound = list(pair.a.get("inbound", ()))
     recorded = a.outputs(inbound + [name])
@@ -23,6 +23,7 @@ def gather(pair: LayerPair, a_layers: dict[str, dict], a: SideClient, b: SideCli
         input_shapes=tuple(tuple(d["output_shapes"][0]) if d else None for d in feeding),
         feeding_classes=tuple(d["class_name"] if d else "input" for d in feeding),
         feeding_input_shapes=tuple(_input_shape_of(d, a_layers, recorded) for d in feeding if d),
+        a_config=a.layer_config(name), b_config=b.layer_config(b_name),
     )
 
 
@@ -38,9 +39,15 @@ def _input_shape_of(layer: dict, a_layers: dict[str, dict], recorded: dict) -> t
     return None
 
 
-def isolated_error(b: SideClient, evidence: LayerEvidence, tolerance: Tolerance) -> LayerMetrics:
-    """Side B's layer run alone on side A's inputs, against side A's output."""
-    outputs = b.run_layer(evidence.b_layer, list(evidence.a_inputs))
+def isolated_error(b: SideClient, evidence: LayerEvidence, tolerance: Tolerance,
+                   candidate: Candidate | None = None) -> LayerMetrics:
+    """Side B's layer run alone on side A's inputs, against side A's output; with the candidate's
+    config change when one is given (its weights, if any, must already be set on side B)."""
+    if candidate is not None and candidate.changes_config:
+        outputs = b.run_layer_changed(evidence.b_layer, list(evidence.a_inputs), candidate.overrides,
+                                      candidate.training)
+    else:
+        outputs = b.run_layer(evidence.b_layer, list(evidence.a_inputs))
     if len(outputs) != len(evidence.a_outputs) or any(o.shape != e.shape for o, e in zip(outputs, evidence.a_outputs)):
         raise ValueError(f"layer {evidence.b_layer} gives outputs of shapes {[o.shape for o in outputs]} "
                          f"on side B, {[e.shape for e in evidence.a_outputs]} on side A")

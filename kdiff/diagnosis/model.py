@@ -20,16 +20,25 @@ class LayerEvidence:
     input_shapes: tuple = ()    # on side A, the output shapes of the layers feeding this one
     feeding_classes: tuple = ()  # on side A, the classes of the layers feeding this one
     feeding_input_shapes: tuple = ()  # on side A, the input shapes of the layers feeding this one
+    a_config: dict = field(default_factory=dict)  # side A's layer config, as A's framework writes it
+    b_config: dict = field(default_factory=dict)  # side B's layer config
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A change to side B's layer that would explain the divergence if it removes it."""
+    """A change to side B's layer that would explain the divergence if it removes it: new
+    weights, changed settings, a forced training mode, or several of these."""
 
     cause: str                  # the rule's id
-    b_weights: tuple            # the layer's weights with the fix applied, in the layer's order
     fix: str                    # one sentence a person can act on
     code: str                   # the few lines that apply it in side B's framework
+    b_weights: tuple | None = None  # the layer's weights with the fix applied, in the layer's order
+    overrides: dict = field(default_factory=dict)  # settings of the layer's config to change
+    training: bool | None = None    # call the layer in this mode; None: as the model calls it
+
+    @property
+    def changes_config(self) -> bool:
+        return bool(self.overrides) or self.training is not None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from dataclasses import dataclass, replace
 
 from kdiff.diagnosis import evidence as evidence_mod
 from kdiff.diagnosis.model import ErrorSize, Finding, Unexplained
-from kdiff.diagnosis.rules import WEIGHT_RULES
+from kdiff.diagnosis.rules import RULES
+from kdiff.errors import InputError
 from kdiff.metrics import Tolerance
 from kdiff.report import MATCH, DiffReport
 from kdiff.worker_calls import SideClient
@@ -60,17 +61,27 @@ def diagnose(session, sample, report: DiffReport, tolerance: Tolerance, progress
 
 
 def _prove(b: SideClient, evidence, tolerance: Tolerance) -> Finding | None:
+    """The first candidate that brings side B's layer within tolerance, kept on side B, as a finding."""
     before = evidence_mod.isolated_error(b, evidence, tolerance)
+    if before.matches:
+        return None  # run alone, the layer agrees: re-running it cannot tell a fix from no fix
     original = [weight for _, weight in evidence.b_weights]
-    for rule in WEIGHT_RULES:
+    for rule in RULES:
         for candidate in rule.candidates(evidence):
-            b.set_weights(evidence.b_layer, list(candidate.b_weights))
-            after = evidence_mod.isolated_error(b, evidence, tolerance)
-            if after.matches:
+            if candidate.b_weights is not None:
+                b.set_weights(evidence.b_layer, list(candidate.b_weights))
+            try:
+                after = evidence_mod.isolated_error(b, evidence, tolerance, candidate)
+            except InputError:  # side B refuses the change (e.g. the theano worker changes no settings)
+                after = None
+            if after is not None and after.matches:
+                if candidate.changes_config:
+                    b.change_layer(evidence.b_layer, candidate.overrides, candidate.training)
                 return Finding(cause=candidate.cause, layer=evidence.layer, verified=True,
                                before=ErrorSize(before.max_abs, before.max_rel),
                                after=ErrorSize(after.max_abs, after.max_rel), fix=candidate.fix, code=candidate.code)
-            b.set_weights(evidence.b_layer, original)
+            if candidate.b_weights is not None:
+                b.set_weights(evidence.b_layer, original)
     return None
 
 

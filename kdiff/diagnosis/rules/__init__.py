@@ -1,7 +1,11 @@
-"""The registry of diagnosis rules, in the order they are tried.
+"""The registry of diagnosis rules, in the order they are tried: those that read the configs or
+propose a handful of candidates first, the broad searches over permutations last.
 
 A rule is a module with ``ID`` (stable, kebab-case) and ``candidates(evidence)`` yielding
-``Candidate`` objects; it proposes, and ``verify.py`` decides."""
-from kdiff.diagnosis.rules import conv_kernel_flip, flatten_order, kernel_layout
+``Candidate`` objects; it proposes, and ``repair.py`` decides by re-running the layer."""
+from kdiff.diagnosis.rules import (activation_definition, batchnorm_epsilon, batchnorm_moving_stats,
+                                   batchnorm_training_mode, conv_kernel_flip, flatten_order, kernel_layout,
+                                   rnn_gate_order)
 
-WEIGHT_RULES = (conv_kernel_flip, kernel_layout, flatten_order)
+RULES = (batchnorm_epsilon, batchnorm_training_mode, batchnorm_moving_stats, activation_definition,
+         conv_kernel_flip, flatten_order, rnn_gate_order, kernel_layout)

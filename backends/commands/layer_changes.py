@@ -1,0 +1,20 @@
+"""A layer's configuration, and changes to it: run a changed copy alone, or keep the change."""
+from backends.commands import Call, command
+
+
+@command("layer_config")
+def layer_config(call: Call) -> None:
+    call.reply({"config": call.worker.layer_config(call.args["layer"])})
+
+
+@command("run_layer_changed")
+def run_layer_changed(call: Call) -> None:
+    outputs = call.worker.run_layer_changed(call.args["layer"], call.numbered(), call.args.get("overrides") or {},
+                                            call.args.get("training"))
+    call.reply({}, {str(i): out for i, out in enumerate(outputs)})
+
+
+@command("change_layer")
+def change_layer(call: Call) -> None:
+    call.worker.change_layer(call.args["layer"], call.args.get("overrides") or {}, call.args.get("training"))
+    call.reply()

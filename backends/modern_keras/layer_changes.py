@@ -1,0 +1,79 @@
+"""Config-level changes to one layer of a model loaded by backends.modern_keras.loading: run a
+changed copy of the layer alone, or rebuild the model with the change kept.
+
+A changed layer is a new layer of the same class made from the old one's config with the
+overrides applied, holding the old one's weights; the model is rebuilt by calling its own layer
+objects again on its own inputs, the changed layer in the old one's place, so every other
+weight stays shared and the model saves as a plain Keras model."""
+from __future__ import annotations
+
+from backends.errors import ModelInputError
+from backends.modern_keras.loading import _flat, _graph_nodes, _node_inputs, _node_outputs
+from backends.modern_keras.layer_ops import _call_arguments
+
+
+def changed_copy(layer, overrides: dict):
+    """A new layer like `layer`, its config updated with `overrides` (built on first call)."""
+    config = layer.get_config()
+    unknown = sorted(set(overrides) - set(config))
+    if unknown:
+        raise ModelInputError(f"layer '{layer.name}' ({type(layer).__name__}) has no setting {', '.join(unknown)}",
+                              f"its settings are: {', '.join(sorted(config))}")
+    return type(layer).from_config({**config, **overrides})
+
+
+def run_changed(ops, layer_name: str, inputs: list, overrides: dict, training: bool | None) -> list:
+    """The layer's first call re-run on `inputs` by a changed copy holding the layer's weights
+    (a copy even without overrides: a training-mode call may update its moving statistics)."""
+    original = ops.model.get_layer(layer_name)
+    copy = changed_copy(original, overrides)
+    node = ops._first_node(layer_name)
+    args, kwargs = _call_arguments(node, dict(zip(map(id, _node_inputs(node)), inputs)))
+    kwargs = ops.as_in_forward(kwargs) if training is None else {**kwargs, "training": training}
+    copy(*args, **kwargs)                       # builds the copy's weights
+    _copy_weights(original, copy)
+    return [ops._numpy(output) for output in _flat(copy(*args, **kwargs))]
+
+
+def rebuilt_with_change(keras, model, layer_name: str, overrides: dict, training: bool | None):
+    """The model with the layer replaced by its changed copy (and, when `training` is given, each
+    of its calls made in that mode: stored in the graph, which tf_keras honours at inference)."""
+    original = model.get_layer(layer_name)
+    replacement = changed_copy(original, overrides) if overrides or training is not None else original
+    if training and hasattr(keras, "ops"):
+        _always_in_training_mode(replacement)
+    produced = {id(tensor): tensor for tensor in model.inputs}
+    for layer, _, node in _graph_nodes(model):
+        args, kwargs = _call_arguments(node, produced)
+        if layer is original and training is not None:
+            kwargs["training"] = training
+        outputs = (replacement if layer is original else layer)(*args, **kwargs)
+        for old, new in zip(_node_outputs(node), _flat(outputs)):
+            produced[id(old)] = new
+    if replacement is not original:
+        _copy_weights(original, replacement)
+    inputs = list(model.inputs)
+    outputs = [produced[id(tensor)] for tensor in model.outputs]
+    return keras.Model(inputs=inputs[0] if len(inputs) == 1 else inputs,
+                       outputs=outputs[0] if len(outputs) == 1 else outputs, name=model.name)
+
+
+def _always_in_training_mode(layer) -> None:
+    """Keras 3's model call passes its own training flag to every layer, over one stored in the
+    graph (tf_keras keeps the stored one): only the layer itself can insist. A saved model does
+    not keep this, as nothing in a plain Keras 3 config can say it."""
+    call = layer.call
+
+    def call_in_training_mode(*args, training=None, **kwargs):
+        return call(*args, training=True, **kwargs)
+
+    layer.call = call_in_training_mode
+
+
+def _copy_weights(source, target) -> None:
+    weights = source.get_weights()
+    shapes = [tuple(w.shape) for w in target.get_weights()]
+    if shapes != [tuple(w.shape) for w in weights]:
+        raise ModelInputError(f"the changed layer '{source.name}' holds weights of shapes {shapes}, the layer "
+                              f"{[tuple(w.shape) for w in weights]}", "change only settings that keep the weights")
+    target.set_weights(weights)

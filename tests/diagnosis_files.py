@@ -1,0 +1,53 @@
+"""Running kdiff as a user does for the diagnosis tests, and making ports with one fault each."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+
+import h5py
+
+
+def kdiff_json(tmp_path, *args):
+    """`python -m kdiff ARGS --json` (exit 0 or 1 expected): the JSON report and the finished process."""
+    out = tmp_path / "r.json"
+    result = subprocess.run([sys.executable, "-m", "kdiff", *map(str, args), "--json", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    return json.loads(out.read_text()), result
+
+
+def causes(report):
+    return [(finding["cause"], finding["layer"]) for finding in report["findings"]]
+
+
+def edited_keras_archive(src, dst, weights=None, config=None):
+    """A copy of a `.keras` file with `weights(handle)` applied to its open model.weights.h5 and
+    `config(dict)` to its config.json (each edits in place)."""
+    with zipfile.ZipFile(src) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    if weights is not None:
+        buffer = io.BytesIO(members["model.weights.h5"])
+        with h5py.File(buffer, "r+") as handle:
+            weights(handle)
+        members["model.weights.h5"] = buffer.getvalue()
+    if config is not None:
+        edited = json.loads(members["config.json"])
+        config(edited)
+        members["config.json"] = json.dumps(edited).encode()
+    with zipfile.ZipFile(dst, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def keras_layer_config(archive_config: dict, name: str) -> dict:
+    """The config of the layer called `name` inside a `.keras` file's config.json."""
+    return next(layer["config"] for layer in archive_config["config"]["layers"] if layer["config"]["name"] == name)
+
+
+def legacy_layer(model_json: dict, name: str) -> dict:
+    """The entry of the layer called `name` in a Keras 1/2 model.json (functional or Sequential)."""
+    return next(layer for layer in model_json["config"]["layers"]
+                if layer.get("name", layer["config"].get("name")) == name)
