@@ -23,6 +23,7 @@ import backends.commands.gradients  # noqa: F401  (each module registers its com
 import backends.commands.layer_changes  # noqa: F401
 import backends.commands.layers  # noqa: F401
 import backends.commands.model  # noqa: F401
+import backends.commands.training  # noqa: F401
 from backends.commands import COMMANDS, Call
 from backends.errors import ModelInputError
 from kdiff.wire import PROTOCOL_VERSION, ProtocolError, decode, encode

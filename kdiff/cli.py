@@ -94,6 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] == "env":
             return run_env(env_parser().parse_args(argv[1:]), out, err)
+        if argv and argv[0] in ("attach", "keys"):
+            from kdiff.attach.cli import main as attach_main
+
+            return attach_main(argv, out, err)
+        if argv and argv[0] == "train":
+            from kdiff.train.cli import main as train_main
+
+            return train_main(argv[1:], out, err)
         if argv and argv[0] == "fix":
             args = fix_parser().parse_args(argv[1:])
             args.write_fixed = args.output

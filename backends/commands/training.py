@@ -1,0 +1,91 @@
+"""Training steps with the model's real optimizer and loss (``kdiff train``).
+
+A step is two calls: ``train_gradients`` (loss, every layer's activation and gradient, every
+weight's gradient, in inference mode) and ``optimizer_step`` (the framework's own optimizer
+applies gradients: this side's own, or ones the coordinator sends). ``trial_step`` re-runs the
+last step from its starting state with changed optimizer settings, leaving the model as it was.
+The per-framework part is a trainer from ``backends/<backend>/training.py`` (theano) or
+``backends/modern_keras/training.py``, kept on the worker as ``worker.trainer``."""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from backends.commands import Call, command
+from backends.errors import ModelInputError
+
+
+@command("compile_optimizer")
+def compile_optimizer(call: Call) -> None:
+    worker = call.worker
+    worker._require_loaded()
+    module = "backends.theano.training" if worker.backend == "theano" else "backends.modern_keras.training"
+    trainer_class = importlib.import_module(module).Trainer
+    worker.trainer = trainer_class(worker, call.args["optimizer"], dict(call.args.get("config") or {}),
+                                   call.args["loss"])
+    call.reply(worker.trainer.describe())
+
+
+@command("train_gradients")
+def train_gradients(call: Call) -> None:
+    """Streams the loss ({"loss": ...}), then one part per layer: its outputs (o*), the loss's
+    gradient with respect to them (g*) and to each of its weights (w*)."""
+    worker, trainer = call.worker, _trainer(call)
+    inputs = worker._check_inputs(call.numbered("x"))
+    loss, output_grads = trainer.loss_and_output_gradients(inputs, call.numbered("y"))
+    call.part({"loss": loss})
+    activations = worker.forward(inputs)
+    own_gradients = {}
+    for (name, outputs), (grad_name, layer_grads, weight_grads) in zip(activations,
+                                                                       worker.backward(inputs, output_grads)):
+        if name != grad_name:
+            raise RuntimeError(f"forward and backward visit layers in different orders ({name}, {grad_name})")
+        for index, (_, grad) in enumerate(weight_grads):
+            own_gradients[(name, index)] = grad
+        parts = {f"o{i}": out for i, out in enumerate(outputs)}
+        parts.update({f"g{i}": grad for i, grad in enumerate(layer_grads)})
+        parts.update({f"w{i}": grad for i, (_, grad) in enumerate(weight_grads)})
+        call.part({"layer": name, "weights": [weight for weight, _ in weight_grads]}, parts)
+    trainer.own_gradients = [own_gradients[(weight["layer"], weight["index"])] for weight in trainer.trainable]
+    call.reply({"layers": len(own_gradients)})
+
+
+@command("optimizer_step")
+def optimizer_step(call: Call) -> None:
+    """Apply the gradients sent as ``g<i>`` (i: position among the trainable weights) and this
+    side's own gradients for the others; answers each weight's update (u<i>), gradient applied
+    (a<i>), and optimizer slots before (b:<kind>:<i>) and after (s:<kind>:<i>)."""
+    trainer = _trainer(call)
+    if trainer.own_gradients is None:
+        raise ModelInputError("'optimizer_step' needs a 'train_gradients' first", "compute the gradients first")
+    gradients = list(trainer.own_gradients)
+    for key, value in call.arrays.items():
+        index = int(key[1:])
+        if not key.startswith("g") or not 0 <= index < len(gradients) or value.shape != gradients[index].shape:
+            raise ModelInputError(f"gradient {key!r} of shape {value.shape} fits no trainable weight",
+                                  "send g<i> in the shape of trainable weight i")
+        gradients[index] = np.array(value)
+    step = trainer.apply(gradients)
+    arrays = {f"u{i}": update for i, update in enumerate(step.updates)}
+    arrays.update({f"a{i}": grad for i, grad in enumerate(gradients)})
+    for prefix, slots in (("b", step.slots_before), ("s", step.slots_after)):
+        arrays.update({f"{prefix}:{kind}:{i}": value for kind, values in slots.items() for i, value in enumerate(values)})
+    call.reply({"iterations": [step.iterations_before, step.iterations_after], "slots": list(step.slots_after)},
+               arrays)
+
+
+@command("trial_step")
+def trial_step(call: Call) -> None:
+    """The last step again, from the state it started in, with the optimizer's settings changed
+    by ``overrides`` (and, where given, the update ``formula`` of another Keras generation);
+    answers the updates it would have made. The model and optimizer keep their current state."""
+    updates = _trainer(call).trial(dict(call.args.get("overrides") or {}), call.args.get("formula"))
+    call.reply({}, {f"u{i}": update for i, update in enumerate(updates)})
+
+
+def _trainer(call: Call):
+    trainer = getattr(call.worker, "trainer", None)
+    if trainer is None:
+        raise ModelInputError("no optimizer compiled yet", "send 'compile_optimizer' first")
+    return trainer

@@ -1,0 +1,171 @@
+"""Training steps with the optimizers and losses of the Keras that wrote the file (1.2.2 or
+2.3.1) on Theano: ``keras.optimizers.Adam`` etc., whose own ``get_updates`` builds the update
+graph, compiled into a ``K.function`` that takes the gradients as inputs.
+
+Inference mode throughout (the worker fixes the learning phase at 0): Dropout passes its input
+through and BatchNormalization normalises with its moving statistics, which no step updates."""
+from __future__ import annotations
+
+import numpy as np
+
+from backends.errors import ModelInputError
+from backends.theano.keras_loading import _graph, _layers
+from backends.training_common import StepResult, check_settings, optimizer_class_name, update_of
+
+# The slots each optimizer keeps per weight, in the order its get_updates creates them
+# (Keras 2 Adam's 'vhat' holds a placeholder of shape (1,) unless amsgrad is on).
+SLOT_KINDS = {"SGD": ["momentum"], "Adam": ["m", "v", "vhat"], "RMSprop": ["v"], "Adagrad": ["v"],
+              "Adadelta": ["v", "delta"], "Adamax": ["m", "u"], "Nadam": ["m", "v"]}
+
+
+class Trainer:
+    def __init__(self, worker, optimizer: str, config: dict, loss: str):
+        import keras
+        from keras import backend as K
+
+        self.keras1 = keras.__version__.startswith("1.")
+        self.model = worker._model
+        self.class_name = optimizer_class_name(optimizer)
+        check_settings(config)
+        self.config = self._framework_config(config)
+        self.optimizer = self._make_optimizer(self.config)
+        self.trainable = _trainable_weights(self.model)
+        self.params = [weight.pop("variable") for weight in self.trainable]
+        self.gradient_inputs = [K.placeholder(shape=K.int_shape(p), dtype=K.dtype(p)) for p in self.params]
+        self.apply_function = self._compile_apply(self.optimizer)
+        self.loss_function = self._compile_loss(loss)
+        self.own_gradients = None
+        self.snapshot = None   # (weights, optimizer weights, gradients) as the last step started
+
+    def describe(self) -> dict:
+        return {"optimizer": self.class_name, "config": _canonical_config(self.optimizer.get_config()),
+                "trainable": self.trainable, "slots": list(self._slots(self.optimizer))}
+
+    def loss_and_output_gradients(self, inputs: list, targets: list) -> tuple[float, list]:
+        from keras import backend as K
+
+        graph = _graph(self.model)
+        predictions = K.function(list(graph.inputs), list(graph.outputs))(list(inputs))
+        if len(targets) != len(predictions):
+            raise ModelInputError(f"the model has {len(predictions)} output(s) but {len(targets)} target array(s) "
+                                  "were given", "pass one Y array per model output")
+        loss, *grads = self.loss_function(list(targets) + list(predictions))
+        return float(loss), grads
+
+    def apply(self, gradients: list) -> StepResult:
+        from keras import backend as K
+
+        before = [p.get_value() for p in self.params]
+        self.snapshot = (before, K.batch_get_value(self.optimizer.weights), gradients)
+        slots_before, iterations_before = self._slots(self.optimizer), self._iterations(self.optimizer)
+        self.apply_function(list(gradients))
+        return StepResult([update_of(b, p.get_value()) for b, p in zip(before, self.params)],
+                          slots_before, self._slots(self.optimizer), iterations_before,
+                          self._iterations(self.optimizer))
+
+    def trial(self, overrides: dict, formula: str | None) -> list:
+        from keras import backend as K
+
+        if formula is not None:
+            raise ModelInputError(f"the theano worker runs only its own Keras's update formulas, not {formula!r}",
+                                  "re-run the step on the other side")
+        if self.snapshot is None:
+            raise ModelInputError("no step to re-run yet", "run 'optimizer_step' first")
+        check_settings(overrides)
+        weights_before, optimizer_state, gradients = self.snapshot
+        optimizer = self._make_optimizer({**self._framework_config(_canonical_config(self.optimizer.get_config())),
+                                          **self._framework_config(overrides)})
+        function = self._compile_apply(optimizer)
+        current = [p.get_value() for p in self.params]
+        K.batch_set_value(list(zip(optimizer.weights, optimizer_state)))
+        try:
+            K.batch_set_value(list(zip(self.params, weights_before)))
+            function(list(gradients))
+            return [update_of(b, p.get_value()) for b, p in zip(weights_before, self.params)]
+        finally:
+            K.batch_set_value(list(zip(self.params, current)))
+
+    # ---- building ---------------------------------------------------------------------
+    def _framework_config(self, config: dict) -> dict:
+        """kdiff's canonical 'learning_rate' is Keras 1's 'lr'."""
+        if self.keras1 and "learning_rate" in config:
+            config = {("lr" if key == "learning_rate" else key): value for key, value in config.items()}
+        return config
+
+    def _make_optimizer(self, config: dict):
+        import keras
+
+        config = {key: value for key, value in config.items() if key != "name"}
+        try:
+            return getattr(keras.optimizers, self.class_name)(**config)
+        except TypeError as exc:
+            raise ModelInputError(f"Keras {keras.__version__}'s {self.class_name} does not take these settings: "
+                                  f"{exc}", "name settings as this Keras's optimizer does (e.g. epsilon=1e-8)") from exc
+
+    def _compile_apply(self, optimizer):
+        """K.function(gradients) -> [] running the optimizer's own updates on the given gradients."""
+        from keras import backend as K
+
+        optimizer.get_gradients = lambda loss, params: list(self.gradient_inputs)
+        if self.keras1:
+            updates = optimizer.get_updates(self.params, {}, None)
+        else:
+            updates = optimizer.get_updates(loss=None, params=self.params)
+        return K.function(list(self.gradient_inputs), [], updates=updates)
+
+    def _compile_loss(self, name: str):
+        """K.function(targets + predictions) -> [loss, d loss / d prediction...], the loss being the
+        batch mean of Keras's loss function, summed over the model's outputs."""
+        import keras
+        from keras import backend as K
+
+        losses = keras.objectives if self.keras1 else keras.losses
+        try:
+            loss_of = losses.get(name)
+        except Exception as exc:  # Keras 2 raises ValueError for an unknown name, Keras 1 a bare Exception
+            raise ModelInputError(f"Keras {keras.__version__} has no loss {name!r}",
+                                  "use a Keras loss name, e.g. mse or categorical_crossentropy") from exc
+        outputs = list(_graph(self.model).outputs)
+        targets = [K.placeholder(ndim=K.ndim(out), dtype=K.dtype(out)) for out in outputs]
+        predictions = [K.placeholder(ndim=K.ndim(out), dtype=K.dtype(out)) for out in outputs]
+        loss = sum(K.mean(loss_of(t, p)) for t, p in zip(targets, predictions))
+        return K.function(targets + predictions, [loss] + K.gradients(loss, predictions))
+
+    # ---- reading the optimizer's state ----------------------------------------------------
+    def _slots(self, optimizer) -> dict:
+        from keras import backend as K
+
+        iterations = getattr(optimizer, "iterations", None)
+        variables = [w for w in optimizer.weights if w is not iterations]
+        values = K.batch_get_value(variables)
+        count, slots = len(self.params), {}
+        for position, kind in enumerate(SLOT_KINDS.get(self.class_name, [])):
+            chunk = values[position * count:(position + 1) * count]
+            if len(chunk) == count and all(v.shape == p.get_value().shape for v, p in zip(chunk, self.params)):
+                slots[kind] = [np.array(v) for v in chunk]
+        return slots
+
+    @staticmethod
+    def _iterations(optimizer) -> int:
+        from keras import backend as K
+
+        return int(K.get_value(optimizer.iterations)) if hasattr(optimizer, "iterations") else 0
+
+
+def _trainable_weights(model) -> list[dict]:
+    """Each trainable weight: its layer, position among the layer's weights, name and shape."""
+    found = []
+    for layer in _layers(model):
+        trainable = {id(w) for w in layer.trainable_weights}
+        for index, variable in enumerate(layer.weights):
+            if id(variable) in trainable:
+                found.append({"layer": layer.name, "index": index, "name": variable.name,
+                              "shape": list(variable.get_value().shape), "variable": variable})
+    return found
+
+
+def _canonical_config(config: dict) -> dict:
+    """The optimizer's config with kdiff's names ('learning_rate' for Keras 1's 'lr'), floats as floats."""
+    renamed = {("learning_rate" if key == "lr" else key): value for key, value in config.items()}
+    return {key: float(value) if isinstance(value, (np.floating, np.integer)) else value
+            for key, value in renamed.items()}

@@ -1,0 +1,60 @@
+"""A worker that replays a live run's snapshot: it answers the coordinator's calls with the
+layer outputs, weights and gradients the probe captured, so the comparison, classification
+and diagnosis code treats the live run as one more side. It runs no framework.
+
+It answers only for the snapshot's own batch (and, for gradients, for the snapshot's own
+loss gradient as the projection), so nothing it says can be mistaken for another input's."""
+from __future__ import annotations
+
+import numpy as np
+
+from backends.errors import ModelInputError
+from backends.worker_base import Worker as WorkerBase
+from kdiff.attach.snapshot import read_snapshot
+
+
+class Worker(WorkerBase):
+    backend = "snapshot"
+
+    def _import_framework_impl(self) -> None:
+        self.snapshot = read_snapshot(self.options["snapshot"])
+        self.index = {layer["name"]: i for i, layer in enumerate(self.snapshot.layers)}
+
+    def _versions_impl(self) -> dict:
+        return self.snapshot.header["versions"]
+
+    def _device_impl(self) -> str:
+        return self.snapshot.header["device"]
+
+    def _load_impl(self, model, weights, custom_objects, trust_lambda_bytecode):
+        return self.snapshot
+
+    def _describe_layers_impl(self) -> list[dict]:
+        return [{key: value for key, value in layer.items() if key != "weights"} for layer in self.snapshot.layers]
+
+    def _input_specs_impl(self) -> list[dict]:
+        return self.snapshot.header["inputs"]
+
+    def _forward_impl(self, inputs):
+        self._require_own_batch(inputs)
+        for name, index in self.index.items():
+            yield name, self.snapshot.outputs(index)
+
+    def _layer_weights_impl(self, layer):
+        return self.snapshot.weights(self.index[layer])
+
+    def _backward_impl(self, inputs, projections):
+        self._require_own_batch(inputs)
+        if len(projections) != 1 or not np.array_equal(projections[0], self.snapshot.arrays["output_grad"]):
+            raise ModelInputError("a snapshot holds the gradients of the run's own loss only",
+                                  "send the snapshot's output_grad as the projection")
+        for name, index in self.index.items():
+            yield name, self.snapshot.output_grads(index), self.snapshot.weight_grads(index)
+
+    def _run_layer_impl(self, layer, inputs):
+        raise ModelInputError("a snapshot of a live run cannot run a layer again",
+                              "run layers on the reference side")
+
+    def _require_own_batch(self, inputs) -> None:
+        if len(inputs) != 1 or not np.array_equal(inputs[0], self.snapshot.arrays["x"]):
+            raise ModelInputError(f"the snapshot of step {self.snapshot.step} answers for its own batch only")

@@ -1,0 +1,8 @@
+"""``kdiff train``: training steps side by side.
+
+Both workers start from the same weights (after the forward diagnosis's proven repairs), take
+the same batches with their frameworks' real optimizers, and every step's loss, activations,
+gradients, optimizer slots and weight updates are compared. Where the updates first diverge,
+each side's update is solved for its optimizer's settings (``fitting.py``) and every
+difference is proven by re-running that step on side B with side A's setting (``explain.py``).
+"""

@@ -1,0 +1,125 @@
+"""``kdiff train MODEL [WEIGHTS] X.npy Y.npy --optimizer NAME[:k=v,...] --loss NAME ...``"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from kdiff import __version__
+from kdiff.cli import _Parser, _side_spec
+from kdiff.diff import DiffOptions, Side
+from kdiff.errors import UsageError
+from kdiff.metrics import Tolerance
+from kdiff.model_files import inspect_model
+from kdiff.train.session import OptimizerSpec, TrainOptions, run_training
+from kdiff.ui.train_view import TrainView, render_train_report
+from kdiff.workers import Timeouts
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kdiff train", description=(
+        "Take the same training steps on two backends, each with its framework's real optimizer, and compare "
+        "every step's loss, activations, gradients, optimizer slots and weight updates; where the updates "
+        "diverge, name the optimizer setting or formula that differs and prove it."))
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="MODEL [WEIGHTS] X.npy Y.npy; only X.npy Y.npy when both sides name their own files")
+    parser.add_argument("--optimizer", metavar="NAME[:k=v,...]",
+                        help="both sides' optimizer, e.g. adam or rmsprop:rho=0.9 (each framework's defaults for "
+                             "what is not named)")
+    parser.add_argument("--a-optimizer", metavar="[NAME][:k=v,...]", help="side A's optimizer or extra settings")
+    parser.add_argument("--b-optimizer", metavar="[NAME][:k=v,...]", help="side B's optimizer or extra settings")
+    parser.add_argument("--loss", required=True, help="a Keras loss name, e.g. mse or categorical_crossentropy")
+    parser.add_argument("--steps", type=int, default=5, help="training steps (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, help="samples per step (default: all of X, up to 32)")
+    parser.add_argument("--a", dest="a", metavar="BACKEND[:MODEL[,WEIGHTS]]", help="side A, as for 'kdiff'")
+    parser.add_argument("--b", dest="b", metavar="BACKEND[:MODEL[,WEIGHTS]]", help="side B, as for 'kdiff'")
+    parser.add_argument("--a-python", metavar="PATH", help="run side A in this Python instead of kdiff's environment")
+    parser.add_argument("--b-python", metavar="PATH", help="run side B in this Python instead of kdiff's environment")
+    parser.add_argument("--atol", type=float, default=Tolerance.atol, help="absolute tolerance (default %(default)g)")
+    parser.add_argument("--rtol", type=float, default=Tolerance.rtol, help="relative tolerance (default %(default)g)")
+    parser.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
+    parser.add_argument("--custom-objects", metavar="FILE.py", help="functions the model needs, by name")
+    parser.add_argument("--timeout", type=float, default=Timeouts.call, metavar="SECONDS",
+                        help="deadline of one worker call (default %(default)g)")
+    parser.add_argument("--version", action="version", version=f"kdiff {__version__}")
+    return parser
+
+
+def parse_optimizer(text: str, option: str) -> OptimizerSpec:
+    """'adam:epsilon=1e-8,beta_1=0.9' -> OptimizerSpec('adam', {'epsilon': 1e-08, 'beta_1': 0.9})."""
+    name, _, settings = text.partition(":")
+    config = {}
+    for item in filter(None, settings.split(",")):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise UsageError("usage", f"{option}: {item!r} is not KEY=VALUE", f"e.g. {option} adam:epsilon=1e-8")
+        config[key.strip()] = _value(value.strip())
+    return OptimizerSpec(name.strip(), config)
+
+
+def _value(text: str):
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _optimizers(args: argparse.Namespace) -> tuple[OptimizerSpec, OptimizerSpec]:
+    shared = parse_optimizer(args.optimizer, "--optimizer") if args.optimizer else OptimizerSpec("")
+    specs = []
+    for side in "ab":
+        text = getattr(args, f"{side}_optimizer")
+        own = parse_optimizer(text, f"--{side}-optimizer") if text else OptimizerSpec("")
+        name = own.name or shared.name
+        if not name:
+            raise UsageError("usage", f"no optimizer for side {side.upper()}",
+                             "name one with --optimizer NAME (or --a-optimizer / --b-optimizer)")
+        specs.append(OptimizerSpec(name, {**shared.config, **own.config}))
+    return specs[0], specs[1]
+
+
+def _sides(args: argparse.Namespace) -> tuple[Side, Side, str, str]:
+    (a_backend, a_model, a_weights), (b_backend, b_model, b_weights) = _side_spec(args.a), _side_spec(args.b)
+    files = list(args.files)
+    if a_model and b_model:
+        if len(files) != 2:
+            raise UsageError("usage", f"both sides name their files, so only X.npy Y.npy are expected, got {len(files)}",
+                             "e.g. kdiff train --a theano:model.json,weights.h5 --b tensorflow:port.keras x.npy y.npy")
+        model = weights = None
+    elif len(files) in (3, 4):
+        model, weights = files[0], (files[1] if len(files) == 4 else None)
+    else:
+        raise UsageError("usage", f"expected MODEL [WEIGHTS] X.npy Y.npy, got {len(files)} file(s)",
+                         "e.g. kdiff train model.json weights.h5 x.npy y.npy --optimizer adam --loss mse")
+    a_model, a_weights = (a_model, a_weights) if a_model else (model, weights)
+    b_model, b_weights = (b_model, b_weights) if b_model else (model, weights)
+    keras3 = inspect_model(a_model, a_weights).keras_major == 3
+    a = Side("a", a_backend or ("tensorflow" if keras3 else "theano"), a_model, a_weights, args.a_python)
+    b = Side("b", b_backend or ("jax" if keras3 else "tensorflow"), b_model, b_weights, args.b_python)
+    return a, b, files[-2], files[-1]
+
+
+def main(argv: list[str], out: Console, err: Console) -> int:
+    args = train_parser().parse_args(argv)
+    a, b, x_path, y_path = _sides(args)
+    options = TrainOptions(
+        optimizers=_optimizers(args), loss=args.loss, steps=args.steps, batch_size=args.batch_size,
+        diff=DiffOptions(tolerance=Tolerance(args.atol, args.rtol), custom_objects=args.custom_objects,
+                         timeouts=Timeouts(call=args.timeout), gradients=False))
+    with TrainView(err) as view:
+        report = run_training(a, b, x_path, y_path, options, view)
+    if args.json:
+        text = json.dumps(report.to_json(), indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
+    if args.json != "-":
+        render_train_report(report, out)
+    return report.exit_code

@@ -1,0 +1,128 @@
+"""Naming what differs between the two optimizers at the first diverging step, and proving it.
+
+Each side's step is solved for its settings (``fitting.py``); every setting or formula that
+differs becomes a candidate. The candidates are applied on side B, one more at a time, by
+re-running that step there (``trial_step``: same starting weights, slots and gradients) with
+side A's setting, and B's updates are compared with A's again. A finding is verified when the
+re-run with it (and the candidates before it) brings every paired update within tolerance."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from kdiff.diagnosis.model import ErrorSize, Finding
+from kdiff.train.fitting import EPSILON_OUTSIDE, Fit
+
+# How far two solved values may be apart and still be the same setting (relative)
+SAME_VALUE = {"learning_rate": 1e-2, "epsilon": 0.1, "beta_1": 1e-3, "beta_2": 1e-4, "rho": 1e-3,
+              "momentum": 1e-3, "initial_accumulator_value": 1e-2}
+CAUSES = {"learning_rate": "optimizer-learning-rate", "epsilon": "optimizer-epsilon",
+          "initial_accumulator_value": "optimizer-formula"}
+DECAY_RATES = ("beta_1", "beta_2", "rho", "momentum")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    cause: str
+    setting: str              # the config key changed on side B, or "formula"
+    a_value: object
+    b_value: object
+    override: dict            # the change to side B's optimizer config
+    formula: str | None = None  # the update formula side B re-runs with ("keras2")
+
+
+def candidates(fit_a: Fit, fit_b: Fit, declared_a: dict, declared_b: dict) -> list[Candidate]:
+    """What differs between the two solved steps: the formula first, then each setting."""
+    found = []
+    if fit_a.formula and fit_b.formula and fit_a.formula != fit_b.formula:
+        found.append(Candidate("optimizer-formula", "formula", fit_a.formula, fit_b.formula, {},
+                               "keras2" if fit_a.formula == EPSILON_OUTSIDE else None))
+    for setting, a_value in fit_a.values.items():
+        b_value = fit_b.values.get(setting)
+        if b_value is None or setting in fit_a.assumed or setting in fit_b.assumed or _same(setting, a_value, b_value):
+            continue
+        # A's declared value, where its solved value confirms it: 1e-08 rather than 1.0000021e-08
+        value = declared_a.get(setting) if _same(setting, a_value, declared_a.get(setting)) else a_value
+        cause = CAUSES.get(setting, "optimizer-decay-rate" if setting in DECAY_RATES else "optimizer-formula")
+        found.append(Candidate(cause, setting, a_value, b_value, {setting: _round(value)}))
+    return found
+
+
+def prove(candidates_found: list[Candidate], trial, update_error, before: ErrorSize, weight: str,
+          step: int, sides: tuple[str, str], optimizer: str) -> list[Finding]:
+    """Re-run the step on side B with each candidate added in turn.
+
+    ``trial(overrides, formula)`` returns B's updates; ``update_error(updates)`` their error
+    against A's as (ErrorSize, all within tolerance)."""
+    findings, overrides, formula = [], {}, None
+    results = []
+    for candidate in candidates_found:
+        overrides.update(candidate.override)
+        formula = candidate.formula or formula
+        if candidate.setting == "formula" and candidate.formula is None:
+            results.append((candidate, None, False))   # side B cannot run side A's formula
+            continue
+        after, matches = update_error(trial(dict(overrides), formula))
+        results.append((candidate, after, matches))
+    proven = bool(results) and results[-1][2]
+    for candidate, after, matches in results:
+        findings.append(Finding(
+            cause=candidate.cause, layer=weight, verified=proven and after is not None, before=before, after=after,
+            fix=_fix(candidate, sides), code=_code(candidate, optimizer),
+            detail={"step": step, "setting": candidate.setting, "a": candidate.a_value, "b": candidate.b_value,
+                    "rerun_with": {**candidate.override, **({"formula": candidate.formula} if candidate.formula else {})},
+                    "matches_after": matches}))
+    return findings
+
+
+def _same(setting: str, a, b) -> bool:
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+        return False
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return False
+    return abs(a - b) <= SAME_VALUE.get(setting, 1e-2) * max(abs(a), abs(b))
+
+
+def _round(value):
+    return float(f"{value:.6g}") if isinstance(value, float) else value
+
+
+def _fix(candidate: Candidate, sides: tuple[str, str]) -> str:
+    a, b = sides
+    if candidate.setting == "formula":
+        return (f"The two optimizers compute the step differently: side A ({a}) {candidate.a_value}, side B ({b}) "
+                f"{candidate.b_value}. Use side A's formula on side B (a subclass, below) or accept the difference.")
+    return (f"Side A ({a}) steps with {candidate.setting} {_round(candidate.a_value):g}, side B ({b}) with "
+            f"{_round(candidate.b_value):g} (solved from each side's update): set "
+            f"{candidate.setting}={candidate.override[candidate.setting]:g} in side B's optimizer.")
+
+
+def _code(candidate: Candidate, optimizer: str) -> str:
+    if candidate.setting == "formula":
+        if candidate.formula != "keras2":
+            return "# side B has no other formula kdiff can run"
+        return ("class Keras2RMSprop(keras.optimizers.RMSprop):\n"
+                "    def update_step(self, gradient, variable, learning_rate):\n"
+                "        v = self._velocities[self._get_variable_index(variable)]\n"
+                "        self.assign(v, self.rho * v + (1 - self.rho) * keras.ops.square(gradient))\n"
+                "        self.assign_sub(variable, learning_rate * gradient / (keras.ops.sqrt(v) + self.epsilon))")
+    return f"optimizer = keras.optimizers.{optimizer}({candidate.setting}={candidate.override[candidate.setting]!r})"
+
+
+def declared_values(config: dict) -> dict:
+    """The numeric settings of a side's optimizer config."""
+    return {key: float(value) for key, value in config.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+def update_arrays_error(pairs, a_updates: list[np.ndarray], b_updates: list[np.ndarray], compare) -> tuple:
+    """(ErrorSize of the worst paired weight, whether all paired weights match)."""
+    worst_abs = worst_rel = 0.0
+    all_match = True
+    for pair in pairs:
+        metrics = compare(pair.element_map(a_updates[pair.a_index]), b_updates[pair.b_index])
+        worst_abs, worst_rel = max(worst_abs, metrics.max_abs), max(worst_rel, metrics.max_rel)
+        all_match &= metrics.matches
+    return ErrorSize(worst_abs, worst_rel), all_match

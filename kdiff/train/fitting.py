@@ -1,0 +1,212 @@
+"""Solving one side's step for its optimizer's settings.
+
+Given, for every trainable weight, the gradient the optimizer applied, its slots before and
+after and the update it made, each optimizer's update rule is solved for its settings by least
+squares over all elements (relative residuals, in float64): the decay rates (β₁, β₂, ρ) from
+how the slots moved, then the learning rate and epsilon from the update, for each formula
+variant the Keras generations used. A setting whose effect on every element is below float32
+resolution cannot be solved for; it is taken from the side's declared config and listed as
+``assumed``."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# A setting is solved for only where it moves some element's update by more than this (relative)
+IDENTIFIABLE = 1e-4
+# Formula variants: where Keras 1/2 and Keras 3 compute RMSprop's and Adagrad's step differently
+EPSILON_OUTSIDE = "lr·g / (√v + ε)  (Keras 1/2)"
+EPSILON_INSIDE = "lr·g / √(v + ε)  (Keras 3)"
+
+
+@dataclass(frozen=True)
+class WeightStep:
+    gradient: np.ndarray
+    before: dict            # slot kind -> array
+    after: dict
+    update: np.ndarray
+
+
+@dataclass(frozen=True)
+class Fit:
+    optimizer: str
+    values: dict                  # setting -> solved value
+    residual: float               # max |update from the solved rule - update| / max |update|
+    formula: str = ""             # the variant that fits, where the generations differ
+    assumed: tuple = ()           # settings taken from the declared config (not identifiable)
+    step: int = 0                 # t, the step number the rule used (iterations + 1)
+    other_formulas: dict = field(default_factory=dict)  # variant -> its residual
+
+    def to_json(self) -> dict:
+        return {"optimizer": self.optimizer, "values": self.values, "formula": self.formula or None,
+                "residual": self.residual, "assumed": list(self.assumed), "t": self.step}
+
+
+class _Elements:
+    """All weights' elements of one step, flattened and in float64."""
+
+    def __init__(self, steps: list[WeightStep]):
+        def flat(values):
+            return np.concatenate([np.asarray(v, np.float64).ravel() for v in values]) if values else np.zeros(0)
+
+        self.g = flat([s.gradient for s in steps])
+        self.update = flat([s.update for s in steps])
+        kinds = set.intersection(*(set(s.before) & set(s.after) for s in steps)) if steps else set()
+        self.before = {kind: flat([s.before[kind] for s in steps]) for kind in kinds}
+        self.after = {kind: flat([s.after[kind] for s in steps]) for kind in kinds}
+
+
+def fit_step(optimizer: str, steps: list[WeightStep], iterations: int, declared: dict) -> Fit | None:
+    """The settings of ``optimizer`` that reproduce this step, or None for an optimizer kdiff
+    cannot solve (the comparison of updates still holds)."""
+    solver = SOLVERS.get(optimizer)
+    if solver is None or not steps:
+        return None
+    return solver(_Elements(steps), iterations + 1, declared)
+
+
+# ---- the solvers ------------------------------------------------------------------------
+def _adam(e: _Elements, t: int, declared: dict) -> Fit:
+    beta_1 = _decay(e.after["m"], e.before["m"], e.g)
+    beta_2 = _decay(e.after["v"], e.before["v"], e.g ** 2)
+    m, root_v = e.after["m"], np.sqrt(e.after["v"])
+    keep = (e.update != 0) & (m != 0)
+    ratio = -m[keep] / e.update[keep]                       # = (√v + ε) / α
+    epsilon = declared.get("epsilon", 1e-7)
+    if _identifiable(epsilon, root_v[keep]):
+        slope, intercept = _lstsq([root_v[keep], np.ones_like(ratio)], ratio)
+        alpha, epsilon, assumed = 1 / slope, intercept / slope, ()
+    else:
+        (slope,) = _lstsq([root_v[keep] + epsilon], ratio)
+        alpha, assumed = 1 / slope, ("epsilon",)
+    learning_rate = alpha * (1 - beta_1 ** t) / math.sqrt(1 - beta_2 ** t)
+    predicted = -alpha * m / (root_v + epsilon)
+    return Fit("Adam", {"learning_rate": learning_rate, "beta_1": beta_1, "beta_2": beta_2, "epsilon": epsilon},
+               _residual(predicted, e.update), assumed=assumed, step=t)
+
+
+def _rmsprop(e: _Elements, t: int, declared: dict) -> Fit:
+    rho = _decay(e.after["v"], e.before["v"], e.g ** 2)
+    return _square_root_rule("RMSprop", e, t, declared, {"rho": rho})
+
+
+def _adagrad(e: _Elements, t: int, declared: dict) -> Fit:
+    values = {"initial_accumulator_value": float(np.median(e.before["v"]))} if t == 1 else {}
+    return _square_root_rule("Adagrad", e, t, declared, values)
+
+
+def _square_root_rule(optimizer: str, e: _Elements, t: int, declared: dict, values: dict) -> Fit:
+    """update = -lr·g / (√v + ε) or -lr·g / √(v + ε): each variant solved, the closer one kept."""
+    v, keep = e.after["v"], (e.update != 0) & (e.g != 0)
+    g, update, v = e.g[keep], e.update[keep], v[keep]
+    epsilon = declared.get("epsilon", 1e-7)
+    fits = {}
+    for formula in (EPSILON_OUTSIDE, EPSILON_INSIDE):
+        outside = formula == EPSILON_OUTSIDE
+        base, target = (np.sqrt(v), -g / update) if outside else (v, (g / update) ** 2)
+        if _identifiable(epsilon, base):
+            slope, intercept = _lstsq([base, np.ones_like(target)], target)
+            fitted_epsilon, assumed = intercept / slope, ()
+        else:
+            (slope,) = _lstsq([base + epsilon], target)
+            fitted_epsilon, assumed = epsilon, ("epsilon",)
+        learning_rate = 1 / slope if outside else 1 / math.sqrt(abs(slope))
+        denominator = np.sqrt(v) + fitted_epsilon if outside else np.sqrt(np.maximum(v + fitted_epsilon, 0))
+        fits[formula] = Fit(optimizer, {**values, "learning_rate": learning_rate, "epsilon": fitted_epsilon},
+                            _residual(-learning_rate * g / denominator, update), formula=formula,
+                            assumed=assumed, step=t)
+    best = min(fits.values(), key=lambda fit: fit.residual)
+    others = {formula: fit.residual for formula, fit in fits.items() if fit is not best}
+    if all("epsilon" in fit.assumed for fit in fits.values()):
+        best = Fit(best.optimizer, best.values, best.residual, "", best.assumed, t)  # indistinguishable
+    return Fit(best.optimizer, best.values, best.residual, best.formula, best.assumed, t, others)
+
+
+def _adadelta(e: _Elements, t: int, declared: dict) -> Fit:
+    """update = -lr·g·√(d + ε) / √(v_new + ε), with d the accumulated squared updates before the
+    step: for each ε (searched on a log scale) lr is a least-squares ratio; the ε that fits best is kept."""
+    rho = _decay(e.after["v"], e.before["v"], e.g ** 2)
+    keep = (e.update != 0) & (e.g != 0)
+    g, update, v, d = e.g[keep], e.update[keep], e.after["v"][keep], e.before["delta"][keep]
+
+    def step_of(epsilon: float) -> np.ndarray:
+        return -g * np.sqrt(d + epsilon) / np.sqrt(v + epsilon)
+
+    epsilon, assumed = declared.get("epsilon", 1e-7), ("epsilon",)
+    if _identifiable(epsilon, v):
+        epsilon = _search_log(lambda eps: _relative_misfit(step_of(eps), update), 1e-12, 1e-1)
+        assumed = ()
+    learning_rate = _ratio(step_of(epsilon), update)
+    return Fit("Adadelta", {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon},
+               _residual(learning_rate * step_of(epsilon), update), assumed=assumed, step=t)
+
+
+def _sgd(e: _Elements, t: int, declared: dict) -> Fit:
+    """update = momentum·m - lr·g (the new m), or -lr·g without momentum."""
+    if "momentum" in e.before:
+        momentum, negative_lr = _lstsq([e.before["momentum"], e.g], e.update)
+        values = {"learning_rate": -negative_lr, "momentum": momentum}
+        predicted = momentum * e.before["momentum"] + negative_lr * e.g
+    else:
+        (negative_lr,) = _lstsq([e.g], e.update)
+        values, predicted = {"learning_rate": -negative_lr}, negative_lr * e.g
+    return Fit("SGD", values, _residual(predicted, e.update), step=t)
+
+
+SOLVERS = {"Adam": _adam, "RMSprop": _rmsprop, "Adagrad": _adagrad, "Adadelta": _adadelta, "SGD": _sgd}
+
+
+# ---- numerics -----------------------------------------------------------------------------
+def _decay(new: np.ndarray, old: np.ndarray, term: np.ndarray) -> float:
+    """β in new = β·old + (1 - β)·term, i.e. new - term = β·(old - term)."""
+    x, y = old - term, new - term
+    return float(np.dot(x, y) / np.dot(x, x)) if np.dot(x, x) > 0 else float("nan")
+
+
+def _lstsq(columns: list[np.ndarray], target: np.ndarray) -> list[float]:
+    """Least squares of target ≈ Σ cᵢ·columnᵢ, each row weighted by 1/|target| (relative error)."""
+    keep = np.isfinite(target) & (target != 0)
+    for column in columns:
+        keep &= np.isfinite(column)
+    weight = 1 / np.abs(target[keep])
+    matrix = np.stack([column[keep] * weight for column in columns], axis=1)
+    solution, *_ = np.linalg.lstsq(matrix, target[keep] * weight, rcond=None)
+    return [float(value) for value in solution]
+
+
+def _ratio(unit: np.ndarray, actual: np.ndarray) -> float:
+    """c minimising Σ((c·unit - actual) / actual)²."""
+    x = unit / actual
+    return float(np.sum(x) / np.sum(x * x))
+
+
+def _relative_misfit(unit: np.ndarray, actual: np.ndarray) -> float:
+    x = unit / actual
+    return float(np.sum((_ratio(unit, actual) * x - 1) ** 2))
+
+
+def _search_log(misfit, low: float, high: float) -> float:
+    """The argument in [low, high] minimising ``misfit``: a grid in log space, then golden-section refinement."""
+    grid = np.logspace(math.log10(low), math.log10(high), 61)
+    best = int(np.argmin([misfit(x) for x in grid]))
+    a, b = math.log10(grid[max(best - 1, 0)]), math.log10(grid[min(best + 1, len(grid) - 1)])
+    golden = (math.sqrt(5) - 1) / 2
+    for _ in range(60):
+        c, d = b - golden * (b - a), a + golden * (b - a)
+        if misfit(10 ** c) < misfit(10 ** d):
+            b = d
+        else:
+            a = c
+    return 10 ** ((a + b) / 2)
+
+
+def _identifiable(epsilon: float, base: np.ndarray) -> bool:
+    """Whether ε (next to ``base`` in a denominator) moves some element by more than float32 can hide."""
+    return bool(base.size) and float(np.max(epsilon / (np.abs(base) + epsilon))) > IDENTIFIABLE
+
+
+def _residual(predicted: np.ndarray, actual: np.ndarray) -> float:
+    scale = float(np.max(np.abs(actual), initial=0.0))
+    return float(np.max(np.abs(predicted - actual), initial=0.0) / scale) if scale else 0.0

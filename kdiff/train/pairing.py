@@ -1,0 +1,75 @@
+"""Which trainable weight of side B is which of side A's, element by element.
+
+Weights are paired through the layer pairing and their position within the layer. Their
+elements are paired by the axis order and axis reversals that turn A's weight into B's at the
+start (e.g. a Keras 1 'th' kernel read by Keras 3, or a Theano kernel flipped by the
+conv-kernel-flip repair); gradients, slots and updates are then mapped the same way."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ElementMap:
+    axes: tuple        # A's axes in B's order (a transpose)
+    reversed: tuple    # axes (after the transpose) that are reversed
+
+    def __call__(self, a_array: np.ndarray) -> np.ndarray:
+        moved = a_array.transpose(self.axes)
+        return np.flip(moved, self.reversed) if self.reversed else moved
+
+    @property
+    def is_identity(self) -> bool:
+        return self.axes == tuple(sorted(self.axes)) and not self.reversed
+
+
+@dataclass(frozen=True)
+class WeightPair:
+    layer: str              # side A's layer holding the weight
+    index: int              # its position among the layer's weights (the same on both sides)
+    a_index: int            # position among side A's trainable weights
+    b_index: int
+    name: str               # side A's name of the weight
+    b_name: str
+    element_map: ElementMap
+
+
+def find_element_map(a: np.ndarray, b: np.ndarray) -> ElementMap | None:
+    """The transpose-and-reverse that turns ``a`` into exactly ``b``, the plainest first; None if none does."""
+    for axes in itertools.permutations(range(a.ndim)):
+        if tuple(a.shape[i] for i in axes) != b.shape:
+            continue
+        for count in range(a.ndim + 1):
+            for reversed_axes in itertools.combinations(range(a.ndim), count):
+                candidate = ElementMap(tuple(axes), reversed_axes)
+                if np.array_equal(candidate(a), b):
+                    return candidate
+    return None
+
+
+def pair_weights(session, a_trainable: list[dict], b_trainable: list[dict]) -> tuple[list[WeightPair], list[str]]:
+    """The weight pairs, and a note for each of side A's trainable weights left unpaired."""
+    b_position = {(w["layer"], w["index"]): i for i, w in enumerate(b_trainable)}
+    a_values: dict[str, list] = {}
+    b_values: dict[str, list] = {}
+    pairs, notes = [], []
+    for a_index, weight in enumerate(a_trainable):
+        layer_pair = session.pair_of(weight["layer"])
+        b_layer = layer_pair.b["name"] if layer_pair is not None and layer_pair.b is not None else None
+        b_index = b_position.get((b_layer, weight["index"]))
+        if b_index is None:
+            notes.append(f"{weight['name']}: no trainable weight at the same place on side B")
+            continue
+        if weight["layer"] not in a_values:
+            a_values[weight["layer"]] = [value for _, value in session.clients["a"].weights(weight["layer"])]
+            b_values[b_layer] = [value for _, value in session.clients["b"].weights(b_layer)]
+        element_map = find_element_map(a_values[weight["layer"]][weight["index"]], b_values[b_layer][weight["index"]])
+        if element_map is None:
+            notes.append(f"{weight['name']}: side B's weight is not side A's, reordered or not, so its steps "
+                         "are not compared")
+            continue
+        pairs.append(WeightPair(weight["layer"], weight["index"], a_index, b_index, weight["name"], b_trainable[b_index]["name"], element_map))
+    return pairs, notes

@@ -1,0 +1,254 @@
+"""Running the training steps on both sides and comparing them (``kdiff train``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from kdiff.diff import DiffOptions, DiffSession, Progress, Side
+from kdiff.errors import InputError
+from kdiff.gradients import gradient_tolerance
+from kdiff.metrics import LayerMetrics, combine, compare_arrays
+from kdiff.report import BackendInfo
+from kdiff.streams import stream_pairs
+from kdiff.train import explain
+from kdiff.train.fitting import WeightStep, fit_step
+from kdiff.train.pairing import pair_weights
+from kdiff.train.report import LayerStep, StepRecord, TrainReport, WeightError
+
+STOCHASTIC_NOTE = ("stochastic layers off: every step runs in inference mode on both sides (Dropout and noise "
+                   "layers pass their input through; BatchNormalization normalises with its moving statistics, "
+                   "which the steps do not update)")
+SHARED_GRADIENT_NOTE = ("side B's optimizer is given side A's gradients (mapped to B's layout) wherever the weights "
+                        "pair, so the updates compare what the optimizers do; both sides' own gradients are compared "
+                        "as well")
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    name: str
+    config: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    optimizers: tuple[OptimizerSpec, OptimizerSpec]   # side A's, side B's
+    loss: str
+    steps: int
+    batch_size: int | None       # None: all of X, up to 32 samples
+    diff: DiffOptions = DiffOptions(gradients=False)
+
+
+class TrainProgress(Progress):
+    """What a training comparison reports while it runs; the UI subclasses it."""
+
+    def step_done(self, record: StepRecord, total: int) -> None: ...
+
+
+@dataclass
+class _SideStep:
+    """One side's arrays from one step, by position among its trainable weights."""
+    iterations: int
+    gradients: list
+    updates: list
+    before: dict
+    after: dict
+
+    def weight_steps(self) -> list[WeightStep]:
+        return [WeightStep(g, {k: v[i] for k, v in self.before.items()}, {k: v[i] for k, v in self.after.items()}, u)
+                for i, (g, u) in enumerate(zip(self.gradients, self.updates))]
+
+
+def load_targets(y_path: str, samples: int, batch_size: int) -> np.ndarray:
+    """Y, checked against X's sample count and the batch size (X is checked like a diff's sample)."""
+    try:
+        y = np.load(y_path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError("bad-targets", f"cannot read Y from {y_path} without unpickling: {exc}",
+                         "save the targets with numpy.save (a numeric array, batch first)") from exc
+    if y.dtype.kind not in "biuf" or y.ndim == 0:
+        raise InputError("bad-targets", f"Y ({y_path}) holds {y.dtype} of shape {y.shape}, not a batch of numbers",
+                         "save a numeric array, batch first")
+    if len(y) != samples:
+        raise InputError("bad-targets", f"X has {samples} samples but Y has {len(y)}", "give one target per sample")
+    if not 1 <= batch_size <= samples:
+        raise InputError("bad-batch-size", f"batch size {batch_size} does not fit {samples} samples",
+                         f"choose a batch size from 1 to {samples}")
+    return y
+
+
+def run_training(a: Side, b: Side, x_path: str, y_path: str, options: TrainOptions,
+                 progress: TrainProgress = TrainProgress()) -> TrainReport:
+    if options.steps < 1:
+        raise InputError("bad-steps", f"--steps must be at least 1, not {options.steps}", "e.g. --steps 5")
+    session = DiffSession(a, b, options.diff, progress)
+    x = session.load_sample(x_path)  # bad data fails before anything starts
+    if options.batch_size is None:
+        options = replace(options, batch_size=min(32, len(x)))
+    y = load_targets(y_path, len(x), options.batch_size)
+    with session:
+        return _Run(session, x, y, options, progress).run()
+
+
+class _Run:
+    def __init__(self, session: DiffSession, x: np.ndarray, y: np.ndarray, options: TrainOptions,
+                 progress: TrainProgress):
+        self.session, self.x, self.y, self.options, self.progress = session, x, y, options, progress
+        self.tolerance = options.diff.tolerance
+        self.pool = session.pool
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = (step * self.options.batch_size + np.arange(self.options.batch_size)) % len(self.x)
+        return self.x[rows], self.y[rows]
+
+    def run(self) -> TrainReport:
+        findings, notes = list(self._repair_forward()), [STOCHASTIC_NOTE, SHARED_GRADIENT_NOTE]
+        described = {}
+        for side, spec in zip("ab", self.options.optimizers):
+            described[side], _ = self.pool.call(side, "compile_optimizer",
+                                                {"optimizer": spec.name, "config": spec.config,
+                                                 "loss": self.options.loss})
+        self.pairs, unpaired = pair_weights(self.session, described["a"]["trainable"], described["b"]["trainable"])
+        notes += unpaired
+        if not self.pairs:
+            raise InputError("no-paired-weights", "no trainable weight of side B is side A's weight",
+                             "the two models must start from the same weights; see the forward diff")
+        records, first, layers, fits = [], None, (), {}
+        for step in range(self.options.steps):
+            x, y = self.batch(step)
+            self.progress.stage(f"step {step}")
+            losses, layer_steps = self._gradients(x, y)
+            side_a = self._optimizer_step("a", None)
+            side_b = self._optimizer_step("b", side_a)
+            errors = self._update_errors(side_a, side_b)
+            diverged = tuple(error.weight for error in errors if not error.metrics.matches)
+            worst = max(errors, key=lambda error: _badness(error.metrics), default=None)
+            record = StepRecord(step, losses["a"], losses["b"], worst, diverged)
+            records.append(record)
+            self.progress.step_done(record, self.options.steps)
+            if diverged and first is None:
+                first = (step, diverged[0])
+                layers = tuple(self._with_weights(layer_steps, side_a, side_b))
+                fits, found = self._explain(step, first[1], described, side_a, side_b)
+                findings += found
+        optimizers = {side: {"optimizer": described[side]["optimizer"], "config": described[side]["config"]}
+                      for side in "ab"}
+        return TrainReport(_backend_infos(self.session), optimizers, self.options.loss, self.options.batch_size,
+                           tuple(records), first, layers, fits, tuple(findings), tuple(notes))
+
+    # ---- before the first step ----------------------------------------------------------
+    def _repair_forward(self):
+        """The forward diagnosis's proven repairs (side B), when the models already differ at step 0."""
+        sample = self.batch(0)[0]
+        report = self.session.compare(sample)
+        if report.exit_code == 0:
+            return ()
+        from kdiff.diagnosis.repair import diagnose
+
+        diagnosis = diagnose(self.session, sample, report, self.tolerance, self.progress)
+        return diagnosis.findings
+
+    # ---- one step -------------------------------------------------------------------------
+    def _gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[dict, dict]:
+        """Both sides' losses, and each layer's activation and gradient compared."""
+        losses, results = {}, {}
+        layer_info = self.session.a_layers
+
+        def on_part(side, header, arrays):
+            if "loss" in header:
+                losses[side] = header["loss"]
+                return None
+            return {prefix: [arrays[k] for k in sorted((k for k in arrays if k[0] == prefix), key=lambda k: int(k[1:]))]
+                    for prefix in "ogw"}
+
+        def on_pair(a_layer, a_kept, b_kept):
+            weights = tuple((pair.name, {"gradient": self._compare_gradient(pair.element_map(a_kept["w"][pair.index]),
+                                                                            b_kept["w"][pair.index])})
+                            for pair in self.pairs if pair.layer == a_layer)
+            results[a_layer] = LayerStep(a_layer, layer_info[a_layer]["class_name"],
+                                         _compare_all(a_kept["o"], b_kept["o"],
+                                                      lambda p, q: compare_arrays(p, q, self.tolerance)),
+                                         _compare_all(a_kept["g"], b_kept["g"], self._compare_gradient), weights)
+
+        stream_pairs(self.pool, self.session.pairs, "train_gradients", {"x0": x, "y0": y},
+                     self.options.diff.timeouts.call, on_part, on_pair)
+        return losses, results
+
+    def _optimizer_step(self, side: str, side_a: _SideStep | None) -> _SideStep:
+        arrays = {}
+        if side_a is not None:  # side B applies side A's gradients
+            arrays = {f"g{pair.b_index}": pair.element_map(side_a.gradients[pair.a_index]) for pair in self.pairs}
+        result, out = self.pool.call(side, "optimizer_step", arrays=arrays)
+        count = sum(1 for key in out if key[0] == "u")
+        slots = result["slots"]
+        return _SideStep(result["iterations"][0], [out[f"a{i}"] for i in range(count)],
+                         [out[f"u{i}"] for i in range(count)],
+                         {kind: [out[f"b:{kind}:{i}"] for i in range(count)] for kind in slots},
+                         {kind: [out[f"s:{kind}:{i}"] for i in range(count)] for kind in slots})
+
+    def _update_errors(self, side_a: _SideStep, side_b: _SideStep) -> list[WeightError]:
+        return [WeightError(pair.name, self._compare_gradient(pair.element_map(side_a.updates[pair.a_index]),
+                                                              side_b.updates[pair.b_index]))
+                for pair in self.pairs]
+
+    def _compare_gradient(self, a: np.ndarray, b: np.ndarray) -> LayerMetrics:
+        """Gradients and updates are judged against their own scale (see kdiff.gradients)."""
+        return compare_arrays(a, b, gradient_tolerance(self.tolerance, a, b))
+
+    def _with_weights(self, layer_steps: dict, side_a: _SideStep, side_b: _SideStep):
+        """The layer table of a step: each weight's gradient with its update and slots added."""
+        pairs = {pair.name: pair for pair in self.pairs}
+        for layer in layer_steps.values():
+            weights = []
+            for name, parts in layer.weights:
+                pair = pairs[name]
+                parts = {**parts, "update": self._compare_gradient(pair.element_map(side_a.updates[pair.a_index]),
+                                                                   side_b.updates[pair.b_index])}
+                for kind in sorted(set(side_a.after) & set(side_b.after)):
+                    parts[f"slot:{kind}"] = self._compare_gradient(pair.element_map(side_a.after[kind][pair.a_index]),
+                                                                   side_b.after[kind][pair.b_index])
+                weights.append((name, parts))
+            yield replace(layer, weights=tuple(weights))
+
+    # ---- explaining the first divergence ----------------------------------------------------
+    def _explain(self, step: int, weight: str, described: dict, side_a: _SideStep, side_b: _SideStep):
+        self.progress.stage(f"step {step}: solving both optimizers' updates for their settings")
+        declared = {side: explain.declared_values(described[side]["config"]) for side in "ab"}
+        fits = {side: fit_step(described[side]["optimizer"], data.weight_steps(), data.iterations, declared[side])
+                for side, data in (("a", side_a), ("b", side_b))}
+        if fits["a"] is None or fits["b"] is None:
+            return fits, []
+        found = explain.candidates(fits["a"], fits["b"], declared["a"], declared["b"])
+
+        def update_error(b_updates):
+            return explain.update_arrays_error(self.pairs, side_a.updates, b_updates, self._compare_gradient)
+
+        def trial(overrides, formula):
+            self.progress.stage(f"step {step}: re-running side B's step with {overrides or formula}")
+            _, out = self.pool.call("b", "trial_step", {"overrides": overrides, "formula": formula})
+            return [out[f"u{i}"] for i in range(len(out))]
+
+        before, _ = update_error(side_b.updates)
+        sides = tuple(side.backend for side in self.session.sides)
+        return fits, explain.prove(found, trial, update_error, before, weight, step, sides,
+                                   described["b"]["optimizer"])
+
+
+def _compare_all(a: list, b: list, compare) -> LayerMetrics | str:
+    if len(a) != len(b):
+        return f"{len(a)} array(s) on side A, {len(b)} on side B"
+    if any(p.shape != q.shape for p, q in zip(a, b)):
+        return "shapes differ"
+    return combine([compare(p, q) for p, q in zip(a, b)])
+
+
+def _badness(metrics: LayerMetrics) -> tuple:
+    """Worse first by the share of elements out of tolerance, then by the largest relative error."""
+    return metrics.out_of_tolerance, metrics.max_rel
+
+
+def _backend_infos(session: DiffSession) -> tuple[BackendInfo, BackendInfo]:
+    return tuple(BackendInfo(side=side.name, name=side.backend, versions=session.hellos[side.name].get("versions", {}),
+                             device=session.hellos[side.name].get("device", ""), python=session.pythons[side.name],
+                             env=session.envs[side.name], model=side.model, weights=side.weights or "")
+                 for side in session.sides)
