@@ -11,6 +11,7 @@ import numpy as np
 from kdiff.alignment import LayerPair, align_layers
 from kdiff.dump import NpzWriter
 from kdiff.environments import backend_spec, env_for, ensure_env, kdiff_home
+from kdiff.element_maps import find_element_map
 from kdiff.errors import WorkerFailure
 from kdiff.gradients import backward_and_compare, output_layers
 from kdiff.isolation import isolate_layers
@@ -70,6 +71,7 @@ class DiffSession:
                      for side in self.sides}
         self.pythons: dict[str, str] = {}
         self.pool: WorkerPool | None = None
+        self.weight_maps: dict[str, list] = {}  # side A's layer -> per weight, how side B reorders it
 
     def __enter__(self) -> "DiffSession":
         try:
@@ -115,9 +117,12 @@ class DiffSession:
     def load_sample(self, sample_path: str) -> np.ndarray:
         return load_sample(sample_path, self.models["a"])
 
-    def compare(self, sample: np.ndarray, sample_path: str = "", gradients: bool | None = None) -> DiffReport:
-        """Forward diff of every layer; with ``gradients`` (default: the options') the backward diff too."""
-        noise = self.noise_floor(sample) if self.options.noise_floor else {}
+    def compare(self, sample: np.ndarray, sample_path: str = "", gradients: bool | None = None,
+                noise_floor: bool | None = None) -> DiffReport:
+        """Forward diff of every layer; with ``gradients`` the backward diff too, and with ``noise_floor``
+        a self-check of each side first (both default to the session's options)."""
+        run_noise_floor = self.options.noise_floor if noise_floor is None else noise_floor
+        noise = self.noise_floor(sample) if run_noise_floor else {}
         self.progress.stage("running the sample through both models")
         metrics, shapes = _forward_and_compare(self.pool, self.pairs, sample, self.options, self.progress)
         isolated = {}
@@ -134,8 +139,7 @@ class DiffSession:
             else:
                 self.progress.stage("differentiating both models")
                 try:
-                    grads = backward_and_compare(self.pool, self.pairs, sample, [o[0] for o in outputs],
-                                                 self.options.tolerance, self.options.timeouts.call)
+                    grads = self._backward(sample, [o[0] for o in outputs])
                 except WorkerFailure as failure:
                     if not self.pool.all_alive():
                         raise
@@ -155,6 +159,29 @@ class DiffSession:
             sample={"path": sample_path, "shape": list(sample.shape), "dtype": sample.dtype.str}, notes=tuple(notes),
             noise_floor=noise,
         )
+
+    def _backward(self, sample: np.ndarray, output_shapes: list[tuple]) -> dict:
+        grads = backward_and_compare(self.pool, self.pairs, sample, output_shapes, self.options.tolerance,
+                                     self.options.timeouts.call, self.weight_maps)
+        reordered = [layer for layer, diff in grads.items() if layer not in self.weight_maps and any(
+            isinstance(m, str) and m.startswith("shapes differ") for _, m in diff.weights)]
+        if not reordered:
+            return grads
+        self.refresh_weight_maps(reordered)  # e.g. a Keras 1 'th' kernel, held (rows, cols, in, out) by side B
+        return backward_and_compare(self.pool, self.pairs, sample, output_shapes, self.options.tolerance,
+                                    self.options.timeouts.call, self.weight_maps)
+
+    def refresh_weight_maps(self, a_layers: list[str]) -> None:
+        """Find how side B holds each of these layers' weights: A's, reordered (or not at all)."""
+        for name in a_layers:
+            pair = self.pair_of(name)
+            if pair is None or pair.b is None:
+                continue
+            a_values = [value for _, value in self.clients["a"].weights(name)]
+            b_values = [value for _, value in self.clients["b"].weights(pair.b["name"])]
+            maps = [find_element_map(a, b) if a.shape != b.shape or not np.array_equal(a, b) else None
+                    for a, b in zip(a_values, b_values)]
+            self.weight_maps[name] = [m if m is not None and not m.is_identity else None for m in maps]
 
     def noise_floor(self, sample: np.ndarray) -> dict[str, dict[str, float]]:
         """Both sides at once run the sample twice; the layers where a side disagrees with itself."""

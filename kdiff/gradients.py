@@ -58,8 +58,12 @@ def _compare(a: np.ndarray, b: np.ndarray, tolerance: Tolerance) -> LayerMetrics
 
 
 def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray, output_shapes: list[tuple],
-                         tolerance: Tolerance, timeout: float) -> dict[str, GradientDiff]:
-    """Gradient differences keyed by side A's layer name."""
+                         tolerance: Tolerance, timeout: float,
+                         weight_maps: dict[str, list] | None = None) -> dict[str, GradientDiff]:
+    """Gradient differences keyed by side A's layer name. ``weight_maps`` (side A's layer name ->
+    one ElementMap or None per weight) says where side B holds A's weight reordered; A's gradient
+    of that weight is reordered the same way before it is compared."""
+    weight_maps = weight_maps or {}
     arrays = {"x0": sample, **{f"p{i}": p for i, p in enumerate(projections(output_shapes))}}
     results: dict[str, GradientDiff] = {}
 
@@ -79,7 +83,9 @@ def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.nd
             weights = tuple((name, f"{len(a_weights)} weights on side A, {len(b_weights)} on B")
                             for name, _ in a_weights)
         else:
-            weights = tuple((name, _compare(x, y, tolerance)) for (name, x), (_, y) in zip(a_weights, b_weights))
+            maps = weight_maps.get(a_layer) or [None] * len(a_weights)
+            weights = tuple((name, _compare(element_map(x) if element_map else x, y, tolerance))
+                            for (name, x), (_, y), element_map in zip(a_weights, b_weights, maps))
         results[a_layer] = GradientDiff(output, weights)
 
     stream_pairs(pool, pairs, "backward", arrays, timeout, on_part, on_pair)

@@ -1,22 +1,13 @@
 """Gradients in the report, per-layer isolation, and the noise floor; real workers throughout.
 (Finite-difference checks of each worker's gradients are in test_worker_primitives.py.)"""
 import json
-import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import fixture_dir
+from tests.diagnosis_files import kdiff_json
 
 pytestmark = pytest.mark.slow
-
-
-def kdiff_json(tmp_path, *args):
-    out = tmp_path / "r.json"
-    result = subprocess.run([sys.executable, "-m", "kdiff", *map(str, args), "--json", str(out)],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode in (0, 1), result.stdout + result.stderr
-    return json.loads(out.read_text()), result
 
 
 def legacy(name):
@@ -36,21 +27,21 @@ def envs(env_python):
 ])
 def test_isolation_marks_exactly_the_layers_whose_own_computation_differs(envs, tmp_path, name,
                                                                           own_computation_differs):
-    report, result = kdiff_json(tmp_path, *legacy(name), "--isolate", "--no-diagnose", "--no-grad")
+    report, result = kdiff_json(tmp_path, *legacy(name), "--isolate", "--no-diagnose")
     assert result.returncode == 1
     diverged = {layer["name"] for layer in report["layers"] if layer["status"] == "diverged"}
     assert diverged == own_computation_differs
     for layer in report["layers"]:
         assert layer["isolated"]["match"] is (layer["name"] not in own_computation_differs)
     without = json.loads(json.dumps(report))  # the same comparison without isolation marks only the first
-    plain, _ = kdiff_json(tmp_path, *legacy(name), "--no-diagnose", "--no-grad")
+    plain, _ = kdiff_json(tmp_path, *legacy(name), "--no-diagnose")
     assert [layer["name"] for layer in plain["layers"] if layer["status"] == "diverged"] == [
         without["first_divergence"]["layer"]]
 
 
 def test_gradients_of_two_keras3_backends_agree_on_every_layer_and_weight(envs, tmp_path):
     folder = fixture_dir("k3_cnn")
-    report, result = kdiff_json(tmp_path, folder / "model.keras", folder / "sample.npy", "--b", "torch")
+    report, result = kdiff_json(tmp_path, folder / "model.keras", folder / "sample.npy", "--b", "torch", gradients=True)
     assert result.returncode == 0 and report["first_grad_divergence"] is None
     for layer in report["layers"]:
         assert layer["grad"]["match"] is True, layer["name"]
@@ -61,7 +52,7 @@ def test_gradients_of_two_keras3_backends_agree_on_every_layer_and_weight(envs, 
 
 
 def test_diverging_gradients_are_reported(envs, tmp_path):
-    report, _ = kdiff_json(tmp_path, *legacy("k2_imdb_cnn"), "--no-diagnose")
+    report, _ = kdiff_json(tmp_path, *legacy("k2_imdb_cnn"), "--no-diagnose", gradients=True)
     grads = {layer["name"]: layer["grad"] for layer in report["layers"]}
     assert report["first_grad_divergence"] is not None
     assert grads["conv1d_1"]["match"] is False and grads["dense_2"]["match"] is False
@@ -79,8 +70,18 @@ def test_a_side_that_disagrees_with_itself_is_reported_before_any_comparison(env
 
 def test_a_backend_that_cannot_differentiate_the_model_costs_only_the_gradients(envs, tmp_path):
     # tf_keras on CPU has no gradient for channels_first max pooling (TensorFlow's MaxPoolGrad is NHWC-only)
-    report, result = kdiff_json(tmp_path, *legacy("k2_vgg_channels_first"), "--b", "tf-keras", "--no-diagnose")
+    report, result = kdiff_json(tmp_path, *legacy("k2_vgg_channels_first"), "--b", "tf-keras", "--no-diagnose",
+                                gradients=True)
     assert result.returncode == 1 and report["first_divergence"]["layer"] == "conv2d_1"
     assert any(note.startswith("gradients were not compared: worker b (tf-keras) failed during 'backward'")
                for note in report["notes"])
     assert all(layer["grad"] is None for layer in report["layers"])
+
+
+def test_gradients_agree_with_theano_after_the_known_repair(envs, tmp_path):
+    # the flipped kernel's gradient is the flipped gradient: kdiff maps it back before comparing
+    report, _ = kdiff_json(tmp_path, *legacy("k2_imdb_cnn"), gradients=True)
+    assert [finding["cause"] for finding in report["findings"]] == ["conv-kernel-flip"]
+    after = report["after_fixes"]
+    assert after["all_match"] is True and after["first_grad_divergence"] is None
+    assert all(layer["grad_match"] is True for layer in after["layers"])

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import os
 
-from backends.worker_base import Worker
+from backends.keras_worker import KerasWorker
 
 
-class ModernKerasWorker(Worker):
+class ModernKerasWorker(KerasWorker):
     keras_backend = ""      # KERAS_BACKEND for Keras 3; "" for tf_keras
     keras_module = "keras"  # the module to import as `keras`
     gradients_module = ""   # the backend's backends/<backend>/gradients.py
@@ -28,27 +28,6 @@ class ModernKerasWorker(Worker):
         loaded = self.loading.load_model(self.keras, model, weights, custom_objects, trust_lambda_bytecode)
         self.layer_ops = LayerOps(self.keras, loaded, self.gradients)
         return loaded
-
-    def _describe_layers_impl(self) -> list[dict]:
-        return self.loading.describe_layers(self._model)
-
-    def _input_specs_impl(self) -> list[dict]:
-        return self.loading.input_specs(self._model)
-
-    def _forward_impl(self, inputs):
-        return self.loading.forward_all(self._model, inputs)
-
-    def _layer_weights_impl(self, layer):
-        return self.layer_ops.weights(layer)
-
-    def _set_layer_weights_impl(self, layer, arrays):
-        self.layer_ops.set_weights(layer, arrays)
-
-    def _run_layer_impl(self, layer, inputs):
-        return self.layer_ops.run(layer, inputs)
-
-    def _backward_impl(self, inputs, projections):
-        return self.layer_ops.backward(inputs, projections)
 
     def _layer_config_impl(self, layer):
         from backends.json_safe import json_safe

@@ -4,10 +4,10 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
-from backends.worker_base import Worker as WorkerBase
+from backends.keras_worker import KerasWorker
 
 
-class Worker(WorkerBase):
+class Worker(KerasWorker):
     backend = "theano"
 
     def _import_framework_impl(self) -> None:
@@ -32,27 +32,6 @@ class Worker(WorkerBase):
         loaded = keras_loading.load_model(Path(model).read_text(), weights, custom_objects, trust_lambda_bytecode)
         self.layer_ops = LayerOps(loaded)
         return loaded
-
-    def _describe_layers_impl(self) -> list[dict]:
-        return self.loading.describe_layers(self._model)
-
-    def _input_specs_impl(self) -> list[dict]:
-        return self.loading.input_specs(self._model)
-
-    def _forward_impl(self, inputs):
-        return self.loading.forward_all(self._model, inputs)
-
-    def _layer_weights_impl(self, layer):
-        return self.layer_ops.weights(layer)
-
-    def _set_layer_weights_impl(self, layer, arrays):
-        self.layer_ops.set_weights(layer, arrays)
-
-    def _run_layer_impl(self, layer, inputs):
-        return self.layer_ops.run(layer, inputs)
-
-    def _backward_impl(self, inputs, projections):
-        return self.layer_ops.backward(inputs, projections)
 
     def _layer_config_impl(self, layer):
         return self.layer_ops.config(layer)

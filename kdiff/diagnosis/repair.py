@@ -50,13 +50,17 @@ def diagnose(session, sample, report: DiffReport, tolerance: Tolerance, progress
             return Diagnosis(tuple(findings), evidence_mod.describe_unexplained(b, evidence, tolerance, b_inputs),
                              current if findings else None)
         progress.stage(f"{finding.cause} proven at {layer.name}; comparing again with the fix")
-        repaired = session.compare(sample)
+        session.refresh_weight_maps([layer.name])  # a reordering fix reorders the layer's gradients too
+        repaired = session.compare(sample, gradients=False, noise_floor=False)
         if repaired.first_divergence is not None and repaired.first_divergence[1].name == layer.name:
             break  # the fix holds alone but not in the model: say no more than what was proven
         explains = tuple(before.name for before, after in zip(current.layers, repaired.layers)
                          if before.status != MATCH and after.status == MATCH)
         findings.append(replace(finding, explains=explains))
         current = repaired
+    if findings and session.options.gradients:
+        progress.stage("comparing gradients with every proven fix applied")
+        current = session.compare(sample, noise_floor=False)
     return Diagnosis(tuple(findings), None, current if findings else None)
 
 

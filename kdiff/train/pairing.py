@@ -6,24 +6,9 @@ start (e.g. a Keras 1 'th' kernel read by Keras 3, or a Theano kernel flipped by
 conv-kernel-flip repair); gradients, slots and updates are then mapped the same way."""
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
-import numpy as np
-
-
-@dataclass(frozen=True)
-class ElementMap:
-    axes: tuple        # A's axes in B's order (a transpose)
-    reversed: tuple    # axes (after the transpose) that are reversed
-
-    def __call__(self, a_array: np.ndarray) -> np.ndarray:
-        moved = a_array.transpose(self.axes)
-        return np.flip(moved, self.reversed) if self.reversed else moved
-
-    @property
-    def is_identity(self) -> bool:
-        return self.axes == tuple(sorted(self.axes)) and not self.reversed
+from kdiff.element_maps import ElementMap, find_element_map
 
 
 @dataclass(frozen=True)
@@ -35,19 +20,6 @@ class WeightPair:
     name: str               # side A's name of the weight
     b_name: str
     element_map: ElementMap
-
-
-def find_element_map(a: np.ndarray, b: np.ndarray) -> ElementMap | None:
-    """The transpose-and-reverse that turns ``a`` into exactly ``b``, the plainest first; None if none does."""
-    for axes in itertools.permutations(range(a.ndim)):
-        if tuple(a.shape[i] for i in axes) != b.shape:
-            continue
-        for count in range(a.ndim + 1):
-            for reversed_axes in itertools.combinations(range(a.ndim), count):
-                candidate = ElementMap(tuple(axes), reversed_axes)
-                if np.array_equal(candidate(a), b):
-                    return candidate
-    return None
 
 
 def pair_weights(session, a_trainable: list[dict], b_trainable: list[dict]) -> tuple[list[WeightPair], list[str]]:
