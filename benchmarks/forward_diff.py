@@ -25,7 +25,7 @@ import zmq
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from kdiff.diff import DiffSession, Side  # noqa: E402
+from kdiff.diff import DiffOptions, DiffSession, Side  # noqa: E402
 from kdiff.environments import ensure_env  # noqa: E402
 from kdiff.wire import decode, encode  # noqa: E402
 
@@ -48,7 +48,8 @@ def plain(backend: str, model: Path, sample: Path, repeats: int) -> dict:
 
 
 def kdiff_forward(a: str, b: str, model: Path, sample_path: Path, repeats: int) -> dict:
-    with DiffSession(Side("a", a, str(model)), Side("b", b, str(model))) as session:
+    forward_only = DiffOptions(gradients=False, noise_floor=False)  # the forward diff alone
+    with DiffSession(Side("a", a, str(model)), Side("b", b, str(model)), forward_only) as session:
         sample = session.load_sample(str(sample_path))
         report = session.compare(sample, str(sample_path))
         seconds = median_time(lambda: session.compare(sample, str(sample_path)), repeats)

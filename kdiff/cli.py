@@ -25,13 +25,13 @@ from kdiff.workers import Timeouts
 
 
 
-class _Parser(argparse.ArgumentParser):
+class CommandParser(argparse.ArgumentParser):
     def error(self, message: str):  # usage errors are data too, rendered like the others
         raise UsageError("usage", message, f"see '{self.prog} --help'")
 
 
 def diff_parser(prog: str = "kdiff") -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description=(
+    parser = CommandParser(prog=prog, description=(
         "Compare a model layer by layer on two backends, find where they start to disagree, name the "
         "cause and prove it. Other commands: 'kdiff fix', 'kdiff env list|create|path'."))
     parser.add_argument("files", nargs="+", metavar="FILE",
@@ -77,7 +77,7 @@ def fix_parser() -> argparse.ArgumentParser:
 
 
 def env_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="kdiff env", description="kdiff's backend environments")
+    parser = CommandParser(prog="kdiff env", description="kdiff's backend environments")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="show the environments, their state and where they are")
     create = commands.add_parser("create", help="build environments ahead of time")
@@ -136,42 +136,49 @@ def _side_spec(text: str | None) -> tuple[str | None, str | None, str | None]:
     return backend or None, model or None, weights or None
 
 
-def resolve_sides(args: argparse.Namespace) -> tuple[Side, Side, str]:
+def resolve_sides(args: argparse.Namespace, data: tuple[str, ...] = ("SAMPLE",),
+                  example: str = "kdiff model.json weights.h5 sample.npy") -> tuple[Side, Side, list[str]]:
+    """Both sides from 'MODEL [WEIGHTS] DATA...' and '--a/--b BACKEND[:MODEL[,WEIGHTS]]'; the data files."""
     (a_backend, a_model, a_weights), (b_backend, b_model, b_weights) = _side_spec(args.a), _side_spec(args.b)
-    files = list(args.files)
+    files, count, names = list(args.files), len(data), " ".join(data)
     if a_model and b_model:
-        if len(files) != 1:
-            raise UsageError("usage", f"both sides name their files, so only SAMPLE is expected, got {len(files)} file(s)",
-                             "e.g. kdiff --a theano:model.json,weights.h5 --b tensorflow:port.keras sample.npy")
+        if len(files) != count:
+            raise UsageError("usage", f"both sides name their files, so only {names} {'is' if count == 1 else 'are'} "
+                             f"expected, got {len(files)} file(s)",
+                             "e.g. kdiff --a theano:model.json,weights.h5 --b tensorflow:port.keras " + names.lower())
         shared_model = shared_weights = None
-        sample = files[0]
-    elif len(files) in (2, 3):
-        shared_model, shared_weights, sample = files if len(files) == 3 else (files[0], None, files[1])
+    elif len(files) in (count + 1, count + 2):
+        shared_model, shared_weights = files[0], files[1] if len(files) == count + 2 else None
     else:
-        raise UsageError("usage", f"expected MODEL [WEIGHTS] SAMPLE, got {len(files)} file(s)",
-                         "e.g. kdiff model.json weights.h5 sample.npy")
+        raise UsageError("usage", f"expected MODEL [WEIGHTS] {names}, got {len(files)} file(s)", f"e.g. {example}")
     a_model, a_weights = (a_model, a_weights) if a_model else (shared_model, shared_weights)
     b_model, b_weights = (b_model, b_weights) if b_model else (shared_model, shared_weights)
     keras3 = inspect_model(a_model, a_weights).keras_major == 3
     a = Side("a", a_backend or ("tensorflow" if keras3 else "theano"), a_model, a_weights, args.a_python)
     b = Side("b", b_backend or ("jax" if keras3 else "tensorflow"), b_model, b_weights, args.b_python)
-    return a, b, sample
+    return a, b, files[-count:]
+
+
+def write_json(report: dict, path: str | None) -> None:
+    """The report as JSON to PATH, or to stdout for '-'."""
+    if not path:
+        return
+    text = json.dumps(report, indent=2)
+    if path == "-":
+        print(text)
+    else:
+        Path(path).write_text(text + "\n")
 
 
 def run_diff_command(args: argparse.Namespace, out: Console, err: Console) -> DiffReport:
-    a, b, sample = resolve_sides(args)
+    a, b, (sample,) = resolve_sides(args)
     options = DiffOptions(tolerance=Tolerance(args.atol, args.rtol), custom_objects=args.custom_objects,
                           trust_lambda_bytecode=args.trust_lambda_bytecode, dump_dir=args.dump,
                           timeouts=Timeouts(call=args.timeout), write_fixed=args.write_fixed,
                           gradients=not args.no_grad, isolate=args.isolate)
     with ConsoleProgress(err) as progress:
         report = run_diff(a, b, sample, options, progress, diagnose=not args.no_diagnose)
-    if args.json:
-        text = json.dumps(report.to_json(), indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n")
+    write_json(report.to_json(), args.json)
     if args.json != "-":
         render_report(report, out)
     return report

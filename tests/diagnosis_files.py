@@ -10,10 +10,12 @@ import zipfile
 import h5py
 
 
-def kdiff_json(tmp_path, *args):
-    """`python -m kdiff ARGS --json` (exit 0 or 1 expected): the JSON report and the finished process."""
+def kdiff_json(tmp_path, *args, gradients: bool = False):
+    """`python -m kdiff ARGS --json` (exit 0 or 1 expected): the JSON report and the finished process.
+    Gradients are compared only when a test asks for them (they cost a backward pass on each side)."""
     out = tmp_path / "r.json"
-    result = subprocess.run([sys.executable, "-m", "kdiff", *map(str, args), "--json", str(out)],
+    extra = [] if gradients else ["--no-grad"]
+    result = subprocess.run([sys.executable, "-m", "kdiff", *map(str, args), *extra, "--json", str(out)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode in (0, 1), result.stdout + result.stderr
     return json.loads(out.read_text()), result

@@ -175,7 +175,7 @@ print(float(np.abs(model.predict(np.load(sys.argv[2]), verbose=0) - np.load(sys.
 def test_the_written_repair_loads_without_kdiff_and_reproduces_theano(envs, env_python, tmp_path, backend):
     folder = fixture_dir("k2_vgg_channels_first")
     out = tmp_path / "fixed"
-    result = subprocess.run([sys.executable, "-m", "kdiff", "fix", folder / "model.json", folder / "weights.h5",
+    result = subprocess.run([sys.executable, "-m", "kdiff", "fix", "--no-grad", folder / "model.json", folder / "weights.h5",
                              folder / "sample.npy", "--b", backend, "-o", out, "--json", tmp_path / "r.json"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -196,7 +196,7 @@ def test_the_written_repair_loads_without_kdiff_and_reproduces_theano(envs, env_
 
 def test_no_repaired_model_is_written_while_a_divergence_is_unexplained(envs, tmp_path):
     folder = fixture_dir("k3_cnn")
-    result = subprocess.run([sys.executable, "-m", "kdiff", "fix", "--a", f"tensorflow:{folder / 'model.keras'}",
+    result = subprocess.run([sys.executable, "-m", "kdiff", "fix", "--no-grad", "--a", f"tensorflow:{folder / 'model.keras'}",
                              "--b", f"jax:{port_with_noisy_kernel(tmp_path)}", folder / "sample.npy",
                              "-o", tmp_path / "fixed"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 1

@@ -33,7 +33,7 @@ def theano_vs_tensorflow(env_python, tmp_path_factory):
     for name in ALL_THEANO_FIXTURES:
         out = tmp_path_factory.mktemp(name)
         result = kdiff(*files(name), "--a", "theano", "--b", "tensorflow", "--json", out / "r.json",
-                       "--dump", out / "d")
+                       "--dump", out / "d", "--no-grad")  # gradients: test_gradients_isolation.py
         runs[name] = (result, out)
     return runs
 
@@ -90,7 +90,7 @@ def test_weights_of_another_model_are_bad_input(env_python):
     env_python("theano"), env_python("tensorflow")
     model, _, sample = files("k2_imdb_cnn")
     _, other_weights, _ = files("k2_vgg_channels_first")
-    result = kdiff(model, other_weights, sample)
+    result = kdiff(model, other_weights, sample, "--no-grad")
     assert result.returncode == 2, result.stderr
     assert "weights" in result.stderr and "error:" in result.stderr
 
@@ -98,14 +98,14 @@ def test_weights_of_another_model_are_bad_input(env_python):
 def test_lambda_bytecode_is_not_run_unless_trusted(env_python, tmp_path):
     env_python("theano"), env_python("tensorflow")
     model, weights, sample = files("k2_lambda")
-    refused = kdiff(model, weights, sample)
+    refused = kdiff(model, weights, sample, "--no-grad")
     assert refused.returncode == 2 and "marshalled bytecode" in refused.stderr, refused.stderr
-    trusted = kdiff(model, weights, sample, "--trust-lambda-bytecode", "--json", tmp_path / "t.json")
+    trusted = kdiff(model, weights, sample, "--trust-lambda-bytecode", "--json", tmp_path / "t.json", "--no-grad")
     assert trusted.returncode in (0, 1), trusted.stderr
     supplied = tmp_path / "functions.py"
     layer = next(layer["name"] for layer in fixture_meta("k2_lambda")["layers"] if layer["class_name"] == "Lambda")
     supplied.write_text(f"def {layer}(x):\n    return x * 2.0 + 1.0\n")  # what the file's lambda computes
-    custom = kdiff(model, weights, sample, "--custom-objects", supplied, "--json", tmp_path / "c.json")
+    custom = kdiff(model, weights, sample, "--custom-objects", supplied, "--json", tmp_path / "c.json", "--no-grad")
     assert custom.returncode in (0, 1), custom.stderr
     as_trusted = json.loads((tmp_path / "t.json").read_text())["layers"]
     as_supplied = json.loads((tmp_path / "c.json").read_text())["layers"]

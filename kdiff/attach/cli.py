@@ -13,7 +13,7 @@ from kdiff.attach.client import ProbeClient, ProbeUnreachable
 from kdiff.attach.precision import write_float64_copy
 from kdiff.attach.replay import live_side, replay, require_same_batch
 from kdiff.attach.snapshot import Snapshot, check_snapshot
-from kdiff.cli import _Parser
+from kdiff.cli import CommandParser
 from kdiff.diff import DiffOptions, Side
 from kdiff.environments import BACKENDS
 from kdiff.errors import InputError
@@ -29,7 +29,7 @@ HELLO_SECONDS = 10.0
 
 
 def attach_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="kdiff attach", description=(
+    parser = CommandParser(prog="kdiff attach", description=(
         "Attach to live training runs that use kdiff.probe. One endpoint: take a snapshot (weights, batch, every "
         "layer's output and gradient) and replay it in a reference worker, layer by layer. Two endpoints: follow "
         "both runs' losses, then compare their snapshots at the same step."))
@@ -52,7 +52,7 @@ def attach_parser() -> argparse.ArgumentParser:
 
 
 def keys_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="kdiff keys", description="Make CURVE key pairs for a probe and a coordinator.")
+    parser = CommandParser(prog="kdiff keys", description="Make CURVE key pairs for a probe and a coordinator.")
     parser.add_argument("directory", metavar="DIR", help="an empty or new folder")
     return parser
 

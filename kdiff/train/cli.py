@@ -2,24 +2,21 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from rich.console import Console
 
 from kdiff import __version__
-from kdiff.cli import _Parser, _side_spec
-from kdiff.diff import DiffOptions, Side
+from kdiff.cli import CommandParser, resolve_sides, write_json
+from kdiff.diff import DiffOptions
 from kdiff.errors import UsageError
 from kdiff.metrics import Tolerance
-from kdiff.model_files import inspect_model
 from kdiff.train.session import OptimizerSpec, TrainOptions, run_training
 from kdiff.ui.train_view import TrainView, render_train_report
 from kdiff.workers import Timeouts
 
 
 def train_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="kdiff train", description=(
+    parser = CommandParser(prog="kdiff train", description=(
         "Take the same training steps on two backends, each with its framework's real optimizer, and compare "
         "every step's loss, activations, gradients, optimizer slots and weight updates; where the updates "
         "diverge, name the optimizer setting or formula that differs and prove it."))
@@ -84,42 +81,17 @@ def _optimizers(args: argparse.Namespace) -> tuple[OptimizerSpec, OptimizerSpec]
     return specs[0], specs[1]
 
 
-def _sides(args: argparse.Namespace) -> tuple[Side, Side, str, str]:
-    (a_backend, a_model, a_weights), (b_backend, b_model, b_weights) = _side_spec(args.a), _side_spec(args.b)
-    files = list(args.files)
-    if a_model and b_model:
-        if len(files) != 2:
-            raise UsageError("usage", f"both sides name their files, so only X.npy Y.npy are expected, got {len(files)}",
-                             "e.g. kdiff train --a theano:model.json,weights.h5 --b tensorflow:port.keras x.npy y.npy")
-        model = weights = None
-    elif len(files) in (3, 4):
-        model, weights = files[0], (files[1] if len(files) == 4 else None)
-    else:
-        raise UsageError("usage", f"expected MODEL [WEIGHTS] X.npy Y.npy, got {len(files)} file(s)",
-                         "e.g. kdiff train model.json weights.h5 x.npy y.npy --optimizer adam --loss mse")
-    a_model, a_weights = (a_model, a_weights) if a_model else (model, weights)
-    b_model, b_weights = (b_model, b_weights) if b_model else (model, weights)
-    keras3 = inspect_model(a_model, a_weights).keras_major == 3
-    a = Side("a", a_backend or ("tensorflow" if keras3 else "theano"), a_model, a_weights, args.a_python)
-    b = Side("b", b_backend or ("jax" if keras3 else "tensorflow"), b_model, b_weights, args.b_python)
-    return a, b, files[-2], files[-1]
-
-
 def main(argv: list[str], out: Console, err: Console) -> int:
     args = train_parser().parse_args(argv)
-    a, b, x_path, y_path = _sides(args)
+    a, b, (x_path, y_path) = resolve_sides(args, ("X.npy", "Y.npy"),
+                                           "kdiff train model.json weights.h5 x.npy y.npy --optimizer adam --loss mse")
     options = TrainOptions(
         optimizers=_optimizers(args), loss=args.loss, steps=args.steps, batch_size=args.batch_size,
         diff=DiffOptions(tolerance=Tolerance(args.atol, args.rtol), custom_objects=args.custom_objects,
                          timeouts=Timeouts(call=args.timeout), gradients=False))
     with TrainView(err) as view:
         report = run_training(a, b, x_path, y_path, options, view)
-    if args.json:
-        text = json.dumps(report.to_json(), indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n")
+    write_json(report.to_json(), args.json)
     if args.json != "-":
         render_train_report(report, out)
     return report.exit_code
