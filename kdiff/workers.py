@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,10 +55,15 @@ class WorkerProcess:
 
 
 _live_processes: set[subprocess.Popen] = set()
+_open_pools: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
 
 
 @atexit.register
-def _kill_leftovers() -> None:
+def _close_leftovers() -> None:
+    """At exit (Ctrl-C included), close every pool still open: workers stopped, sockets closed,
+    so that tearing down ZeroMQ cannot block; then kill any worker process still running."""
+    for pool in list(_open_pools):
+        pool.close()
     for process in list(_live_processes):
         if process.poll() is None:
             process.kill()
@@ -103,6 +109,7 @@ class WorkerPool:
         self.sequence = itertools.count(1)
         self.logdir = Path(tempfile.mkdtemp(prefix="kdiff-workers-"))
         self.closed = False
+        _open_pools.add(self)
 
     # ---- lifecycle ----------------------------------------------------------------------
     def spawn(self, side: str, backend: str, python: str, options: dict[str, str] | None = None,

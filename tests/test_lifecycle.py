@@ -57,7 +57,7 @@ def test_no_real_worker_outlives_kdiff(env_python, how, code):
     env_python("theano"), env_python("tensorflow")
     kdiff = start_kdiff()
     workers = workers_of(kdiff)
-    time.sleep(2.0)
+    time.sleep(0.5)  # the workers are still importing their frameworks: kdiff is certainly mid-run
     kdiff.send_signal(how)
     _, err = kdiff.communicate(timeout=30)
     assert kdiff.returncode == code, err
