@@ -11,12 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +26,7 @@ sys.path.insert(0, str(HERE.parent))
 from kdiff.diff import DiffOptions, DiffSession, Side  # noqa: E402
 from kdiff.environments import ensure_env  # noqa: E402
 from kdiff.wire import decode, encode  # noqa: E402
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import median_time  # noqa: E402  (benchmarks/timing.py)
 
 
 def plain(backend: str, model: Path, sample: Path, repeats: int) -> dict:

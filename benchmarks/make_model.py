@@ -1,6 +1,7 @@
-"""Write a MobileNetV2 (random weights, seeded) as a Keras 3 .keras file plus a batch-8 sample.
+"""Write a MobileNetV2 (or ResNet50; random weights, seeded) as a Keras 3 .keras file plus a batch-8 sample.
 
-Run inside a kdiff Keras 3 environment: ``python make_model.py OUT_DIR [--size 96] [--batch 8]``."""
+Run inside a kdiff Keras 3 environment:
+``python make_model.py OUT_DIR [--size 96] [--batch 8] [--model mobilenetv2|resnet50]``."""
 import argparse
 import os
 from pathlib import Path
@@ -13,9 +14,11 @@ parser = argparse.ArgumentParser()
 parser.add_argument("out")
 parser.add_argument("--size", type=int, default=96)
 parser.add_argument("--batch", type=int, default=8)
+parser.add_argument("--model", choices=("mobilenetv2", "resnet50"), default="mobilenetv2")
 args = parser.parse_args()
 keras.utils.set_random_seed(0)
-model = keras.applications.MobileNetV2(weights=None, input_shape=(args.size, args.size, 3))
+application = {"mobilenetv2": keras.applications.MobileNetV2, "resnet50": keras.applications.ResNet50}[args.model]
+model = application(weights=None, input_shape=(args.size, args.size, 3))
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 model.save(out / "model.keras")

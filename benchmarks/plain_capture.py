@@ -3,12 +3,12 @@
 Run inside a kdiff Keras 3 environment with KERAS_BACKEND set:
 ``python plain_capture.py MODEL.keras SAMPLE.npy REPEATS``; prints JSON."""
 import json
-import statistics
 import sys
-import time
 
 import keras
 import numpy as np
+
+from timing import median_time  # benchmarks/timing.py, beside this script
 
 model_path, sample_path, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
 model = keras.saving.load_model(model_path)
@@ -17,13 +17,7 @@ capture = keras.Model(model.inputs, [layer.output for layer in model.layers[1:]]
 
 
 def timed(fn):
-    fn()  # warm-up: tracing and compilation are not what is measured
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_time(fn, repeats)
 
 
 predict = timed(lambda: np.asarray(model(x, training=False)))

@@ -6,12 +6,12 @@ Run inside a kdiff Keras 3 environment with KERAS_BACKEND set to tensorflow or t
 import json
 import math
 import os
-import statistics
 import sys
-import time
 
 import keras
 import numpy as np
+
+from timing import median_time  # benchmarks/timing.py, beside this script
 
 model_path, sample_path, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
 backend = os.environ["KERAS_BACKEND"]
@@ -61,13 +61,7 @@ else:
 
 
 def timed(fn):
-    fn()  # warm-up: tracing and compilation are not what is measured
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_time(fn, repeats)
 
 
 outs, grads = forward_backward()

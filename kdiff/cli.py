@@ -52,20 +52,25 @@ def diff_parser(prog: str = "kdiff") -> argparse.ArgumentParser:
     parser.add_argument("--write-fixed", metavar="DIR",
                         help="write side B's model with every proven fix applied (Keras 3: model.keras; tf-keras: "
                              "model.json + weights.h5), then check it afresh against side A")
+    add_common_arguments(parser)
+    parser.add_argument("--dump", metavar="DIR", help="write DIR/a.npz and DIR/b.npz with every layer's output")
+    parser.add_argument("--trust-lambda-bytecode", action="store_true",
+                        help="run the marshalled Lambda bytecode stored in the model file (only for files you trust)")
+    return parser
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every command that starts two workers on a model takes."""
     parser.add_argument("--a-python", metavar="PATH", help="run side A in this Python instead of kdiff's environment")
     parser.add_argument("--b-python", metavar="PATH", help="run side B in this Python instead of kdiff's environment")
     parser.add_argument("--atol", type=float, default=Tolerance.atol, help="absolute tolerance (default %(default)g)")
     parser.add_argument("--rtol", type=float, default=Tolerance.rtol, help="relative tolerance (default %(default)g)")
     parser.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
-    parser.add_argument("--dump", metavar="DIR", help="write DIR/a.npz and DIR/b.npz with every layer's output")
     parser.add_argument("--custom-objects", metavar="FILE.py",
                         help="a Python file defining functions the model needs (e.g. for Lambda layers), by name")
-    parser.add_argument("--trust-lambda-bytecode", action="store_true",
-                        help="run the marshalled Lambda bytecode stored in the model file (only for files you trust)")
     parser.add_argument("--timeout", type=float, default=Timeouts.call, metavar="SECONDS",
                         help="deadline of one worker call (default %(default)g)")
     parser.add_argument("--version", action="version", version=f"kdiff {__version__}")
-    return parser
 
 
 def fix_parser() -> argparse.ArgumentParser:

@@ -5,8 +5,7 @@ import argparse
 
 from rich.console import Console
 
-from kdiff import __version__
-from kdiff.cli import CommandParser, resolve_sides, write_json
+from kdiff.cli import CommandParser, add_common_arguments, resolve_sides, write_json
 from kdiff.diff import DiffOptions
 from kdiff.errors import UsageError
 from kdiff.metrics import Tolerance
@@ -32,15 +31,7 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help="samples per step (default: all of X, up to 32)")
     parser.add_argument("--a", dest="a", metavar="BACKEND[:MODEL[,WEIGHTS]]", help="side A, as for 'kdiff'")
     parser.add_argument("--b", dest="b", metavar="BACKEND[:MODEL[,WEIGHTS]]", help="side B, as for 'kdiff'")
-    parser.add_argument("--a-python", metavar="PATH", help="run side A in this Python instead of kdiff's environment")
-    parser.add_argument("--b-python", metavar="PATH", help="run side B in this Python instead of kdiff's environment")
-    parser.add_argument("--atol", type=float, default=Tolerance.atol, help="absolute tolerance (default %(default)g)")
-    parser.add_argument("--rtol", type=float, default=Tolerance.rtol, help="relative tolerance (default %(default)g)")
-    parser.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
-    parser.add_argument("--custom-objects", metavar="FILE.py", help="functions the model needs, by name")
-    parser.add_argument("--timeout", type=float, default=Timeouts.call, metavar="SECONDS",
-                        help="deadline of one worker call (default %(default)g)")
-    parser.add_argument("--version", action="version", version=f"kdiff {__version__}")
+    add_common_arguments(parser)
     return parser
 
 
