@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     out, err = _console(sys.stdout), _console(sys.stderr)
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C must always stop kdiff and its workers, even where kdiff was started with SIGINT
+    # ignored (a non-interactive shell's background job): then Python installs no handler itself.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if argv and argv[0] == "env":
             return run_env(env_parser().parse_args(argv[1:]), out, err)

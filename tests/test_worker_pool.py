@@ -111,8 +111,9 @@ def test_a_call_past_its_deadline_fails(model_file):
 
 
 COORDINATOR = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     from kdiff.workers import WorkerPool
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as kdiff.cli does
     pool = WorkerPool()
     for side in "ab":
         pool.spawn(side, "fake", sys.executable, {}, worker_module="tests.fake_worker")
