@@ -11,7 +11,6 @@ import atexit
 import itertools
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -202,7 +201,7 @@ class WorkerPool:
         return self._receive_from(pending, deadline)
 
     def _receive(self, side: str, seq: int, deadline: float, expect: str) -> tuple[dict, dict]:
-        got_side, header, arrays = self._receive_from({side: seq}, deadline)
+        _, header, arrays = self._receive_from({side: seq}, deadline)
         if header.get("type") != expect:
             raise self._failure(side, f"answered a '{header.get('type')}' message where '{expect}' was due")
         return header, arrays
@@ -268,6 +267,3 @@ class WorkerPool:
                              hint or f"the worker's log is {worker.log_path}",
                              detail or worker.log_tail())
 
-
-def default_python() -> str:
-    return sys.executable

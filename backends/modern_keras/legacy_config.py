@@ -124,15 +124,6 @@ class ModelDescription:
         raise KeyError(name)
 
 
-def parse_model_json(text: str) -> ModelDescription:
-    try:
-        model_config = json.loads(text)
-    except ValueError as error:
-        raise ModelInputError(f"the model file is not valid JSON: {error}",
-                              "pass the .json written by model.to_json()") from None
-    return parse_model_config(model_config)
-
-
 def parse_model_config(model_config: dict) -> ModelDescription:
     """`model_config`: the dict of model.to_json() (or of an HDF5 file's model_config)."""
     if not isinstance(model_config, dict) or "class_name" not in model_config:
