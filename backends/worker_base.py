@@ -105,18 +105,21 @@ class Worker:
         return self._layer_config_impl(layer)
 
     def run_layer_changed(self, layer: str, inputs: list[np.ndarray], overrides: dict,
-                          training: bool | None) -> list[np.ndarray]:
+                          training: bool | None, weights: list[np.ndarray] | None = None) -> list[np.ndarray]:
         """A copy of the layer, its config updated with ``overrides``, run alone on the given inputs
-        (with the layer's current weights) in inference mode, or in ``training`` mode when it is
-        given; the model itself is left as it is."""
+        in inference mode, or in ``training`` mode when it is given; the copy holds ``weights`` when
+        they are given (a changed config may change their shapes), else the layer's current weights.
+        The model itself is left as it is."""
         self._require_layer(layer)
-        outputs = self._run_layer_changed_impl(layer, [np.asarray(x) for x in inputs], dict(overrides), training)
+        outputs = self._run_layer_changed_impl(layer, [np.asarray(x) for x in inputs], dict(overrides), training,
+                                               _arrays_or_none(weights))
         return [np.asarray(out) for out in outputs]
 
-    def change_layer(self, layer: str, overrides: dict, training: bool | None) -> None:
+    def change_layer(self, layer: str, overrides: dict, training: bool | None,
+                     weights: list[np.ndarray] | None = None) -> None:
         """Keep such a change in the model: forward passes, layer runs and ``save`` see it from now on."""
         self._require_layer(layer)
-        self._model = self._change_layer_impl(layer, dict(overrides), training)
+        self._model = self._change_layer_impl(layer, dict(overrides), training, _arrays_or_none(weights))
 
     def backward(self, inputs: list[np.ndarray], projections: list[np.ndarray]):
         """Gradients of ``loss = sum_k sum(output_k * projections[k])`` over the model outputs,
@@ -172,11 +175,12 @@ class Worker:
         raise NotImplementedError
 
     def _run_layer_changed_impl(self, layer: str, inputs: list[np.ndarray], overrides: dict,
-                                training: bool | None) -> list:
+                                training: bool | None, weights: list[np.ndarray] | None) -> list:
         raise ModelInputError(f"the {self.backend} worker cannot run a changed copy of a layer",
                               "diagnose with this backend as side A")
 
-    def _change_layer_impl(self, layer: str, overrides: dict, training: bool | None):
+    def _change_layer_impl(self, layer: str, overrides: dict, training: bool | None,
+                           weights: list[np.ndarray] | None):
         """The model with the change kept (the same object or a rebuilt one)."""
         raise ModelInputError(f"the {self.backend} worker cannot change a layer's configuration",
                               "diagnose with this backend as side A")
@@ -239,3 +243,7 @@ def load_custom_objects(path: str) -> dict:
     namespace = runpy.run_path(path)
     return {name: value for name, value in namespace.items()
             if not name.startswith("_") and callable(value)}
+
+
+def _arrays_or_none(arrays) -> list[np.ndarray] | None:
+    return None if arrays is None else [np.asarray(a) for a in arrays]

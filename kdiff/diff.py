@@ -179,7 +179,7 @@ class DiffSession:
                 continue
             a_values = [value for _, value in self.clients["a"].weights(name)]
             b_values = [value for _, value in self.clients["b"].weights(pair.b["name"])]
-            maps = [find_element_map(a, b) if a.shape != b.shape or not np.array_equal(a, b) else None
+            maps = [find_element_map(a, b, within_zeros=True) if a.shape != b.shape or not np.array_equal(a, b) else None
                     for a, b in zip(a_values, b_values)]
             self.weight_maps[name] = [m if m is not None and not m.is_identity else None for m in maps]
 

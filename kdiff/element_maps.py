@@ -1,6 +1,7 @@
 """How side B holds side A's weight: the same elements, transposed and/or reversed along axes
-(a Keras 1 'th' kernel read by Keras 3, or a kernel flipped by a repair). Gradients, optimizer
-slots and updates of that weight are mapped the same way before they are compared."""
+(a Keras 1 'th' kernel read by Keras 3, or a kernel flipped by a repair), possibly inside a
+larger array of zeros (a kernel grown by the padding-same-asymmetry repair). Gradients,
+optimizer slots and updates of that weight are mapped the same way before they are compared."""
 from __future__ import annotations
 
 import itertools
@@ -13,24 +14,50 @@ import numpy as np
 class ElementMap:
     axes: tuple        # A's axes in B's order (a transpose)
     reversed: tuple    # axes (after the transpose) that are reversed
+    window: tuple = () # ((start, stop) per axis) of B's array that holds A's elements; (): all of it
 
     def __call__(self, a_array: np.ndarray) -> np.ndarray:
         moved = a_array.transpose(self.axes)
         return np.flip(moved, self.reversed) if self.reversed else moved
 
+    def part_of_b(self, b_array: np.ndarray) -> np.ndarray:
+        """The elements of side B's array that correspond to side A's."""
+        return b_array[tuple(slice(start, stop) for start, stop in self.window)] if self.window else b_array
+
     @property
     def is_identity(self) -> bool:
-        return self.axes == tuple(sorted(self.axes)) and not self.reversed
+        return self.axes == tuple(sorted(self.axes)) and not self.reversed and not self.window
 
 
-def find_element_map(a: np.ndarray, b: np.ndarray) -> ElementMap | None:
-    """The transpose-and-reverse that turns ``a`` into exactly ``b``, the plainest first; None if none does."""
+MAX_WINDOWS = 256  # placements of A's array inside a larger B that are tried
+
+
+def find_element_map(a: np.ndarray, b: np.ndarray, within_zeros: bool = False) -> ElementMap | None:
+    """The transpose-and-reverse that turns ``a`` into exactly ``b``, the plainest first; with
+    ``within_zeros``, also into a window of a larger ``b`` that is zero elsewhere. None if none does."""
     for axes in itertools.permutations(range(a.ndim)):
-        if tuple(a.shape[i] for i in axes) != b.shape:
+        shape = tuple(a.shape[i] for i in axes)
+        if shape == b.shape:
+            windows = [()]
+        elif within_zeros and b.ndim == a.ndim and all(x <= y for x, y in zip(shape, b.shape)):
+            windows = list(itertools.islice(_zero_surrounded_windows(shape, b), MAX_WINDOWS))
+        else:
             continue
-        for count in range(a.ndim + 1):
-            for reversed_axes in itertools.combinations(range(a.ndim), count):
-                candidate = ElementMap(tuple(axes), reversed_axes)
-                if np.array_equal(candidate(a), b):
-                    return candidate
+        for window in windows:
+            part = ElementMap((), (), window).part_of_b(b)
+            for count in range(a.ndim + 1):
+                for reversed_axes in itertools.combinations(range(a.ndim), count):
+                    candidate = ElementMap(tuple(axes), reversed_axes, window)
+                    if np.array_equal(candidate(a), part):
+                        return candidate
     return None
+
+
+def _zero_surrounded_windows(shape: tuple, b: np.ndarray):
+    """Windows of ``b`` of the given shape outside which every element of ``b`` is zero."""
+    for starts in itertools.product(*(range(size - inner + 1) for inner, size in zip(shape, b.shape))):
+        window = tuple((start, start + inner) for start, inner in zip(starts, shape))
+        outside = b.copy()
+        outside[tuple(slice(start, stop) for start, stop in window)] = 0
+        if not outside.any():
+            yield window

@@ -84,7 +84,8 @@ def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.nd
                             for name, _ in a_weights)
         else:
             maps = weight_maps.get(a_layer) or [None] * len(a_weights)
-            weights = tuple((name, _compare(element_map(x) if element_map else x, y, tolerance))
+            weights = tuple((name, _compare(element_map(x), element_map.part_of_b(y), tolerance) if element_map
+                             else _compare(x, y, tolerance))
                             for (name, x), (_, y), element_map in zip(a_weights, b_weights, maps))
         results[a_layer] = GradientDiff(output, weights)
 

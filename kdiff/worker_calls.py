@@ -48,13 +48,21 @@ class SideClient:
         return result["config"]
 
     def run_layer_changed(self, layer: str, inputs: list[np.ndarray], overrides: dict,
-                          training: bool | None) -> list[np.ndarray]:
-        """A copy of the layer with its config overridden (and/or in training mode), run alone."""
-        _, arrays = self.pool.call(self.side, "run_layer_changed",
-                                   {"layer": layer, "overrides": overrides, "training": training},
-                                   {str(i): x for i, x in enumerate(inputs)})
-        return _ordered(arrays)
+                          training: bool | None, weights: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        """A copy of the layer with its config overridden (and/or in training mode), run alone,
+        holding `weights` when given (shaped for the changed config), else the layer's own."""
+        args, arrays = _change(layer, overrides, training, weights)
+        _, outputs = self.pool.call(self.side, "run_layer_changed", args,
+                                    {**arrays, **{str(i): x for i, x in enumerate(inputs)}})
+        return _ordered(outputs)
 
-    def change_layer(self, layer: str, overrides: dict, training: bool | None) -> None:
+    def change_layer(self, layer: str, overrides: dict, training: bool | None,
+                     weights: list[np.ndarray] | None = None) -> None:
         """Keep such a change in the side's model."""
-        self.pool.call(self.side, "change_layer", {"layer": layer, "overrides": overrides, "training": training})
+        self.pool.call(self.side, "change_layer", *_change(layer, overrides, training, weights))
+
+
+def _change(layer: str, overrides: dict, training: bool | None, weights) -> tuple[dict, dict]:
+    """The arguments and arrays of a config change (weights travel as w0, w1, ...)."""
+    arrays = {} if weights is None else {f"w{i}": w for i, w in enumerate(weights)}
+    return {"layer": layer, "overrides": overrides, "training": training, "with_weights": weights is not None}, arrays

@@ -10,11 +10,17 @@ def layer_config(call: Call) -> None:
 @command("run_layer_changed")
 def run_layer_changed(call: Call) -> None:
     outputs = call.worker.run_layer_changed(call.args["layer"], call.numbered(), call.args.get("overrides") or {},
-                                            call.args.get("training"))
+                                            call.args.get("training"), _weights(call))
     call.reply({}, {str(i): out for i, out in enumerate(outputs)})
 
 
 @command("change_layer")
 def change_layer(call: Call) -> None:
-    call.worker.change_layer(call.args["layer"], call.args.get("overrides") or {}, call.args.get("training"))
+    call.worker.change_layer(call.args["layer"], call.args.get("overrides") or {}, call.args.get("training"),
+                             _weights(call))
     call.reply()
+
+
+def _weights(call: Call):
+    """The weights the changed layer is to hold, sent as w0, w1, ... (None: the layer's own)."""
+    return call.numbered("w") if call.args.get("with_weights") else None

@@ -22,24 +22,29 @@ def changed_copy(layer, overrides: dict):
     return type(layer).from_config({**config, **overrides})
 
 
-def run_changed(ops, layer_name: str, inputs: list, overrides: dict, training: bool | None) -> list:
-    """The layer's first call re-run on `inputs` by a changed copy holding the layer's weights
-    (a copy even without overrides: a training-mode call may update its moving statistics)."""
+def run_changed(ops, layer_name: str, inputs: list, overrides: dict, training: bool | None,
+                weights: list | None = None) -> list:
+    """The layer's first call re-run on `inputs` by a changed copy holding the layer's weights, or
+    `weights` when given (a copy even without overrides: a training-mode call may update its
+    moving statistics)."""
     original = ops.model.get_layer(layer_name)
     copy = changed_copy(original, overrides)
     node = ops._first_node(layer_name)
     args, kwargs = _call_arguments(node, dict(zip(map(id, _node_inputs(node)), inputs)))
     kwargs = ops.as_in_forward(kwargs) if training is None else {**kwargs, "training": training}
     copy(*args, **kwargs)                       # builds the copy's weights
-    _copy_weights(original, copy)
+    _set_weights(copy, original, weights)
     return [ops._numpy(output) for output in _flat(copy(*args, **kwargs))]
 
 
-def rebuilt_with_change(keras, model, layer_name: str, overrides: dict, training: bool | None):
-    """The model with the layer replaced by its changed copy (and, when `training` is given, each
-    of its calls made in that mode: stored in the graph, which tf_keras honours at inference)."""
+def rebuilt_with_change(keras, model, layer_name: str, overrides: dict, training: bool | None,
+                        weights: list | None = None):
+    """The model with the layer replaced by its changed copy holding the layer's weights, or
+    `weights` when given (and, when `training` is given, each of its calls made in that mode:
+    stored in the graph, which tf_keras honours at inference)."""
     original = model.get_layer(layer_name)
-    replacement = changed_copy(original, overrides) if overrides or training is not None else original
+    changed = overrides or training is not None or weights is not None
+    replacement = changed_copy(original, overrides) if changed else original
     if training and hasattr(keras, "ops"):
         _always_in_training_mode(replacement)
     produced = {id(tensor): tensor for tensor in model.inputs}
@@ -51,7 +56,7 @@ def rebuilt_with_change(keras, model, layer_name: str, overrides: dict, training
         for old, new in zip(_node_outputs(node), _flat(outputs)):
             produced[id(old)] = new
     if replacement is not original:
-        _copy_weights(original, replacement)
+        _set_weights(replacement, original, weights)
     inputs = list(model.inputs)
     outputs = [produced[id(tensor)] for tensor in model.outputs]
     return keras.Model(inputs=inputs[0] if len(inputs) == 1 else inputs,
@@ -70,10 +75,14 @@ def _always_in_training_mode(layer) -> None:
     layer.call = call_in_training_mode
 
 
-def _copy_weights(source, target) -> None:
-    weights = source.get_weights()
+def _set_weights(target, source, weights: list | None) -> None:
+    """Give the changed copy `weights`, or the original layer's weights when none are given."""
+    given = weights is not None
+    weights = weights if given else source.get_weights()
     shapes = [tuple(w.shape) for w in target.get_weights()]
     if shapes != [tuple(w.shape) for w in weights]:
-        raise ModelInputError(f"the changed layer '{source.name}' holds weights of shapes {shapes}, the layer "
-                              f"{[tuple(w.shape) for w in weights]}", "change only settings that keep the weights")
+        raise ModelInputError(f"the changed layer '{source.name}' holds weights of shapes {shapes}, "
+                              f"{'the weights given' if given else 'the layer'} {[tuple(w.shape) for w in weights]}",
+                              "send weights shaped for the changed settings" if given else
+                              "change only settings that keep the weights, or send the weights for the new ones")
     target.set_weights(weights)

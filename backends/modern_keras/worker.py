@@ -34,16 +34,16 @@ class ModernKerasWorker(KerasWorker):
 
         return json_safe(self._model.get_layer(layer).get_config())
 
-    def _run_layer_changed_impl(self, layer, inputs, overrides, training):
+    def _run_layer_changed_impl(self, layer, inputs, overrides, training, weights):
         from backends.modern_keras.layer_changes import run_changed
 
-        return run_changed(self.layer_ops, layer, inputs, overrides, training)
+        return run_changed(self.layer_ops, layer, inputs, overrides, training, weights)
 
-    def _change_layer_impl(self, layer, overrides, training):
+    def _change_layer_impl(self, layer, overrides, training, weights):
         from backends.modern_keras.layer_changes import rebuilt_with_change
         from backends.modern_keras.layer_ops import LayerOps
 
-        rebuilt = rebuilt_with_change(self.keras, self._model, layer, overrides, training)
+        rebuilt = rebuilt_with_change(self.keras, self._model, layer, overrides, training, weights)
         self.layer_ops = LayerOps(self.keras, rebuilt, self.gradients)
         return rebuilt
 

@@ -42,10 +42,11 @@ def _input_shape_of(layer: dict, a_layers: dict[str, dict], recorded: dict) -> t
 def isolated_error(b: SideClient, evidence: LayerEvidence, tolerance: Tolerance,
                    candidate: Candidate | None = None) -> LayerMetrics:
     """Side B's layer run alone on side A's inputs, against side A's output; with the candidate's
-    config change when one is given (its weights, if any, must already be set on side B)."""
+    config change when one is given (a change of weights alone must already be set on side B)."""
     if candidate is not None and candidate.changes_config:
+        weights = None if candidate.b_weights is None else list(candidate.b_weights)
         outputs = b.run_layer_changed(evidence.b_layer, list(evidence.a_inputs), candidate.overrides,
-                                      candidate.training)
+                                      candidate.training, weights)
     else:
         outputs = b.run_layer(evidence.b_layer, list(evidence.a_inputs))
     if len(outputs) != len(evidence.a_outputs) or any(o.shape != e.shape for o, e in zip(outputs, evidence.a_outputs)):

@@ -14,6 +14,7 @@ from kdiff.worker_calls import SideClient
 STOCHASTIC_CLASSES = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
                       "GaussianDropout", "AlphaDropout"}
 MAX_ROUNDS = 64
+MAX_PAIRED_TRIES = 64  # layer re-runs spent on pairs of candidates for one layer
 
 
 @dataclass(frozen=True)
@@ -44,19 +45,19 @@ def diagnose(session, sample, report: DiffReport, tolerance: Tolerance, progress
         if pair is None or pair.b is None:
             break
         evidence = evidence_mod.gather(pair, session.a_layers, a, b)
-        finding = _prove(b, evidence, tolerance)
-        if finding is None:
+        proven = _prove(b, evidence, tolerance)
+        if not proven:
             b_inputs = [b.outputs([s])[s][0] for s in _b_sources(session, pair)]
             return Diagnosis(tuple(findings), evidence_mod.describe_unexplained(b, evidence, tolerance, b_inputs),
                              current if findings else None)
-        progress.stage(f"{finding.cause} proven at {layer.name}; comparing again with the fix")
+        progress.stage(f"{' and '.join(f.cause for f in proven)} proven at {layer.name}; comparing again with the fix")
         session.refresh_weight_maps([layer.name])  # a reordering fix reorders the layer's gradients too
         repaired = session.compare(sample, gradients=False, noise_floor=False)
         if repaired.first_divergence is not None and repaired.first_divergence[1].name == layer.name:
             break  # the fix holds alone but not in the model: say no more than what was proven
         explains = tuple(before.name for before, after in zip(current.layers, repaired.layers)
                          if before.status != MATCH and after.status == MATCH)
-        findings.append(replace(finding, explains=explains))
+        findings.extend(replace(finding, explains=explains) for finding in proven)
         current = repaired
     if findings and session.options.gradients:
         progress.stage("comparing gradients with every proven fix applied")
@@ -64,29 +65,67 @@ def diagnose(session, sample, report: DiffReport, tolerance: Tolerance, progress
     return Diagnosis(tuple(findings), None, current if findings else None)
 
 
-def _prove(b: SideClient, evidence, tolerance: Tolerance) -> Finding | None:
-    """The first candidate that brings side B's layer within tolerance, kept on side B, as a finding."""
+def _prove(b: SideClient, evidence, tolerance: Tolerance) -> list[Finding]:
+    """The fix that brings side B's layer within tolerance, kept on side B, as findings: one
+    candidate alone, or else (two faults in one layer, such as a Theano kernel that is both
+    flipped and padded the other way) a weights-only candidate of one rule followed by a
+    candidate of another rule proposed for the layer so changed. Empty when nothing does."""
     before = evidence_mod.isolated_error(b, evidence, tolerance)
     if before.matches:
-        return None  # run alone, the layer agrees: re-running it cannot tell a fix from no fix
-    original = [weight for _, weight in evidence.b_weights]
+        return []  # run alone, the layer agrees: re-running it cannot tell a fix from no fix
+    before_size = ErrorSize(before.max_abs, before.max_rel)
+    firsts = []
     for rule in RULES:
         for candidate in rule.candidates(evidence):
-            if candidate.b_weights is not None:
-                b.set_weights(evidence.b_layer, list(candidate.b_weights))
-            try:
-                after = evidence_mod.isolated_error(b, evidence, tolerance, candidate)
-            except InputError:  # side B refuses the change (e.g. the theano worker changes no settings)
-                after = None
-            if after is not None and after.matches:
-                if candidate.changes_config:
-                    b.change_layer(evidence.b_layer, candidate.overrides, candidate.training)
-                return Finding(cause=candidate.cause, layer=evidence.layer, verified=True,
-                               before=ErrorSize(before.max_abs, before.max_rel),
-                               after=ErrorSize(after.max_abs, after.max_rel), fix=candidate.fix, code=candidate.code)
-            if candidate.b_weights is not None:
-                b.set_weights(evidence.b_layer, original)
+            after = _try(b, evidence, tolerance, candidate)
+            if after is not None:
+                return [_finding(evidence, candidate, before_size, after)]
+            if candidate.b_weights is not None and not candidate.changes_config:
+                firsts.append((rule, candidate))
+    tries = 0
+    for first_rule, first in firsts:
+        changed = replace(evidence, b_weights=tuple((name, weight) for (name, _), weight
+                                                    in zip(evidence.b_weights, first.b_weights)))
+        for rule in RULES:
+            if rule is first_rule:
+                continue
+            for second in rule.candidates(changed):
+                tries += 1
+                if tries > MAX_PAIRED_TRIES:
+                    return []
+                both = replace(second, b_weights=first.b_weights if second.b_weights is None else second.b_weights)
+                after = _try(b, evidence, tolerance, both)
+                if after is not None:
+                    together = {"proven_together_with": [first.cause, second.cause]}
+                    return [replace(_finding(evidence, first, before_size, after), detail=together),
+                            replace(_finding(evidence, second, before_size, after), detail=together)]
+    return []
+
+
+def _try(b: SideClient, evidence, tolerance: Tolerance, candidate) -> ErrorSize | None:
+    """Side B's layer with the candidate applied, re-run on side A's inputs: the error when it is
+    within tolerance (the change is then kept on side B), else None (side B is left as it was)."""
+    weights_only = candidate.b_weights is not None and not candidate.changes_config
+    if weights_only:
+        original = [weight for _, weight in evidence.b_weights]
+        b.set_weights(evidence.b_layer, list(candidate.b_weights))
+    try:
+        after = evidence_mod.isolated_error(b, evidence, tolerance, candidate)
+    except InputError:  # side B refuses the change (e.g. the theano worker changes no settings)
+        after = None
+    if after is not None and after.matches:
+        if candidate.changes_config:
+            b.change_layer(evidence.b_layer, candidate.overrides, candidate.training,
+                           None if candidate.b_weights is None else list(candidate.b_weights))
+        return ErrorSize(after.max_abs, after.max_rel)
+    if weights_only:
+        b.set_weights(evidence.b_layer, original)
     return None
+
+
+def _finding(evidence, candidate, before: ErrorSize, after: ErrorSize) -> Finding:
+    return Finding(cause=candidate.cause, layer=evidence.layer, verified=True, before=before, after=after,
+                   fix=candidate.fix, code=candidate.code)
 
 
 def _b_sources(session, pair) -> list[str]:

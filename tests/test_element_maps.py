@@ -1,0 +1,28 @@
+"""Finding how side B holds side A's weight: reordered, reversed, or inside a larger array of zeros."""
+import numpy as np
+
+from kdiff.element_maps import find_element_map
+
+
+def test_a_flipped_kernel_inside_zeros_is_found_only_when_asked():
+    a = np.random.default_rng(0).standard_normal((2, 2, 3, 4)).astype(np.float32)
+    b = np.zeros((3, 3, 3, 4), np.float32)
+    b[0:2, 1:3] = a[::-1, ::-1]
+    assert find_element_map(a, b) is None
+    found = find_element_map(a, b, within_zeros=True)
+    assert found.reversed == (0, 1) and found.window == ((0, 2), (1, 3), (0, 3), (0, 4))
+    assert np.array_equal(found(a), found.part_of_b(b)) and not found.is_identity
+
+
+def test_a_larger_array_with_anything_but_zeros_around_is_not_a_window():
+    a = np.arange(1, 5, dtype=np.float32).reshape(2, 2)
+    b = np.zeros((3, 3), np.float32)
+    b[:2, :2] = a
+    b[2, 2] = 1.0
+    assert find_element_map(a, b, within_zeros=True) is None
+
+
+def test_a_transposed_kernel_maps_as_before():
+    a = np.random.default_rng(1).standard_normal((4, 3, 2, 2)).astype(np.float32)  # Keras 1 'th' (out, in, r, c)
+    found = find_element_map(a, a.transpose(2, 3, 1, 0))
+    assert found.axes == (2, 3, 1, 0) and found.window == () and np.array_equal(found.part_of_b(a), a)
