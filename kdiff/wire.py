@@ -48,7 +48,7 @@ def encode(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = 
     table = []
     buffers = []
     for key, value in (arrays or {}).items():
-        array = np.asarray(value, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+        array = _widened(np.asarray(value, order="C"))  # (ascontiguousarray would make 0-d arrays 1-d)
         if array.dtype.kind not in ALLOWED_DTYPE_KINDS or array.dtype.fields is not None:
             raise ProtocolError(f"array {key!r} has dtype {array.dtype}, which cannot be sent")
         table.append({"key": key, "dtype": array.dtype.str, "shape": list(array.shape), "nbytes": array.nbytes})
@@ -56,6 +56,15 @@ def encode(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = 
     body = dict(header)
     body["arrays"] = table
     return [json.dumps(body, allow_nan=False).encode("utf-8"), *buffers]
+
+
+def _widened(array: np.ndarray) -> np.ndarray:
+    """The array as float32 when its dtype is one of ml_dtypes' floats (bfloat16, float8_*: what a
+    mixed-precision layer computes in), which float32 holds exactly and plain numpy cannot read."""
+    dtype = array.dtype
+    if dtype.type.__module__.startswith("ml_dtypes") and "float" in dtype.name:
+        return array.astype(np.float32)
+    return array
 
 
 def decode(frames: list) -> tuple[dict, dict[str, np.ndarray]]:
