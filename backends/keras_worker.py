@@ -28,5 +28,5 @@ class KerasWorker(Worker):
     def _run_layer_impl(self, layer, inputs):
         return self.layer_ops.run(layer, inputs)
 
-    def _backward_impl(self, inputs, projections):
-        return self.layer_ops.backward(inputs, projections)
+    def _backward_impl(self, inputs, projections, loss, targets):
+        return self.layer_ops.backward(inputs, projections, loss, targets)

@@ -121,14 +121,19 @@ class Worker:
         self._require_layer(layer)
         self._model = self._change_layer_impl(layer, dict(overrides), training, _arrays_or_none(weights))
 
-    def backward(self, inputs: list[np.ndarray], projections: list[np.ndarray]):
-        """Gradients of ``loss = sum_k sum(output_k * projections[k])`` over the model outputs,
-        in inference mode: per layer, with respect to its outputs and to each of its weights.
+    def backward(self, inputs: list[np.ndarray], projections: list[np.ndarray], loss: str | None = None,
+                 targets: list[np.ndarray] | None = None):
+        """Gradients of ``loss = sum_k sum(output_k * projections[k])`` over the model outputs or,
+        with ``loss`` (a loss name of the framework's Keras) and one target array per output, of
+        the batch mean of that loss summed over the outputs; in inference mode: per layer, with
+        respect to its outputs and to each of its weights.
 
         Yields ``(layer, [d loss / d output], [(weight name, d loss / d weight)])`` in topological order."""
         self._require_loaded()
         prepared = self._check_inputs(inputs)
-        for name, output_grads, weight_grads in self._backward_impl(prepared, [np.asarray(p) for p in projections]):
+        targets = None if targets is None else [np.asarray(t) for t in targets]
+        for name, output_grads, weight_grads in self._backward_impl(prepared, [np.asarray(p) for p in projections],
+                                                                    loss, targets):
             yield name, [np.asarray(g) for g in output_grads], [(w, np.asarray(g)) for w, g in weight_grads]
 
     def save(self, directory: str) -> list[str]:
@@ -168,7 +173,8 @@ class Worker:
     def _run_layer_impl(self, layer: str, inputs: list[np.ndarray]) -> list:
         raise NotImplementedError
 
-    def _backward_impl(self, inputs: list[np.ndarray], projections: list[np.ndarray]):
+    def _backward_impl(self, inputs: list[np.ndarray], projections: list[np.ndarray], loss: str | None,
+                       targets: list[np.ndarray] | None):
         raise NotImplementedError
 
     def _layer_config_impl(self, layer: str) -> dict:

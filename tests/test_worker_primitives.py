@@ -54,7 +54,10 @@ def sample_of(fixture: str) -> np.ndarray:
 
 def streamed(client: SideClient, command: str, arrays: dict) -> list[tuple[dict, dict]]:
     """The (header, arrays) of every part a streaming command sends, in order."""
-    seq = client.pool.send(client.side, command, arrays=arrays)
+    return _parts(client, client.pool.send(client.side, command, arrays=arrays))
+
+
+def _parts(client: SideClient, seq: int) -> list[tuple[dict, dict]]:
     parts, deadline = [], time.monotonic() + 300
     while True:
         _, header, part_arrays = client.pool.receive_any({client.side: seq}, deadline)
@@ -68,10 +71,14 @@ def forward(client: SideClient, sample: np.ndarray) -> dict[str, list[np.ndarray
             for header, arrays in streamed(client, "forward", {"0": sample})}
 
 
-def backward(client: SideClient, sample: np.ndarray, projection: np.ndarray) -> dict[str, tuple[list, dict]]:
-    """layer -> ([d loss / d output], {weight name: d loss / d weight}) for loss = sum(output * projection)."""
+def backward(client: SideClient, sample: np.ndarray, projection: np.ndarray | None,
+             loss: str | None = None, labels: np.ndarray | None = None) -> dict[str, tuple[list, dict]]:
+    """layer -> ([d loss / d output], {weight name: d loss / d weight}) for loss = sum(output * projection),
+    or for the named Keras loss on the labels."""
     grads = {}
-    for header, arrays in streamed(client, "backward", {"x0": sample, "p0": projection}):
+    arrays = {"x0": sample, "p0": projection} if loss is None else {"x0": sample, "y0": labels}
+    seq = client.pool.send(client.side, "backward", {"loss": loss} if loss else None, arrays)
+    for header, arrays in _parts(client, seq):
         outputs = [arrays[f"o{i}"] for i in range(sum(key.startswith("o") for key in arrays))]
         grads[header["layer"]] = (outputs, {name: arrays[f"w{i}"] for i, name in enumerate(header["weights"])})
     return grads
@@ -240,3 +247,42 @@ def test_theano_and_tensorflow_gradients_agree_once_the_kernel_is_flipped(side):
     got = backward(tensorflow, sample, projection)
     got["conv1d_1"][1]["conv1d_1/kernel"] = got["conv1d_1"][1]["conv1d_1/kernel"][::-1]
     assert_same_gradients(got, expected, 1e-5)
+
+
+@pytest.mark.parametrize("env", ["theano", "theano-keras1", *KERAS3_ENVS])
+def test_a_named_loss_on_labels_is_differentiated_as_training_computes_it(side, env):
+    """mse = mean over the batch and the last axis of (output - label)^2: its gradient with respect
+    to the model output is 2 (output - label) / (batch * units) on every backend, Keras 1.2.2 too."""
+    fixture = "k1_lstm_merge" if env == "theano-keras1" else FD_FIXTURE
+    client = loaded(side, env, fixture)
+    sample = sample_of(fixture)
+    outputs = forward(client, sample)
+    last = list(outputs)[-1]
+    output = outputs[last][0].astype(np.float64)
+    labels = np.eye(output.shape[1], dtype=np.float32)[np.arange(len(output)) % output.shape[1]]
+    grads = backward(client, sample, None, loss="mse", labels=labels)
+    assert scaled_error(grads[last][0][0], 2 * (output - labels) / output.size) < 1e-5
+
+
+def test_theano_and_tensorflow_agree_on_a_named_loss_once_the_kernel_is_flipped(side):
+    """k2_imdb_cnn (sigmoid output) with binary_crossentropy on labels, Keras 2.3.1 on Theano
+    against Keras 3 on TensorFlow: every layer's gradients match."""
+    sample = sample_of("k2_imdb_cnn")
+    labels = np.array([[1], [0], [0], [1]], np.float32)
+    expected = backward(loaded(side, "theano", "k2_imdb_cnn"), sample, None, "binary_crossentropy", labels)
+    tensorflow = loaded(side, "tensorflow", "k2_imdb_cnn")
+    kernel, bias = [value for _, value in tensorflow.weights("conv1d_1")]
+    tensorflow.set_weights("conv1d_1", [kernel[::-1], bias])
+    got = backward(tensorflow, sample, None, "binary_crossentropy", labels)
+    got["conv1d_1"][1]["conv1d_1/kernel"] = got["conv1d_1"][1]["conv1d_1/kernel"][::-1]
+    assert_same_gradients(got, expected, 1e-5)
+
+
+@pytest.mark.parametrize("env", ["theano", "tensorflow"])
+def test_a_loss_needs_one_label_array_per_output_and_a_known_name(side, env):
+    client = loaded(side, env, FD_FIXTURE)
+    sample = sample_of(FD_FIXTURE)
+    with pytest.raises(InputError, match="one label array per model output"):
+        client.pool.call(env, "backward", {"loss": "mse"}, {"x0": sample})
+    with pytest.raises(InputError, match="no loss 'not_a_loss'"):
+        client.pool.call(env, "backward", {"loss": "not_a_loss"}, {"x0": sample, "y0": np.zeros((4, 5), np.float32)})

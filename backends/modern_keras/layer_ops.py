@@ -47,16 +47,22 @@ class LayerOps:
         training=False over it."""
         return {**kwargs, "training": False} if hasattr(self.keras, "ops") else {"training": False, **kwargs}
 
-    def backward(self, inputs: list[np.ndarray], projections: list[np.ndarray]):
+    def backward(self, inputs: list[np.ndarray], projections: list[np.ndarray], loss: str | None = None,
+                 targets: list[np.ndarray] | None = None):
         """Per layer in describe_layers order: (name, [d loss / d output], [(weight name, d loss / d weight)])
-        for loss = sum_k sum(model_output_k * projections[k]), in inference mode."""
+        in inference mode, for loss = sum_k sum(model_output_k * projections[k]), or with `loss` (a
+        Keras loss name) the batch mean of that loss on `targets` (one per output), summed."""
+        from backends.modern_keras.objectives import objective
+
+        _check_targets(loss, targets, len(self.model.outputs))
         probe_model, probe_index = self._probe_model()
         probes = [None] * len(probe_index)  # zeros shaped like the layer outputs (whose shapes may be open)
         for (_, tensors, _), (_, outputs) in zip(_layer_calls(self.model), forward_all(self.model, inputs)):
             for tensor, output in zip(tensors, outputs):
                 probes[probe_index[id(tensor)]] = np.zeros_like(output)
         probe_grads, weight_grads = self.gradients.input_and_weight_gradients(
-            probe_model, list(inputs) + probes, list(range(len(inputs), len(inputs) + len(probes))), projections)
+            probe_model, list(inputs) + probes, list(range(len(inputs), len(inputs) + len(probes))),
+            objective(self.keras, projections, loss, targets))
         grad_by_variable = {id(variable): grad for variable, grad in zip(probe_model.weights, weight_grads)}
         for layer, outputs, _ in _layer_calls(self.model):
             yield (layer.name,
@@ -94,6 +100,12 @@ class LayerOps:
         if hasattr(self.keras, "ops"):  # Keras 3: also detaches torch tensors, copies from GPUs
             return self.keras.ops.convert_to_numpy(tensor)
         return np.asarray(tensor)
+
+
+def _check_targets(loss: str | None, targets: list | None, outputs: int) -> None:
+    if loss is not None and len(targets or ()) != outputs:
+        raise ModelInputError(f"the loss {loss!r} needs one label array per model output: the model has {outputs}, "
+                              f"{len(targets or ())} given", "pass --labels once per model output, in output order")
 
 
 def _call_arguments(node, values: dict) -> tuple[list, dict]:

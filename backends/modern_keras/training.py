@@ -12,6 +12,7 @@ import importlib
 import numpy as np
 
 from backends.errors import ModelInputError
+from backends.modern_keras.objectives import loss_function
 from backends.modern_keras.loading import _layer_calls
 from backends.training_common import StepResult, check_settings, optimizer_class_name, update_of
 
@@ -33,11 +34,7 @@ class Trainer:
         self.optimizer = self._make_optimizer(self.class_name, config)
         self.trainable, self.variables = _trainable_weights(self.model)
         self.optimizer.build(self.variables)
-        try:
-            self.loss_of = self.keras.losses.get(loss)
-        except ValueError as exc:
-            raise ModelInputError(f"{self.keras.__name__} has no loss {loss!r}",
-                                  "use a Keras loss name, e.g. mse or categorical_crossentropy") from exc
+        self.loss_of = loss_function(self.keras, loss)
         self.own_gradients = None
         self.snapshot = None   # (weights, optimizer variables, gradients) as the last step started
 

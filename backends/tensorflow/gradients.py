@@ -1,9 +1,9 @@
-"""Gradients of the projected model output with a TensorFlow tape: Keras 3 on TensorFlow and tf_keras."""
+"""Gradients of the model's loss (backends.modern_keras.objectives) with a TensorFlow tape: Keras 3 on TensorFlow and tf_keras."""
 from __future__ import annotations
 
 
-def input_and_weight_gradients(model, inputs, differentiated, projections):
-    """For loss = sum_k sum(output_k * projections[k]) of model(inputs) in inference mode:
+def input_and_weight_gradients(model, inputs, differentiated, objective):
+    """For loss = objective(model(inputs) outputs) in inference mode:
     (d loss / d inputs[i] for i in `differentiated`, d loss / d w for w in model.weights)."""
     import tensorflow as tf
 
@@ -13,8 +13,7 @@ def input_and_weight_gradients(model, inputs, differentiated, projections):
         tape.watch(sources)  # the weights too: a tape watches only trainable variables by itself
         outputs = model(tensors, training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        loss = tf.add_n([tf.reduce_sum(output * tf.cast(projection, output.dtype))
-                         for output, projection in zip(outputs, projections)])
+        loss = objective(list(outputs))
     grads = tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     grads = [tf.convert_to_tensor(g).numpy() for g in grads]  # Embedding's gradient comes as IndexedSlices
     return grads[:len(differentiated)], grads[len(differentiated):]

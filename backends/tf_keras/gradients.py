@@ -1,4 +1,4 @@
-"""Gradients of the projected model output with a TensorFlow tape, as for Keras 3 on TensorFlow,
+"""Gradients of the model's loss with a TensorFlow tape, as for Keras 3 on TensorFlow,
 with one difference: tf_keras's fused batch normalization (its default for 4-D and 5-D inputs)
 defines no gradient for the moving mean and variance, so BatchNormalization layers run unfused
 (the same arithmetic, in separate ops) while the gradients are taken."""
@@ -9,10 +9,10 @@ import contextlib
 from backends.tensorflow import gradients as tensorflow_gradients
 
 
-def input_and_weight_gradients(model, inputs, differentiated, projections):
+def input_and_weight_gradients(model, inputs, differentiated, objective):
     """(d loss / d inputs[i] for i in `differentiated`, d loss / d w for w in model.weights)."""
     with _unfused_batch_normalization(model):
-        return tensorflow_gradients.input_and_weight_gradients(model, inputs, differentiated, projections)
+        return tensorflow_gradients.input_and_weight_gradients(model, inputs, differentiated, objective)
 
 
 @contextlib.contextmanager

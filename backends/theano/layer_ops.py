@@ -15,10 +15,13 @@ from backends.theano.keras_loading import _graph, _layers, _model_nodes
 
 class LayerOps:
     def __init__(self, model):
+        import keras
+
         self.model = model
         self._layers = {layer.name: layer for layer in _layers(model)}
         self._run_functions = {}       # layer name -> compiled function of the layer alone
-        self._backward_function = None
+        self._backward_functions = {}  # (loss, targets' ndim and dtype) -> compiled gradient function
+        self.keras1 = keras.__version__.startswith("1.")
 
     def weights(self, layer: str) -> list[tuple[str, np.ndarray]]:
         return [(variable.name, variable.get_value()) for variable in self._layers[layer].weights]
@@ -40,12 +43,19 @@ class LayerOps:
                                   "pass one array per input tensor of the layer")
         return function(list(inputs))
 
-    def backward(self, inputs: list[np.ndarray], projections: list[np.ndarray]):
+    def backward(self, inputs: list[np.ndarray], projections: list[np.ndarray], loss: str | None = None,
+                 targets: list[np.ndarray] | None = None):
         """Per layer in describe_layers order: (name, [d loss / d output], [(weight name, d loss / d weight)])
-        for loss = sum_k sum(model_output_k * projections[k])."""
-        if self._backward_function is None:
-            self._backward_function = self._compile_backward()
-        grads = iter(self._backward_function(list(inputs) + list(projections)))
+        for loss = sum_k sum(model_output_k * projections[k]), or with `loss` (a Keras loss name) the
+        batch mean of that loss on `targets` (one per output), summed over the outputs."""
+        outputs = len(_graph(self.model).outputs)
+        if loss is not None and len(targets or ()) != outputs:
+            raise ModelInputError(f"the loss {loss!r} needs one label array per model output: the model has "
+                                  f"{outputs}, {len(targets or ())} given", "pass --labels once per model output")
+        key = (loss, tuple((t.ndim, t.dtype.str) for t in targets or ()))
+        if key not in self._backward_functions:
+            self._backward_functions[key] = self._compile_backward(loss, targets)
+        grads = iter(self._backward_functions[key](list(inputs) + list(targets if loss else projections)))
         for layer, outputs in _layer_outputs(self.model):
             yield (layer.name, [next(grads) for _ in outputs],
                    [(variable.name, next(grads)) for variable in layer.weights])
@@ -61,19 +71,26 @@ class LayerOps:
         outputs = theano.clone(list(node.output_tensors), replace=dict(zip(node.input_tensors, placeholders)))
         return K.function(placeholders, outputs), len(placeholders)
 
-    def _compile_backward(self):
-        """One function: (model inputs, projections) -> gradients with respect to every layer's
-        outputs and weights, in backward()'s order."""
+    def _compile_backward(self, loss: str | None, targets: list[np.ndarray] | None):
+        """One function: (model inputs, projections or targets) -> gradients with respect to every
+        layer's outputs and weights, in backward()'s order."""
         import theano
         from keras import backend as K
 
+        from backends.theano.losses import loss_function
+
         graph = _graph(self.model)
-        projections = [K.placeholder(ndim=K.ndim(output), dtype=K.dtype(output)) for output in graph.outputs]
-        loss = sum(K.sum(output * projection) for output, projection in zip(graph.outputs, projections))
+        if loss is None:
+            extra = [K.placeholder(ndim=K.ndim(output), dtype=K.dtype(output)) for output in graph.outputs]
+            value = sum(K.sum(output * projection) for output, projection in zip(graph.outputs, extra))
+        else:
+            loss_of = loss_function(loss, self.keras1)
+            extra = [K.placeholder(ndim=target.ndim, dtype=str(target.dtype)) for target in targets]
+            value = sum(K.mean(loss_of(target, output)) for target, output in zip(extra, graph.outputs))
         wanted = [t for layer, outputs in _layer_outputs(self.model) for t in [*outputs, *layer.weights]]
         # a layer whose output does not reach the model's outputs gets zeros
-        grads = theano.grad(loss, wanted, disconnected_inputs="ignore")
-        return K.function(list(graph.inputs) + projections, grads)
+        grads = theano.grad(value, wanted, disconnected_inputs="ignore")
+        return K.function(list(graph.inputs) + extra, grads)
 
 
 def _layer_outputs(model) -> list[tuple]:

@@ -116,15 +116,11 @@ class Trainer:
     def _compile_loss(self, name: str):
         """K.function(targets + predictions) -> [loss, d loss / d prediction...], the loss being the
         batch mean of Keras's loss function, summed over the model's outputs."""
-        import keras
         from keras import backend as K
 
-        losses = keras.objectives if self.keras1 else keras.losses
-        try:
-            loss_of = losses.get(name)
-        except Exception as exc:  # Keras 2 raises ValueError for an unknown name, Keras 1 a bare Exception
-            raise ModelInputError(f"Keras {keras.__version__} has no loss {name!r}",
-                                  "use a Keras loss name, e.g. mse or categorical_crossentropy") from exc
+        from backends.theano.losses import loss_function
+
+        loss_of = loss_function(name, self.keras1)
         outputs = list(_graph(self.model).outputs)
         targets = [K.placeholder(ndim=K.ndim(out), dtype=K.dtype(out)) for out in outputs]
         predictions = [K.placeholder(ndim=K.ndim(out), dtype=K.dtype(out)) for out in outputs]

@@ -1,20 +1,21 @@
-"""Gradients of the projected model output (see backends.modern_keras.projected_loss) with torch autograd."""
+"""Gradients of the model's loss (see backends.modern_keras.stateless_loss) with torch autograd."""
 from __future__ import annotations
 
 import numpy as np
 
-from backends.modern_keras.projected_loss import projected_loss
+from backends.modern_keras.stateless_loss import stateless_loss
 
 
-def input_and_weight_gradients(model, inputs, differentiated, projections):
-    """(d loss / d inputs[i] for i in `differentiated`, d loss / d w for w in model.weights)."""
+def input_and_weight_gradients(model, inputs, differentiated, objective):
+    """For loss = objective(model outputs) in inference mode:
+    (d loss / d inputs[i] for i in `differentiated`, d loss / d w for w in model.weights)."""
     import torch
     from keras import ops
 
     input_values = [ops.convert_to_tensor(inputs[i]).requires_grad_() for i in differentiated]
     weight_values = [variable.value.detach().requires_grad_() for variable in model.weights]
     with torch.enable_grad():
-        loss = projected_loss(model, inputs, differentiated, projections)(input_values, weight_values)
+        loss = stateless_loss(model, inputs, differentiated, objective)(input_values, weight_values)
     leaves = input_values + weight_values
     grads = torch.autograd.grad(loss, leaves, allow_unused=True)
     grads = [np.zeros(tuple(leaf.shape), np.float32) if g is None else g.detach().cpu().numpy()

@@ -43,9 +43,9 @@ class Worker(WorkerBase):
     def _layer_weights_impl(self, layer):
         return self.snapshot.weights(self.index[layer])
 
-    def _backward_impl(self, inputs, projections):
+    def _backward_impl(self, inputs, projections, loss, targets):
         self._require_own_batch(inputs)
-        if len(projections) != 1 or not np.array_equal(projections[0], self.snapshot.arrays["output_grad"]):
+        if loss is not None or len(projections) != 1 or not np.array_equal(projections[0], self.snapshot.arrays["output_grad"]):
             raise ModelInputError("a snapshot holds the gradients of the run's own loss only",
                                   "send the snapshot's output_grad as the projection")
         for name, index in self.index.items():

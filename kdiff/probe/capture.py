@@ -70,7 +70,10 @@ class Capture:
     def live_metrics(self, x: np.ndarray, y: np.ndarray) -> dict:
         """The loss on the batch and the norm of the gradient over every trainable weight."""
         loss, output_grad = self.loss_and_output_gradient(x, y)
-        _, weight_grads = self.gradients.input_and_weight_gradients(self.model, [x], [], [output_grad])
+        from backends.modern_keras.objectives import objective
+
+        _, weight_grads = self.gradients.input_and_weight_gradients(self.model, [x], [],
+                                                                    objective(self.keras, [output_grad]))
         trainable = {id(w) for w in self.model.trainable_weights}
         squares = sum(float(np.square(np.asarray(g, np.float64)).sum())
                       for w, g in zip(self.model.weights, weight_grads) if id(w) in trainable)

@@ -3,11 +3,10 @@ PyTorch backends (which differentiate functions, not variables)."""
 from __future__ import annotations
 
 
-def projected_loss(model, inputs: list, differentiated: list[int], projections: list):
-    """loss(input_values, weight_values) = sum_k sum(output_k * projections[k]) of the model in
-    inference mode, on `inputs` with inputs[i] replaced by input_values[j] for the j-th i in
-    `differentiated`, and with the weights (model.weights) set to weight_values."""
-    from keras import ops
+def stateless_loss(model, inputs: list, differentiated: list[int], objective):
+    """loss(input_values, weight_values) = objective(model outputs) in inference mode, on `inputs`
+    with inputs[i] replaced by input_values[j] for the j-th i in `differentiated`, and with the
+    weights (model.weights) set to weight_values (`objective`: backends.modern_keras.objectives)."""
 
     def loss(input_values, weight_values):
         arguments = list(inputs)
@@ -17,8 +16,6 @@ def projected_loss(model, inputs: list, differentiated: list[int], projections: 
         outputs, _ = model.stateless_call([values.get(id(v), v.value) for v in model.trainable_variables],
                                           [values.get(id(v), v.value) for v in model.non_trainable_variables],
                                           arguments, training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        return sum(ops.sum(output * ops.convert_to_tensor(projection, dtype=output.dtype))
-                   for output, projection in zip(outputs, projections))
+        return objective(outputs if isinstance(outputs, (list, tuple)) else [outputs])
 
     return loss
