@@ -1,7 +1,6 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from kdiff.environments import ensure_env
@@ -28,10 +27,3 @@ def fixture_dir(name: str) -> Path:
 
 def fixture_meta(name: str) -> dict:
     return json.loads((FIXTURES / name / "meta.json").read_text())
-
-
-def max_relative_error(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    scale = np.maximum(np.abs(a), np.abs(b))
-    nonzero = scale > 1e-6
-    return float((np.abs(a - b)[nonzero] / scale[nonzero]).max()) if nonzero.any() else float(np.abs(a - b).max())
