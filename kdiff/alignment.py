@@ -15,8 +15,16 @@ def _shape_key(layer: dict) -> tuple:
     return tuple(tuple(shape) for shape in layer.get("output_shapes") or [])
 
 
-def align_layers(a_layers: list[dict], b_layers: list[dict]) -> list[LayerPair]:
-    """Pairs in side A's topological order; B's unpaired layers follow their predecessor."""
+def _moved_key(layer: dict, a_layout: str) -> tuple:
+    """Side B's output shapes as side A's layout would have them (kdiff.layouts: the channels axis moved)."""
+    return tuple((s[0], s[-1], *s[1:-1]) if len(s) >= 3 and a_layout == "channels_first" else
+                 (s[0], *s[2:], s[1]) if len(s) >= 3 else s for s in _shape_key(layer))
+
+
+def align_layers(a_layers: list[dict], b_layers: list[dict], a_layout: str = "") -> list[LayerPair]:
+    """Pairs in side A's topological order; B's unpaired layers follow their predecessor. With
+    ``a_layout`` (given when side B holds its tensors in the other layout), a B layer whose shapes
+    are A's with the channels axis moved also pairs by order."""
     b_by_name = {layer["name"]: layer for layer in b_layers}
     paired_b: set[str] = set()
     pairs: list[LayerPair] = []
@@ -32,7 +40,7 @@ def align_layers(a_layers: list[dict], b_layers: list[dict]) -> list[LayerPair]:
         if pair.b is not None or not leftover_b:
             continue
         for candidate in leftover_b:
-            if _shape_key(candidate) == _shape_key(pair.a):
+            if _shape_key(pair.a) in (_shape_key(candidate), _moved_key(candidate, a_layout) if a_layout else None):
                 pairs[index] = LayerPair(pair.a, candidate, "order")
                 leftover_b.remove(candidate)
                 break

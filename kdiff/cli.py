@@ -14,6 +14,7 @@ from rich.table import Table
 from kdiff import __version__
 from kdiff.diff import DiffOptions, Side, run_diff
 from kdiff.environments import BACKENDS, ENVS, describe_envs, ensure_env, env_python, env_spec, env_state
+from kdiff.layouts import LAYOUTS
 from kdiff.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, KdiffError, UsageError
 from kdiff.metrics import Tolerance
 from kdiff.report import DiffReport
@@ -43,6 +44,10 @@ def diff_parser(prog: str = "kdiff") -> argparse.ArgumentParser:
     parser.add_argument("--b", dest="b", metavar="BACKEND[:MODEL[,WEIGHTS]]",
                         help="side B, optionally with its own files (e.g. a port: --b tensorflow:port.keras); "
                              "default tensorflow, or jax for Keras 3 files")
+    parser.add_argument("--b-layout", choices=LAYOUTS, metavar="channels_last|channels_first",
+                        help="build side B's model in this memory layout (a Keras 1/2 file on tensorflow, jax, torch "
+                             "or tf-keras): side B is fed the sample with its channels axis moved, and its values "
+                             "are moved back to compare")
     parser.add_argument("--isolate", action="store_true",
                         help="also run each of side B's layers alone on side A's inputs: every layer gets its own "
                              "error, and 'diverged' marks exactly the layers whose own computation differs")
@@ -163,8 +168,24 @@ def resolve_sides(args: argparse.Namespace, data: tuple[str, ...] = ("SAMPLE",),
     b_model, b_weights = (b_model, b_weights) if b_model else (shared_model, shared_weights)
     keras3 = inspect_model(a_model, a_weights).keras_major == 3
     a = Side("a", a_backend or ("tensorflow" if keras3 else "theano"), a_model, a_weights, args.a_python)
-    b = Side("b", b_backend or ("jax" if keras3 else "tensorflow"), b_model, b_weights, args.b_python)
+    b = Side("b", b_backend or ("jax" if keras3 else "tensorflow"), b_model, b_weights, args.b_python,
+             layout=_checked_layout(getattr(args, "b_layout", None), b_backend or ("jax" if keras3 else "tensorflow"),
+                                    b_model, b_weights))
     return a, b, files[-count:]
+
+
+def _checked_layout(layout: str | None, backend: str, model: str, weights: str | None) -> str | None:
+    """--b-layout, when side B can be built in it: a Keras 1/2 file on a modern Keras backend."""
+    if not layout:
+        return None
+    if backend.startswith("theano"):
+        raise UsageError("b-layout-backend", f"--b-layout {layout}: the {backend} worker builds a model only as "
+                         "its file states", "use --b tensorflow, jax, torch or tf-keras")
+    if inspect_model(model, weights).keras_major == 3:
+        raise UsageError("b-layout-keras3", f"--b-layout {layout}: side B's model is a Keras 3 file, which is "
+                         "built in the layout it states", "--b-layout rebuilds Keras 1/2 files; pass a Keras 3 "
+                         "port as it is (--b BACKEND:port.keras) and kdiff feeds it the sample in its layout")
+    return layout
 
 
 def write_json(report: dict, path: str | None) -> None:

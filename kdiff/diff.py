@@ -15,6 +15,8 @@ from kdiff.element_maps import find_element_map
 from kdiff.errors import WorkerFailure
 from kdiff.gradients import backward_and_compare, output_layers
 from kdiff.isolation import isolate_layers
+from kdiff.layout_client import LayoutClient
+from kdiff.layouts import LayoutBridge, layout_bridge
 from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
 from kdiff.streams import stream_pairs
 from kdiff.model_files import inspect_model, load_sample
@@ -32,6 +34,7 @@ class Side:
     python: str | None = None  # a user's interpreter instead of kdiff's environment
     worker_module: str | None = None  # tests only: a stand-in worker class (see tests/fake_worker.py)
     worker_options: dict = field(default_factory=dict)
+    layout: str | None = None  # build the model in this memory layout (channels_first/channels_last): --b-layout
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class DiffSession:
         self.pythons: dict[str, str] = {}
         self.pool: WorkerPool | None = None
         self.weight_maps: dict[str, list] = {}  # side A's layer -> per weight, how side B reorders it
+        self.bridge = LayoutBridge()            # how side B's arrays are moved to side A's layout (kdiff.layouts)
 
     def __enter__(self) -> "DiffSession":
         try:
@@ -95,16 +99,24 @@ class DiffSession:
         self.pool = pool = WorkerPool(self.options.timeouts)
         self.progress.stage(f"starting workers: {a.backend} and {b.backend}")
         for side in self.sides:
+            layout = {"layout": side.layout} if side.layout else {}
             pool.spawn(side.name, side.backend, self.pythons[side.name],
-                       {**_worker_options(side.backend), **side.worker_options}, side.worker_module)
+                       {**_worker_options(side.backend), **layout, **side.worker_options}, side.worker_module)
         self.hellos = {side.name: pool.wait_hello(side.name) for side in self.sides}
         self.progress.stage("loading the model on both sides")
         loads = {side.name: pool.send(side.name, "load", _load_args(side, self.options)) for side in self.sides}
         described = _collect_replies(pool, loads, self.options.timeouts.call)
-        self.pairs = align_layers(described["a"]["layers"], described["b"]["layers"])
+        a_layout, b_layout = self.models["a"].data_format, b.layout or self.models["b"].data_format
+        self.pairs = align_layers(described["a"]["layers"], described["b"]["layers"],
+                                  a_layout if a_layout and b_layout and a_layout != b_layout else "")
         self.a_layers = {layer["name"]: layer for layer in described["a"]["layers"]}
         self.b_layers = {layer["name"]: layer for layer in described["b"]["layers"]}
         self.clients = {side.name: SideClient(pool, side.name) for side in self.sides}
+        self.bridge = layout_bridge(self.pairs, self.models["a"], self.models["b"], b.layout,
+                                    described["a"].get("inputs") or [], described["b"].get("inputs") or [])
+        if self.bridge.active:  # the diagnosis and isolation then see side B in side A's layout
+            self.clients["b"] = LayoutClient(self.clients["b"], self.bridge,
+                                             {name: list(layer.get("inbound", ())) for name, layer in self.b_layers.items()})
 
     def pair_of(self, a_name: str) -> LayerPair | None:
         """The pair holding side A's layer of that name."""
@@ -124,7 +136,8 @@ class DiffSession:
         run_noise_floor = self.options.noise_floor if noise_floor is None else noise_floor
         noise = self.noise_floor(sample) if run_noise_floor else {}
         self.progress.stage("running the sample through both models")
-        metrics, shapes = _forward_and_compare(self.pool, self.pairs, sample, self.options, self.progress)
+        metrics, shapes = _forward_and_compare(self.pool, self.pairs, sample, self.options, self.progress,
+                                               self.bridge)
         isolated = {}
         if self.options.isolate:
             self.progress.stage("running each of side B's layers alone on side A's inputs")
@@ -133,7 +146,8 @@ class DiffSession:
         grads, notes = {}, []
         if self.options.gradients if gradients is None else gradients:
             outputs = [shapes.get(("a", name)) for name in output_layers(self.a_layers)]
-            b_outputs = [shapes.get(("b", name)) for name in output_layers(self.b_layers)]
+            b_outputs = [tuple(self.bridge.shape_to_a(name, s) for s in shapes[("b", name)])
+                         if ("b", name) in shapes else None for name in output_layers(self.b_layers)]
             if None in outputs or [o[0] for o in outputs] != [o[0] for o in b_outputs if o]:
                 notes.append("gradients were not compared: the two models' outputs differ in shape")
             else:
@@ -148,13 +162,14 @@ class DiffSession:
         infos = tuple(
             BackendInfo(side=side.name, name=side.backend, versions=self.hellos[side.name].get("versions", {}),
                         device=self.hellos[side.name].get("device", ""), python=self.pythons[side.name],
-                        env=self.envs[side.name], model=side.model, weights=side.weights or "")
+                        env=self.envs[side.name], model=side.model, weights=side.weights or "",
+                        layout=(self.bridge.b_layout if side.name == "b" else self.bridge.a_layout) or "")
             for side in self.sides
         )
         if any(pair.aligned_by == "order" for pair in self.pairs):
             notes.append("some layers have different names on the two sides and were paired by order and shape")
         return DiffReport(
-            backends=infos, layers=tuple(_classify(self.pairs, metrics, shapes, grads, isolated)),
+            backends=infos, layers=tuple(_classify(self.pairs, metrics, shapes, grads, isolated, self.bridge)),
             tolerance=self.options.tolerance,
             sample={"path": sample_path, "shape": list(sample.shape), "dtype": sample.dtype.str}, notes=tuple(notes),
             noise_floor=noise,
@@ -162,14 +177,14 @@ class DiffSession:
 
     def _backward(self, sample: np.ndarray, output_shapes: list[tuple]) -> dict:
         grads = backward_and_compare(self.pool, self.pairs, sample, output_shapes, self.options.tolerance,
-                                     self.options.timeouts.call, self.weight_maps)
+                                     self.options.timeouts.call, self.weight_maps, self.bridge)
         reordered = [layer for layer, diff in grads.items() if layer not in self.weight_maps and any(
             isinstance(m, str) and m.startswith("shapes differ") for _, m in diff.weights)]
         if not reordered:
             return grads
         self.refresh_weight_maps(reordered)  # e.g. a Keras 1 'th' kernel, held (rows, cols, in, out) by side B
         return backward_and_compare(self.pool, self.pairs, sample, output_shapes, self.options.tolerance,
-                                    self.options.timeouts.call, self.weight_maps)
+                                    self.options.timeouts.call, self.weight_maps, self.bridge)
 
     def refresh_weight_maps(self, a_layers: list[str]) -> None:
         """Find how side B holds each of these layers' weights: A's, reordered (or not at all)."""
@@ -181,12 +196,17 @@ class DiffSession:
             b_values = [value for _, value in self.clients["b"].weights(pair.b["name"])]
             maps = [find_element_map(a, b, within_zeros=True) if a.shape != b.shape or not np.array_equal(a, b) else None
                     for a, b in zip(a_values, b_values)]
+            inbound = list(pair.b.get("inbound", ()))  # a Dense whose rows follow a reordered Flatten
+            maps = [m if m is not None or a.shape != b.shape else self.bridge.weight_map(inbound, a, b)
+                    for m, a, b in zip(maps, a_values, b_values)]
             self.weight_maps[name] = [m if m is not None and not m.is_identity else None for m in maps]
 
     def noise_floor(self, sample: np.ndarray) -> dict[str, dict[str, float]]:
         """Both sides at once run the sample twice; the layers where a side disagrees with itself."""
         self.progress.stage("running each side twice: does it agree with itself?")
-        pending = {side.name: self.pool.send(side.name, "self_check", arrays={"0": sample}) for side in self.sides}
+        inputs = {"a": sample, "b": self.bridge.sample_for_b(sample)}
+        pending = {side.name: self.pool.send(side.name, "self_check", arrays={"0": inputs[side.name]})
+                   for side in self.sides}
         replies = _collect_replies(self.pool, pending, self.options.timeouts.call)
         return {side: reply.get("differing", {}) for side, reply in replies.items()}
 
@@ -199,11 +219,16 @@ def run_diff(a: Side, b: Side, sample_path: str, options: DiffOptions = DiffOpti
     sample = session.load_sample(sample_path)  # a bad sample fails before anything starts
     with session:
         report = session.compare(sample, sample_path)
+        if diagnose and session.bridge.moved_inputs and not session.bridge.built:
+            from kdiff.diagnosis.input_layout import prove_input_layout
+
+            report = replace(report, findings=prove_input_layout(session, options.tolerance))
         if diagnose and report.exit_code != 0:
             from kdiff.diagnosis.repair import diagnose as run_diagnosis
 
             found = run_diagnosis(session, sample, report, options.tolerance, progress)
-            report = replace(report, findings=found.findings, unexplained=found.unexplained, repaired=found.repaired)
+            report = replace(report, findings=report.findings + found.findings, unexplained=found.unexplained,
+                             repaired=found.repaired)
         final = report.repaired or report
         if options.write_fixed is None:
             return report
@@ -231,7 +256,8 @@ def _check_written(a: Side, b: Side, files: tuple, sample_path: str, options: Di
     model = files[0]
     weights = files[1] if model.endswith(".json") else None
     progress.stage("checking the written model against side A")
-    check = run_diff(a, replace(b, model=model, weights=weights), sample_path,
+    # the written model states its layout itself: it is loaded as written, fed the sample in that layout
+    check = run_diff(a, replace(b, model=model, weights=weights, layout=None), sample_path,
                      # the verdict rests on the forward diff alone: no noise floor, no backward pass
                      replace(options, write_fixed=None, dump_dir=None, gradients=False, noise_floor=False),
                      progress, diagnose=False)
@@ -271,8 +297,10 @@ def _collect_replies(pool: WorkerPool, pending: dict[str, int], timeout: float) 
 
 
 def _forward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray, options: DiffOptions,
-                         progress: Progress) -> tuple[dict, dict]:
-    """Layer metrics keyed by A's layer name, and every layer's output shapes by (side, name)."""
+                         progress: Progress, bridge: LayoutBridge = LayoutBridge()) -> tuple[dict, dict]:
+    """Layer metrics keyed by A's layer name, and every layer's output shapes by (side, name) as each side
+    gave them. Side B's outputs are moved to side A's layout before they are compared (``bridge``);
+    the dump holds them as B's worker gave them."""
     dumps = {side: NpzWriter(Path(options.dump_dir) / f"{side}.npz") for side in "ab"} if options.dump_dir else {}
     metrics: dict[str, LayerMetrics | str] = {}
     shapes: dict[tuple[str, str], tuple] = {}
@@ -285,14 +313,15 @@ def _forward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.nd
         if side in dumps:
             for i, out in enumerate(outputs):
                 dumps[side].add(layer if i == 0 else f"{layer}:{i}", out)
-        return outputs
+        return bridge.to_a(layer, outputs) if side == "b" else outputs
 
     def on_pair(a_layer: str, a_outputs: list, b_outputs: list) -> None:
         metrics[a_layer] = _compare_outputs(a_outputs, b_outputs, options.tolerance)
         progress.layer_done(len(metrics), total)
 
     try:
-        stream_pairs(pool, pairs, "forward", {"0": sample}, options.timeouts.call, on_part, on_pair)
+        stream_pairs(pool, pairs, "forward", {"0": sample}, options.timeouts.call, on_part, on_pair,
+                     b_arrays={"0": bridge.sample_for_b(sample)})
     finally:
         for writer in dumps.values():
             writer.close()
@@ -307,7 +336,8 @@ def _compare_outputs(a_out: list, b_out: list, tolerance: Tolerance) -> LayerMet
     return combine([compare_arrays(x, y, tolerance) for x, y in zip(a_out, b_out)])
 
 
-def _classify(pairs: list[LayerPair], metrics: dict, shapes: dict, grads: dict, isolated: dict) -> list[LayerResult]:
+def _classify(pairs: list[LayerPair], metrics: dict, shapes: dict, grads: dict, isolated: dict,
+              bridge: LayoutBridge = LayoutBridge()) -> list[LayerResult]:
     """Each layer's status, in order: a layer that does not match is where a divergence starts
     ('diverged') when every layer feeding it matched, else it only carries one ('propagated').
     Where the layer was also run in isolation, that decides: its own computation differs
@@ -346,7 +376,7 @@ def _classify(pairs: list[LayerPair], metrics: dict, shapes: dict, grads: dict, 
             a_shape=_first(shapes.get(("a", name))), b_shape=_first(shapes.get(("b", pair.b["name"]))),
             status=status, metrics=layer_metrics, grad=grads.get(name), isolated=alone,
             b_name=pair.b["name"] if pair.b["name"] != name else "",
-            aligned_by=pair.aligned_by, inbound=inbound, note=note))
+            aligned_by=pair.aligned_by, inbound=inbound, note=note, layout=bridge.note(pair.b["name"])))
     return results
 
 

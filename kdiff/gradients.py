@@ -59,16 +59,24 @@ def _compare(a: np.ndarray, b: np.ndarray, tolerance: Tolerance) -> LayerMetrics
 
 def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray, output_shapes: list[tuple],
                          tolerance: Tolerance, timeout: float,
-                         weight_maps: dict[str, list] | None = None) -> dict[str, GradientDiff]:
+                         weight_maps: dict[str, list] | None = None, bridge=None) -> dict[str, GradientDiff]:
     """Gradient differences keyed by side A's layer name. ``weight_maps`` (side A's layer name ->
     one ElementMap or None per weight) says where side B holds A's weight reordered; A's gradient
-    of that weight is reordered the same way before it is compared."""
+    of that weight is reordered the same way before it is compared. ``bridge`` (kdiff.layouts) moves
+    side B's input and projections to its layout, and its output gradients back to side A's."""
     weight_maps = weight_maps or {}
     arrays = {"x0": sample, **{f"p{i}": p for i, p in enumerate(projections(output_shapes))}}
+    b_arrays = None
+    if bridge is not None and bridge.active:
+        b_outputs = output_layers({pair.b["name"]: pair.b for pair in pairs if pair.b is not None})
+        b_arrays = {"x0": bridge.sample_for_b(sample),
+                    **{f"p{i}": bridge.to_b(name, [arrays[f"p{i}"]])[0] for i, name in enumerate(b_outputs)}}
     results: dict[str, GradientDiff] = {}
 
     def on_part(side: str, header: dict, part: dict):
         outputs = [part[key] for key in sorted((k for k in part if k.startswith("o")), key=lambda k: int(k[1:]))]
+        if side == "b" and b_arrays is not None:
+            outputs = bridge.to_a(header.get("layer"), outputs)
         weights = [part[f"w{i}"] for i in range(len(header.get("weights", ())))]
         return outputs, list(zip(header.get("weights", ()), weights))
 
@@ -89,5 +97,5 @@ def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.nd
                             for (name, x), (_, y), element_map in zip(a_weights, b_weights, maps))
         results[a_layer] = GradientDiff(output, weights)
 
-    stream_pairs(pool, pairs, "backward", arrays, timeout, on_part, on_pair)
+    stream_pairs(pool, pairs, "backward", arrays, timeout, on_part, on_pair, b_arrays=b_arrays)
     return results

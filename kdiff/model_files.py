@@ -37,6 +37,8 @@ class ModelFile:
     input_shapes: tuple        # declared input shapes without the batch dimension (None: unknown)
     weights_backend: str       # the HDF5 'backend' attribute, "" when absent
     has_lambda: bool
+    data_format: str = ""      # the layout its image layers state: channels_first/channels_last, "" for none or mixed
+    flatten_formats: tuple = ()  # (Flatten layer name, its stated data_format or ""), for every Flatten
 
 
 def inspect_model(model_path: str, weights_path: str | None) -> ModelFile:
@@ -64,6 +66,7 @@ def inspect_model(model_path: str, weights_path: str | None) -> ModelFile:
         path=path, format="keras-json", keras_major=_keras_major(config, layers, version), keras_version=version,
         layer_classes=tuple(sorted({cls for cls, _, _ in layers})), input_shapes=_declared_inputs(config, layers),
         weights_backend=str(attrs.get("backend", "")), has_lambda=any(cls == "Lambda" for cls, _, _ in layers),
+        data_format=_stated_layout(layers), flatten_formats=_flatten_formats(layers),
     )
 
 
@@ -82,7 +85,8 @@ def _inspect_keras3_archive(path: Path, weights_path: str | None) -> ModelFile:
                      keras_version=str(metadata.get("keras_version", "")),
                      layer_classes=tuple(sorted({cls for cls, _, _ in layers})),
                      input_shapes=_declared_inputs(config, layers), weights_backend="",
-                     has_lambda=any(cls == "Lambda" for cls, _, _ in layers))
+                     has_lambda=any(cls == "Lambda" for cls, _, _ in layers),
+                     data_format=_stated_layout(layers), flatten_formats=_flatten_formats(layers))
 
 
 def _walk_layers(model_config: dict):
@@ -112,6 +116,23 @@ def _keras_major(config: dict, layers: list, version: str) -> int:
     if isinstance(config.get("config"), list) or any(KERAS1_ONLY_KEYS & set(c) for _, c, _ in layers):
         return 1
     return 2
+
+
+LAYOUT_NAMES = {"th": "channels_first", "tf": "channels_last",
+                "channels_first": "channels_first", "channels_last": "channels_last"}
+
+
+def _stated_layout(layers: list) -> str:
+    """The one layout the image (2D/3D) layers state, "" when none states one or they disagree."""
+    stated = {LAYOUT_NAMES.get(config.get("data_format") or config.get("dim_ordering"))
+              for cls, config, _ in layers if cls.endswith(("2D", "3D"))}
+    stated.discard(None)
+    return stated.pop() if len(stated) == 1 else ""
+
+
+def _flatten_formats(layers: list) -> tuple:
+    return tuple((str(config.get("name", "")), str(config.get("data_format") or ""))
+                 for cls, config, _ in layers if cls == "Flatten")
 
 
 def _declared_inputs(config: dict, layers: list) -> tuple:

@@ -21,6 +21,7 @@ class BackendInfo:
     env: str = ""          # the kdiff environment's name, "" for a user's interpreter
     model: str = ""
     weights: str = ""
+    layout: str = ""       # the memory layout the model was built in or states, "" when none
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class LayerResult:
     note: str = ""
     grad: object = None       # kdiff.gradients.GradientDiff when gradients were compared
     isolated: object = None   # LayerMetrics of side B's layer alone on side A's inputs (--isolate), or why not
+    layout: str = ""          # how side B's values were moved to side A's layout to compare, "" when not
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,8 @@ def _after_fixes(repaired: "DiffReport") -> dict:
 
 def _backend_json(info: BackendInfo) -> dict:
     return {"name": info.name, "versions": info.versions, "device": info.device, "python": info.python,
-            "env": info.env or None, "model": info.model, "weights": info.weights or None}
+            "env": info.env or None, "model": info.model, "weights": info.weights or None,
+            "layout": info.layout or None}
 
 
 def _number(value: float) -> float | str:
@@ -155,6 +158,7 @@ def _layer_json(layer: LayerResult) -> dict:
         "b_name": layer.b_name or layer.name if layer.aligned_by else None,
         "aligned_by": layer.aligned_by or None,
         "note": layer.note or None,
+        "layout": layer.layout or None,
         "isolated": _metrics_json(layer.isolated),
         "grad": _metrics_json(grad.output) if grad is not None else None,
         "weight_grads": {name: _metrics_json(metrics) for name, metrics in grad.weights} if grad is not None else None,

@@ -29,19 +29,23 @@ _CAPTURE_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def load_model(keras, model_path: str, weights_path: str | None, custom_objects: dict,
-               trust_lambda_bytecode: bool):
+               trust_lambda_bytecode: bool, layout: str | None = None):
+    """The model; with ``layout``, a Keras 1/2 file is built in that memory layout (see layout.py)."""
     if not os.path.isfile(model_path):
         raise ModelInputError(f"model file not found: {model_path}")
     if weights_path is not None and not os.path.isfile(weights_path):
         raise ModelInputError(f"weights file not found: {weights_path}")
+    if layout and (model_path.endswith(".keras") or not _is_legacy_file(model_path)):
+        raise ModelInputError(f"{model_path} is a Keras 3 file, which is built in the layout it states",
+                              "--b-layout rebuilds Keras 1/2 files only; pass a Keras 3 port as it is")
     if model_path.endswith(".keras"):
         model, attrs = _load_keras3_file(keras, model_path, custom_objects, trust_lambda_bytecode), None
     elif h5py.is_hdf5(model_path):
         model, attrs = _load_full_legacy_h5(keras, model_path, custom_objects,
-                                            trust_lambda_bytecode, weights_path)
+                                            trust_lambda_bytecode, weights_path, layout)
     else:
         model, attrs = _load_json(keras, model_path, weights_path, custom_objects,
-                                  trust_lambda_bytecode)
+                                  trust_lambda_bytecode, layout)
     if attrs is None and weights_path is not None:   # weights not loaded yet: Keras 3 weights
         attrs = _load_weights_file(keras, model, weights_path)
     _STORED_ATTRS[model] = attrs or {}
@@ -67,7 +71,27 @@ def _is_keras3_config(config: dict) -> bool:
     return version.startswith("3") or "module" in config or "registered_name" in config
 
 
-def _load_json(keras, path, weights_path, custom_objects, trust):
+def _is_legacy_file(path: str) -> bool:
+    """A Keras 1/2 JSON or full-model HDF5 file (not a Keras 3 one)."""
+    if h5py.is_hdf5(path):
+        return True
+    try:
+        config = json.loads(_read_text(path))
+    except ValueError:
+        return True  # reported as not JSON when it is read
+    return not (isinstance(config, dict) and _is_keras3_config(config))
+
+
+def _built(keras, description, custom_objects, trust, layout):
+    """The model built from the description, in ``layout`` when one is asked for."""
+    if layout:
+        from backends.modern_keras.layout import in_layout
+
+        description = in_layout(description, layout)
+    return build_model(keras, description, custom_objects, trust)
+
+
+def _load_json(keras, path, weights_path, custom_objects, trust, layout=None):
     text = _read_text(path)
     try:
         config = json.loads(text)
@@ -80,7 +104,7 @@ def _load_json(keras, path, weights_path, custom_objects, trust):
     if weights_path is None:
         raise ModelInputError(f"{path} holds a Keras {description.keras_major} architecture "
                               "without weights", "pass its weights file (.h5) as well")
-    model = build_model(keras, description, custom_objects, trust)
+    model = _built(keras, description, custom_objects, trust, layout)
     if not h5py.is_hdf5(weights_path):
         raise ModelInputError(f"weights file {weights_path} is not HDF5 (or is truncated)",
                               "pass the .h5 file written by model.save_weights()")
@@ -118,7 +142,7 @@ def _load_keras3_json(keras, text, custom_objects, trust):
     return keras.models.model_from_json(text, custom_objects=custom_objects)
 
 
-def _load_full_legacy_h5(keras, path, custom_objects, trust, weights_path):
+def _load_full_legacy_h5(keras, path, custom_objects, trust, weights_path, layout=None):
     """A Keras 1/2 `model.save()` file -> (model, stored attrs). A separate Keras 1/2
     weights file, when given, replaces the weights stored in the model file."""
     with h5py.File(path, "r") as file:
@@ -128,7 +152,7 @@ def _load_full_legacy_h5(keras, path, custom_objects, trust, weights_path):
                                   "and this file as the weights")
         config = json.loads(legacy_weights.text(file.attrs["model_config"]))
         description = legacy_config.parse_model_config(config)
-        model = build_model(keras, description, custom_objects, trust)
+        model = _built(keras, description, custom_objects, trust, layout)
         if weights_path is None:
             stored = legacy_weights.read_weights_group(
                 file["model_weights"], {**file.attrs, **file["model_weights"].attrs})

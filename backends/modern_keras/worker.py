@@ -25,7 +25,8 @@ class ModernKerasWorker(KerasWorker):
     def _load_impl(self, model, weights, custom_objects, trust_lambda_bytecode):
         from backends.modern_keras.layer_ops import LayerOps
 
-        loaded = self.loading.load_model(self.keras, model, weights, custom_objects, trust_lambda_bytecode)
+        loaded = self.loading.load_model(self.keras, model, weights, custom_objects, trust_lambda_bytecode,
+                                         self.options.get("layout") or None)
         self.layer_ops = LayerOps(self.keras, loaded, self.gradients)
         return loaded
 

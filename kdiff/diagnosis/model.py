@@ -1,6 +1,7 @@
 """The diagnosis's data: what is known about a diverging layer, what a rule proposes, what was proven."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,8 +47,8 @@ class ErrorSize:
     max_abs: float
     max_rel: float | None  # None where it was not measured
 
-    def to_json(self) -> dict:
-        return {"max_abs": self.max_abs, "max_rel": self.max_rel}
+    def to_json(self) -> dict:  # an error that could not be measured (inf) is written as the string "inf"
+        return {"max_abs": _finite_or_text(self.max_abs), "max_rel": _finite_or_text(self.max_rel)}
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,10 @@ class Unexplained:
         return {"layer": self.layer, "class": self.class_name, "isolated": self.isolated.to_json(),
                 "input_max_rel": self.input_error,
                 "worst": [{"axis": a, "index": i, "max_abs": e} for a, i, e in self.worst_positions]}
+
+
+def _finite_or_text(value: float | None) -> float | str | None:
+    return value if value is None or math.isfinite(value) else str(value)
 
 
 def kernel_of(weights: tuple) -> np.ndarray | None:
