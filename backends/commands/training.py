@@ -2,8 +2,10 @@
 
 A step is two calls: ``train_gradients`` (loss, every layer's activation and gradient, every
 weight's gradient, in inference mode) and ``optimizer_step`` (the framework's own optimizer
-applies gradients: this side's own, or ones the coordinator sends). ``trial_step`` re-runs the
-last step from its starting state with changed optimizer settings, leaving the model as it was.
+applies gradients: this side's own, or ones the coordinator sends; first, every
+BatchNormalization layer's moving statistics are updated from the batch by the layer's own
+training-mode rule). ``trial_step`` re-runs the last step from its starting state with changed
+optimizer or layer settings, leaving the model as it was.
 The per-framework part is a trainer from ``backends/<backend>/training.py`` (theano) or
 ``backends/modern_keras/training.py``, kept on the worker as ``worker.trainer``."""
 from __future__ import annotations
@@ -55,7 +57,10 @@ def train_gradients(call: Call) -> None:
 def optimizer_step(call: Call) -> None:
     """Apply the gradients sent as ``g<i>`` (i: position among the trainable weights) and this
     side's own gradients for the others; answers each weight's update (u<i>), gradient applied
-    (a<i>), and optimizer slots before (b:<kind>:<i>) and after (s:<kind>:<i>)."""
+    (a<i>), and optimizer slots before (b:<kind>:<i>) and after (s:<kind>:<i>); and for each
+    moving statistic (i: position among the 'statistics' that compile_optimizer described) its
+    value before (nb<i>) and after (na<i>), the batch's own statistic (nx<i>) and, in the
+    header, how many values each batch statistic averages ("samples")."""
     trainer = _trainer(call)
     if trainer.own_gradients is None:
         raise ModelInputError("'optimizer_step' needs a 'train_gradients' first", "compute the gradients first")
@@ -71,17 +76,26 @@ def optimizer_step(call: Call) -> None:
     arrays.update({f"a{i}": grad for i, grad in enumerate(gradients)})
     for prefix, slots in (("b", step.slots_before), ("s", step.slots_after)):
         arrays.update({f"{prefix}:{kind}:{i}": value for kind, values in slots.items() for i, value in enumerate(values)})
-    call.reply({"iterations": [step.iterations_before, step.iterations_after], "slots": list(step.slots_after)},
-               arrays)
+    statistics = step.statistics
+    if statistics is not None:
+        for prefix, values in (("nb", statistics.before), ("na", statistics.after), ("nx", statistics.batch)):
+            arrays.update({f"{prefix}{i}": value for i, value in enumerate(values)})
+    call.reply({"iterations": [step.iterations_before, step.iterations_after], "slots": list(step.slots_after),
+                "samples": list(statistics.samples) if statistics is not None else []}, arrays)
 
 
 @command("trial_step")
 def trial_step(call: Call) -> None:
     """The last step again, from the state it started in, with the optimizer's settings changed
-    by ``overrides`` (and, where given, the update ``formula`` of another Keras generation);
-    answers the updates it would have made. The model and optimizer keep their current state."""
-    updates = _trainer(call).trial(dict(call.args.get("overrides") or {}), call.args.get("formula"))
-    call.reply({}, {f"u{i}": update for i, update in enumerate(updates)})
+    by ``overrides`` (and, where given, the update ``formula`` of another Keras generation) and
+    the layers' settings by ``layers`` ({layer: {"momentum": value}}); answers the updates it
+    would have made (u<i>) and the moving statistics' updates (n<i>). The model and optimizer
+    keep their current state."""
+    updates, statistics = _trainer(call).trial(dict(call.args.get("overrides") or {}), call.args.get("formula"),
+                                               dict(call.args.get("layers") or {}))
+    arrays = {f"u{i}": update for i, update in enumerate(updates)}
+    arrays.update({f"n{i}": update for i, update in enumerate(statistics)})
+    call.reply({}, arrays)
 
 
 def _trainer(call: Call):

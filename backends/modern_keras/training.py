@@ -4,7 +4,9 @@
 backend's own autodiff (``backends/<backend>/training.py``).
 
 Inference mode throughout: Dropout passes its input through and BatchNormalization normalises
-with its moving statistics, which no step updates."""
+with its moving statistics; each step updates those from the batch with the layer's own
+training-mode rule (``training_statistics.py``). The optimizer setting ``iterations`` (not a
+constructor argument) sets the built optimizer's step counter, e.g. a resumed optimizer's."""
 from __future__ import annotations
 
 import importlib
@@ -14,7 +16,9 @@ import numpy as np
 from backends.errors import ModelInputError
 from backends.modern_keras.objectives import loss_function
 from backends.modern_keras.loading import _layer_calls
-from backends.training_common import StepResult, check_settings, optimizer_class_name, update_of
+from backends.modern_keras.training_statistics import MovingStatistics
+from backends.training_common import (StepResult, check_layer_settings, check_settings, optimizer_class_name,
+                                      pop_iterations, update_of)
 
 # Where each optimizer keeps its per-weight slots, and kdiff's name for each kind
 SLOT_ATTRIBUTES = {"_momentums": "m", "_velocities": "v", "_velocity_hats": "vhat", "_accumulators": "v",
@@ -31,9 +35,15 @@ class Trainer:
         self.backend_training = importlib.import_module(worker.gradients_module.replace(".gradients", ".training"))
         self.class_name = optimizer_class_name(optimizer)
         check_settings(config)
+        config = dict(config)
+        iterations = pop_iterations(config)
         self.optimizer = self._make_optimizer(self.class_name, config)
         self.trainable, self.variables = _trainable_weights(self.model)
         self.optimizer.build(self.variables)
+        if iterations is not None:
+            self.optimizer.iterations.assign(iterations)
+        self.statistics = MovingStatistics(self.keras, self.model, self.backend_training.to_tensor)
+        self.inputs = None
         self.loss_of = loss_function(self.keras, loss)
         self.own_gradients = None
         self.snapshot = None   # (weights, optimizer variables, gradients) as the last step started
@@ -41,9 +51,11 @@ class Trainer:
     def describe(self) -> dict:
         config = {key: _plain(value) for key, value in self.optimizer.get_config().items()}
         return {"optimizer": self.class_name, "config": config, "trainable": self.trainable,
-                "slots": list(self._slots(self.optimizer))}
+                "slots": list(self._slots(self.optimizer)), "iterations": self._iterations(self.optimizer),
+                "statistics": self.statistics.describe()}
 
     def loss_and_output_gradients(self, inputs: list, targets: list) -> tuple[float, list]:
+        self.inputs = list(inputs)
         predictions = self.model.predict_on_batch(inputs[0] if len(inputs) == 1 else inputs)
         predictions = [np.asarray(p) for p in (predictions if isinstance(predictions, (list, tuple)) else [predictions])]
         if len(targets) != len(predictions):
@@ -53,17 +65,23 @@ class Trainer:
         return float(loss), [np.asarray(g) for g in grads]
 
     def apply(self, gradients: list) -> StepResult:
+        statistics = self.statistics.step(self.inputs)   # from the batch, with the weights the step started from
         before = [v.numpy() for v in self.variables]
         self.snapshot = (before, [v.numpy() for v in self.optimizer.variables], gradients)
         slots_before, iterations_before = self._slots(self.optimizer), self._iterations(self.optimizer)
         self._apply(self.optimizer, gradients)
         return StepResult([update_of(b, v.numpy()) for b, v in zip(before, self.variables)], slots_before,
-                          self._slots(self.optimizer), iterations_before, self._iterations(self.optimizer))
+                          self._slots(self.optimizer), iterations_before, self._iterations(self.optimizer),
+                          statistics)
 
-    def trial(self, overrides: dict, formula: str | None) -> list:
+    def trial(self, overrides: dict, formula: str | None, layers: dict | None = None) -> tuple[list, list]:
+        """(the trainable weights' updates, the moving statistics' updates) of the last step re-run."""
         if self.snapshot is None:
             raise ModelInputError("no step to re-run yet", "run 'optimizer_step' first")
         check_settings(overrides)
+        check_layer_settings(layers or {})
+        overrides = dict(overrides)
+        iterations = pop_iterations(overrides)
         weights_before, optimizer_state, gradients = self.snapshot
         config = {**self.optimizer.get_config(), **overrides}
         if formula is None:
@@ -78,15 +96,18 @@ class Trainer:
         for variable, value in zip(optimizer.variables, optimizer_state):
             if variable is not learning_rate:
                 variable.assign(value)
+        if iterations is not None:
+            optimizer.iterations.assign(iterations)
         current = [v.numpy() for v in self.variables]
         try:
             for variable, value in zip(self.variables, weights_before):
                 variable.assign(value)
             self._apply(optimizer, gradients)
-            return [update_of(b, v.numpy()) for b, v in zip(weights_before, self.variables)]
+            updates = [update_of(b, v.numpy()) for b, v in zip(weights_before, self.variables)]
         finally:
             for variable, value in zip(self.variables, current):
                 variable.assign(value)
+        return updates, self.statistics.trial(layers or {})
 
     def _make_optimizer(self, class_name: str, config: dict):
         optimizers = self.keras.optimizers

@@ -3,14 +3,19 @@
 graph, compiled into a ``K.function`` that takes the gradients as inputs.
 
 Inference mode throughout (the worker fixes the learning phase at 0): Dropout passes its input
-through and BatchNormalization normalises with its moving statistics, which no step updates."""
+through and BatchNormalization normalises with its moving statistics; each step updates those
+from the batch with the layer's own training-mode rule (``training_statistics.py``). The
+optimizer setting ``iterations`` sets the optimizer's step counter (a variable in Keras 1 and 2
+alike) after it is built, e.g. a resumed optimizer's."""
 from __future__ import annotations
 
 import numpy as np
 
 from backends.errors import ModelInputError
 from backends.theano.keras_loading import _graph, _layers
-from backends.training_common import StepResult, check_settings, optimizer_class_name, update_of
+from backends.theano.training_statistics import MovingStatistics
+from backends.training_common import (StepResult, check_layer_settings, check_settings, optimizer_class_name,
+                                      pop_iterations, update_of)
 
 # The slots each optimizer keeps per weight, in the order its get_updates creates them
 # (Keras 2 Adam's 'vhat' holds a placeholder of shape (1,) unless amsgrad is on).
@@ -34,16 +39,20 @@ class Trainer:
         self.gradient_inputs = [K.placeholder(shape=K.int_shape(p), dtype=K.dtype(p)) for p in self.params]
         self.apply_function = self._compile_apply(self.optimizer)
         self.loss_function = self._compile_loss(loss)
+        self.statistics = MovingStatistics(self.model, self.keras1)
+        self.inputs = None
         self.own_gradients = None
         self.snapshot = None   # (weights, optimizer weights, gradients) as the last step started
 
     def describe(self) -> dict:
         return {"optimizer": self.class_name, "config": _canonical_config(self.optimizer.get_config()),
-                "trainable": self.trainable, "slots": list(self._slots(self.optimizer))}
+                "trainable": self.trainable, "slots": list(self._slots(self.optimizer)),
+                "iterations": self._iterations(self.optimizer), "statistics": self.statistics.describe()}
 
     def loss_and_output_gradients(self, inputs: list, targets: list) -> tuple[float, list]:
         from keras import backend as K
 
+        self.inputs = list(inputs)
         graph = _graph(self.model)
         predictions = K.function(list(graph.inputs), list(graph.outputs))(list(inputs))
         if len(targets) != len(predictions):
@@ -55,15 +64,17 @@ class Trainer:
     def apply(self, gradients: list) -> StepResult:
         from keras import backend as K
 
+        statistics = self.statistics.step(self.inputs)   # from the batch, with the weights the step started from
         before = [p.get_value() for p in self.params]
         self.snapshot = (before, K.batch_get_value(self.optimizer.weights), gradients)
         slots_before, iterations_before = self._slots(self.optimizer), self._iterations(self.optimizer)
         self.apply_function(list(gradients))
         return StepResult([update_of(b, p.get_value()) for b, p in zip(before, self.params)],
                           slots_before, self._slots(self.optimizer), iterations_before,
-                          self._iterations(self.optimizer))
+                          self._iterations(self.optimizer), statistics)
 
-    def trial(self, overrides: dict, formula: str | None) -> list:
+    def trial(self, overrides: dict, formula: str | None, layers: dict | None = None) -> tuple[list, list]:
+        """(the trainable weights' updates, the moving statistics' updates) of the last step re-run."""
         from keras import backend as K
 
         if formula is not None:
@@ -72,18 +83,24 @@ class Trainer:
         if self.snapshot is None:
             raise ModelInputError("no step to re-run yet", "run 'optimizer_step' first")
         check_settings(overrides)
+        check_layer_settings(layers or {})
+        overrides = dict(overrides)
+        iterations = pop_iterations(overrides)
         weights_before, optimizer_state, gradients = self.snapshot
         optimizer = self._make_optimizer({**self._framework_config(_canonical_config(self.optimizer.get_config())),
                                           **self._framework_config(overrides)})
         function = self._compile_apply(optimizer)
         current = [p.get_value() for p in self.params]
         K.batch_set_value(list(zip(optimizer.weights, optimizer_state)))
+        if iterations is not None:
+            _set_iterations(optimizer, iterations)
         try:
             K.batch_set_value(list(zip(self.params, weights_before)))
             function(list(gradients))
-            return [update_of(b, p.get_value()) for b, p in zip(weights_before, self.params)]
+            updates = [update_of(b, p.get_value()) for b, p in zip(weights_before, self.params)]
         finally:
             K.batch_set_value(list(zip(self.params, current)))
+        return updates, self.statistics.trial(layers or {})
 
     # ---- building ---------------------------------------------------------------------
     def _framework_config(self, config: dict) -> dict:
@@ -96,11 +113,15 @@ class Trainer:
         import keras
 
         config = {key: value for key, value in config.items() if key != "name"}
+        iterations = pop_iterations(config)
         try:
-            return getattr(keras.optimizers, self.class_name)(**config)
+            optimizer = getattr(keras.optimizers, self.class_name)(**config)
         except TypeError as exc:
             raise ModelInputError(f"Keras {keras.__version__}'s {self.class_name} does not take these settings: "
                                   f"{exc}", "name settings as this Keras's optimizer does (e.g. epsilon=1e-8)") from exc
+        if iterations is not None:
+            _set_iterations(optimizer, iterations)
+        return optimizer
 
     def _compile_apply(self, optimizer):
         """K.function(gradients) -> [] running the optimizer's own updates on the given gradients."""
@@ -146,6 +167,16 @@ class Trainer:
         from keras import backend as K
 
         return int(K.get_value(optimizer.iterations)) if hasattr(optimizer, "iterations") else 0
+
+
+def _set_iterations(optimizer, iterations: int) -> None:
+    """Keras 1 and 2 optimizers keep their step counter as a variable (float in Keras 1, int64 in 2)."""
+    from keras import backend as K
+
+    if not hasattr(optimizer, "iterations"):
+        raise ModelInputError(f"{type(optimizer).__name__} keeps no iteration count here",
+                              "leave 'iterations' out for this optimizer")
+    K.set_value(optimizer.iterations, np.asarray(iterations, dtype=K.dtype(optimizer.iterations)))
 
 
 def _trainable_weights(model) -> list[dict]:

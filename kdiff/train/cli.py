@@ -25,7 +25,9 @@ def train_parser() -> argparse.ArgumentParser:
                         help="both sides' optimizer, e.g. adam or rmsprop:rho=0.9 (each framework's defaults for "
                              "what is not named)")
     parser.add_argument("--a-optimizer", metavar="[NAME][:k=v,...]", help="side A's optimizer or extra settings")
-    parser.add_argument("--b-optimizer", metavar="[NAME][:k=v,...]", help="side B's optimizer or extra settings")
+    parser.add_argument("--b-optimizer", metavar="[NAME][:k=v,...]",
+                        help="side B's optimizer or extra settings; iterations=N starts the optimizer's step "
+                             "counter at N (e.g. a resumed optimizer), as in adam:iterations=5")
     parser.add_argument("--loss", required=True, help="a Keras loss name, e.g. mse or categorical_crossentropy")
     parser.add_argument("--steps", type=int, default=5, help="training steps (default %(default)s)")
     parser.add_argument("--batch-size", type=int, help="samples per step (default: all of X, up to 32)")
@@ -44,6 +46,10 @@ def parse_optimizer(text: str, option: str) -> OptimizerSpec:
         if not equals or not key.strip():
             raise UsageError("usage", f"{option}: {item!r} is not KEY=VALUE", f"e.g. {option} adam:epsilon=1e-8")
         config[key.strip()] = _value(value.strip())
+    iterations = config.get("iterations")
+    if "iterations" in config and (isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0):
+        raise UsageError("usage", f"{option}: iterations={iterations!r} is not a step count",
+                         f"give a whole number >= 0, e.g. {option} {name.strip() or 'adam'}:iterations=5")
     return OptimizerSpec(name.strip(), config)
 
 
@@ -74,10 +80,11 @@ def _optimizers(args: argparse.Namespace) -> tuple[OptimizerSpec, OptimizerSpec]
 
 def main(argv: list[str], out: Console, err: Console) -> int:
     args = train_parser().parse_args(argv)
+    optimizers = _optimizers(args)   # bad settings fail before anything starts
     a, b, (x_path, y_path) = resolve_sides(args, ("X.npy", "Y.npy"),
                                            "kdiff train model.json weights.h5 x.npy y.npy --optimizer adam --loss mse")
     options = TrainOptions(
-        optimizers=_optimizers(args), loss=args.loss, steps=args.steps, batch_size=args.batch_size,
+        optimizers=optimizers, loss=args.loss, steps=args.steps, batch_size=args.batch_size,
         diff=DiffOptions(tolerance=Tolerance(args.atol, args.rtol), custom_objects=args.custom_objects,
                          timeouts=Timeouts(call=args.timeout), gradients=False))
     with TrainView(err) as view:

@@ -4,11 +4,13 @@ Each side's step is solved for its settings (``fitting.py``); every setting or f
 differs becomes a candidate. The candidates are applied on side B, one more at a time, by
 re-running that step there (``trial_step``: same starting weights, slots and gradients) with
 side A's setting, and B's updates are compared with A's again. A finding is verified when the
-re-run with it (and the candidates before it) brings every paired update within tolerance."""
+re-run with it (and the candidates before it) brings every paired update within tolerance.
+BatchNormalization's momentum (``moving_statistics.py``) joins the candidates as a setting of
+side B's layer rather than of its optimizer."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,7 +33,12 @@ class Candidate:
     b_value: object
     override: dict            # the change to side B's optimizer config
     formula: str | None = None  # the update formula side B re-runs with ("keras2")
+    layers: dict = field(default_factory=dict)   # the change to side B's layers: {B's layer: {setting: value}}
+    layer: str | None = None  # side A's layer the finding is about (None: the diverging weight)
+    extra: dict = field(default_factory=dict)    # more of the finding's detail
 
+
+ITERATION_OFFSET = "optimizer-iteration-offset"
 
 def candidates(fit_a: Fit, fit_b: Fit, declared_a: dict, declared_b: dict) -> list[Candidate]:
     """What differs between the two solved steps: the formula first, then each setting."""
@@ -39,6 +46,11 @@ def candidates(fit_a: Fit, fit_b: Fit, declared_a: dict, declared_b: dict) -> li
     if fit_a.formula and fit_b.formula and fit_a.formula != fit_b.formula:
         found.append(Candidate("optimizer-formula", "formula", fit_a.formula, fit_b.formula, {},
                                "keras2" if fit_a.formula == EPSILON_OUTSIDE else None))
+    if fit_a.step and fit_b.step and fit_a.step != fit_b.step:
+        # each side's solved t; side B re-runs with side A's iteration count before the step
+        found.append(Candidate(ITERATION_OFFSET, "t", fit_a.step, fit_b.step, {"iterations": fit_a.step - 1},
+                               extra={"t_counter": {"a": fit_a.counter_step or fit_a.step,
+                                                    "b": fit_b.counter_step or fit_b.step}}))
     for setting, a_value in fit_a.values.items():
         b_value = fit_b.values.get(setting)
         if b_value is None or setting in fit_a.assumed or setting in fit_b.assumed or _same(setting, a_value, b_value):
@@ -54,26 +66,30 @@ def prove(candidates_found: list[Candidate], trial, update_error, before: ErrorS
           step: int, sides: tuple[str, str], optimizer: str) -> list[Finding]:
     """Re-run the step on side B with each candidate added in turn.
 
-    ``trial(overrides, formula)`` returns B's updates; ``update_error(updates)`` their error
-    against A's as (ErrorSize, all within tolerance)."""
-    findings, overrides, formula = [], {}, None
+    ``trial(overrides, formula, layers)`` returns B's updates; ``update_error(updates)`` their
+    error against A's as (ErrorSize, all within tolerance)."""
+    findings, overrides, formula, layers = [], {}, None, {}
     results = []
     for candidate in candidates_found:
         overrides.update(candidate.override)
+        for layer, settings in candidate.layers.items():
+            layers[layer] = {**layers.get(layer, {}), **settings}
         formula = candidate.formula or formula
         if candidate.setting == "formula" and candidate.formula is None:
             results.append((candidate, None, False))   # side B cannot run side A's formula
             continue
-        after, matches = update_error(trial(dict(overrides), formula))
+        after, matches = update_error(trial(dict(overrides), formula, {k: dict(v) for k, v in layers.items()}))
         results.append((candidate, after, matches))
     proven = bool(results) and results[-1][2]
     for candidate, after, matches in results:
+        rerun = {**candidate.override, **({"formula": candidate.formula} if candidate.formula else {})}
+        for settings in candidate.layers.values():
+            rerun.update(settings)
         findings.append(Finding(
-            cause=candidate.cause, layer=weight, verified=proven and after is not None, before=before, after=after,
-            fix=_fix(candidate, sides), code=_code(candidate, optimizer),
+            cause=candidate.cause, layer=candidate.layer or weight, verified=proven and after is not None,
+            before=before, after=after, fix=_fix(candidate, sides), code=_code(candidate, optimizer),
             detail={"step": step, "setting": candidate.setting, "a": candidate.a_value, "b": candidate.b_value,
-                    "rerun_with": {**candidate.override, **({"formula": candidate.formula} if candidate.formula else {})},
-                    "matches_after": matches}))
+                    "rerun_with": rerun, "matches_after": matches, **candidate.extra}))
     return findings
 
 
@@ -91,6 +107,18 @@ def _round(value):
 
 def _fix(candidate: Candidate, sides: tuple[str, str]) -> str:
     a, b = sides
+    if candidate.cause == ITERATION_OFFSET:
+        return (f"Side A ({a}) took this step as Adam's step t={candidate.a_value}, side B ({b}) as t={candidate.b_value} "
+                f"(solved from each side's bias-corrected step size): side B's optimizer starts at another iteration "
+                f"count (a resumed optimizer state, or Keras 2 on TensorFlow's unordered counter update). Start side "
+                f"B's optimizer at iterations={candidate.override['iterations']}.")
+    if candidate.layers:
+        layer, settings = next(iter(candidate.layers.items()))
+        return (f"Side A's ({a}) {candidate.layer} keeps {_round(candidate.a_value):g} of its old moving statistics per "
+                f"step, side B's ({b}) {layer} {_round(candidate.b_value):g} (solved from each side's moving-mean "
+                f"update): set momentum={settings['momentum']:g} on side B's layer. Keras's momentum weighs the old "
+                f"value, PyTorch's the new batch: PyTorch momentum p is Keras momentum 1 - p."
+                + _variance_fix(candidate.extra.get("variance")))
     if candidate.setting == "formula":
         return (f"The two optimizers compute the step differently: side A ({a}) {candidate.a_value}, side B ({b}) "
                 f"{candidate.b_value}. Use side A's formula on side B (a subclass, below) or accept the difference.")
@@ -99,7 +127,22 @@ def _fix(candidate: Candidate, sides: tuple[str, str]) -> str:
             f"{candidate.setting}={candidate.override[candidate.setting]:g} in side B's optimizer.")
 
 
+def _variance_fix(variance: dict | None) -> str:
+    if not variance:
+        return ""
+    return (f" The moving variances differ apart from the momentum: side A's follows the {variance['a']}, side "
+            f"B's the {variance['b']} (a difference of the frameworks, not a setting; the re-run judges the "
+            f"moving means).")
+
+
 def _code(candidate: Candidate, optimizer: str) -> str:
+    if candidate.cause == ITERATION_OFFSET:
+        return (f"optimizer = keras.optimizers.{optimizer}(...)\noptimizer.build(model.trainable_variables)\n"
+                f"optimizer.iterations.assign({candidate.override['iterations']})")
+    if candidate.layers:
+        layer, settings = next(iter(candidate.layers.items()))
+        return (f"model.get_layer({layer!r}).momentum = {settings['momentum']!r}  "
+                f"# or BatchNormalization(momentum={settings['momentum']!r}) where it is built")
     if candidate.setting == "formula":
         if candidate.formula != "keras2":
             return "# side B has no other formula kdiff can run"

@@ -6,7 +6,10 @@ squares over all elements (relative residuals, in float64): the decay rates (β�
 how the slots moved, then the learning rate and epsilon from the update, for each formula
 variant the Keras generations used. A setting whose effect on every element is below float32
 resolution cannot be solved for; it is taken from the side's declared config and listed as
-``assumed``."""
+``assumed``. Adam's step number t (its bias correction) and learning rate act as one factor in a
+single step: t is solved as the step number that turns the declared learning rate into that
+factor (the optimizer's own counter's t where it does), so a side whose optimizer starts at
+another iteration count shows as another t, not another learning rate."""
 from __future__ import annotations
 
 import math
@@ -19,6 +22,10 @@ IDENTIFIABLE = 1e-4
 # Formula variants: where Keras 1/2 and Keras 3 compute RMSprop's and Adagrad's step differently
 EPSILON_OUTSIDE = "lr·g / (√v + ε)  (Keras 1/2)"
 EPSILON_INSIDE = "lr·g / √(v + ε)  (Keras 3)"
+# How close (relative) the learning rate solved at a step number t must come to the declared one
+STEP_MATCH = 2e-4
+# The largest step number searched for
+MAX_STEP = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -36,12 +43,14 @@ class Fit:
     residual: float               # max |update from the solved rule - update| / max |update|
     formula: str = ""             # the variant that fits, where the generations differ
     assumed: tuple = ()           # settings taken from the declared config (not identifiable)
-    step: int = 0                 # t, the step number the rule used (iterations + 1)
+    step: int = 0                 # t, the step number the rule used (solved for Adam, else iterations + 1)
     other_formulas: dict = field(default_factory=dict)  # variant -> its residual
+    counter_step: int = 0         # t by the optimizer's own iteration counter (iterations + 1)
 
     def to_json(self) -> dict:
         return {"optimizer": self.optimizer, "values": self.values, "formula": self.formula or None,
-                "residual": self.residual, "assumed": list(self.assumed), "t": self.step}
+                "residual": self.residual, "assumed": list(self.assumed), "t": self.step,
+                "t_counter": self.counter_step or self.step}
 
 
 class _Elements:
@@ -69,8 +78,8 @@ def fit_step(optimizer: str, steps: list[WeightStep], iterations: int, declared:
 
 # ---- the solvers ------------------------------------------------------------------------
 def _adam(e: _Elements, t: int, declared: dict) -> Fit:
-    beta_1 = _decay(e.after["m"], e.before["m"], e.g)
-    beta_2 = _decay(e.after["v"], e.before["v"], e.g ** 2)
+    beta_1 = decay_rate(e.after["m"], e.before["m"], e.g)
+    beta_2 = decay_rate(e.after["v"], e.before["v"], e.g ** 2)
     m, root_v = e.after["m"], np.sqrt(e.after["v"])
     keep = (e.update != 0) & (m != 0)
     ratio = -m[keep] / e.update[keep]                       # = (√v + ε) / α
@@ -81,14 +90,37 @@ def _adam(e: _Elements, t: int, declared: dict) -> Fit:
     else:
         (slope,) = _lstsq([root_v[keep] + epsilon], ratio)
         alpha, assumed = 1 / slope, ("epsilon",)
-    learning_rate = alpha * (1 - beta_1 ** t) / math.sqrt(1 - beta_2 ** t)
+    counter_t, t = t, _solve_step(alpha, beta_1, beta_2, t, declared.get("learning_rate"))
+    learning_rate = float(_adam_learning_rate(alpha, beta_1, beta_2, t))
     predicted = -alpha * m / (root_v + epsilon)
     return Fit("Adam", {"learning_rate": learning_rate, "beta_1": beta_1, "beta_2": beta_2, "epsilon": epsilon},
-               _residual(predicted, e.update), assumed=assumed, step=t)
+               _residual(predicted, e.update), assumed=assumed, step=t, counter_step=counter_t)
+
+
+def _adam_learning_rate(alpha, beta_1: float, beta_2: float, t):
+    """lr from α = lr·√(1 - β₂ᵗ) / (1 - β₁ᵗ), Adam's bias-corrected step size at step t."""
+    return alpha * (1 - beta_1 ** t) / np.sqrt(1 - beta_2 ** t)
+
+
+def _solve_step(alpha: float, beta_1: float, beta_2: float, counter_t: int, declared_lr) -> int:
+    """The step number t at which the declared learning rate gives the solved α: the counter's t
+    where it does, else the nearest t that does; the counter's where none does (then the
+    learning rate itself differs)."""
+    if not declared_lr or not (0 < beta_1 < 1 and 0 < beta_2 < 1) or not math.isfinite(alpha):
+        return counter_t
+    if abs(_adam_learning_rate(alpha, beta_1, beta_2, counter_t) / declared_lr - 1) <= STEP_MATCH:
+        return counter_t
+    steps = np.arange(1, MAX_STEP + 1, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        misfit = np.abs(_adam_learning_rate(alpha, beta_1, beta_2, steps) / declared_lr - 1)
+    matching = steps[misfit <= STEP_MATCH]
+    if not matching.size:
+        return counter_t
+    return int(matching[np.argmin(np.abs(matching - counter_t))])
 
 
 def _rmsprop(e: _Elements, t: int, declared: dict) -> Fit:
-    rho = _decay(e.after["v"], e.before["v"], e.g ** 2)
+    rho = decay_rate(e.after["v"], e.before["v"], e.g ** 2)
     return _square_root_rule("RMSprop", e, t, declared, {"rho": rho})
 
 
@@ -127,7 +159,7 @@ def _square_root_rule(optimizer: str, e: _Elements, t: int, declared: dict, valu
 def _adadelta(e: _Elements, t: int, declared: dict) -> Fit:
     """update = -lr·g·√(d + ε) / √(v_new + ε), with d the accumulated squared updates before the
     step: for each ε (searched on a log scale) lr is a least-squares ratio; the ε that fits best is kept."""
-    rho = _decay(e.after["v"], e.before["v"], e.g ** 2)
+    rho = decay_rate(e.after["v"], e.before["v"], e.g ** 2)
     keep = (e.update != 0) & (e.g != 0)
     g, update, v, d = e.g[keep], e.update[keep], e.after["v"][keep], e.before["delta"][keep]
 
@@ -159,7 +191,7 @@ SOLVERS = {"Adam": _adam, "RMSprop": _rmsprop, "Adagrad": _adagrad, "Adadelta": 
 
 
 # ---- numerics -----------------------------------------------------------------------------
-def _decay(new: np.ndarray, old: np.ndarray, term: np.ndarray) -> float:
+def decay_rate(new: np.ndarray, old: np.ndarray, term: np.ndarray) -> float:
     """β in new = β·old + (1 - β)·term, i.e. new - term = β·(old - term)."""
     x, y = old - term, new - term
     return float(np.dot(x, y) / np.dot(x, x)) if np.dot(x, x) > 0 else float("nan")

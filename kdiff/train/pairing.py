@@ -22,8 +22,10 @@ class WeightPair:
     element_map: ElementMap
 
 
-def pair_weights(session, a_trainable: list[dict], b_trainable: list[dict]) -> tuple[list[WeightPair], list[str]]:
-    """The weight pairs, and a note for each of side A's trainable weights left unpaired."""
+def pair_weights(session, a_trainable: list[dict], b_trainable: list[dict],
+                 what: str = "trainable weight") -> tuple[list[WeightPair], list[str]]:
+    """The weight pairs, and a note for each of side A's weights left unpaired (``what`` they are:
+    trainable weights, or moving statistics)."""
     b_position = {(w["layer"], w["index"]): i for i, w in enumerate(b_trainable)}
     a_values: dict[str, list] = {}
     b_values: dict[str, list] = {}
@@ -33,7 +35,7 @@ def pair_weights(session, a_trainable: list[dict], b_trainable: list[dict]) -> t
         b_layer = layer_pair.b["name"] if layer_pair is not None and layer_pair.b is not None else None
         b_index = b_position.get((b_layer, weight["index"]))
         if b_index is None:
-            notes.append(f"{weight['name']}: no trainable weight at the same place on side B")
+            notes.append(f"{weight['name']}: no {what} at the same place on side B")
             continue
         if weight["layer"] not in a_values:
             a_values[weight["layer"]] = [value for _, value in session.clients["a"].weights(weight["layer"])]

@@ -62,6 +62,7 @@ class TrainReport:
     fits: dict = field(default_factory=dict)      # side -> kdiff.train.fitting.Fit at that step
     findings: tuple = ()                  # the forward repairs, then the optimizer findings
     notes: tuple = ()
+    statistics_fits: dict = field(default_factory=dict)  # side -> (moving_statistics.MomentumFit per layer)
     kdiff_version: str = __version__
 
     @property
@@ -80,6 +81,7 @@ class TrainReport:
             "first_divergence": {"step": first[0], "weight": first[1]} if first else None,
             "divergence_layers": [layer.to_json() for layer in self.divergence_layers],
             "fits": {side: fit.to_json() for side, fit in self.fits.items() if fit is not None},
+            "moving_statistics": {side: [fit.to_json() for fit in fits] for side, fits in self.statistics_fits.items()},
             "findings": [finding.to_json() for finding in self.findings],
             "notes": list(self.notes),
         }

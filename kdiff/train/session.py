@@ -6,19 +6,21 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from kdiff.diff import DiffOptions, DiffSession, Progress, Side
+from kdiff.diagnosis.model import ErrorSize
 from kdiff.errors import InputError
 from kdiff.gradients import gradient_tolerance
 from kdiff.metrics import LayerMetrics, combine, compare_arrays
 from kdiff.report import BackendInfo
 from kdiff.streams import stream_pairs
-from kdiff.train import explain
+from kdiff.train import explain, moving_statistics
 from kdiff.train.fitting import WeightStep, fit_step
 from kdiff.train.pairing import pair_weights
 from kdiff.train.report import LayerStep, StepRecord, TrainReport, WeightError
 
 STOCHASTIC_NOTE = ("stochastic layers off: every step runs in inference mode on both sides (Dropout and noise "
-                   "layers pass their input through; BatchNormalization normalises with its moving statistics, "
-                   "which the steps do not update)")
+                   "layers pass their input through; BatchNormalization normalises with its moving statistics); "
+                   "each step then updates the moving statistics with each BatchNormalization layer's own "
+                   "training-mode rule, from its input for the batch")
 SHARED_GRADIENT_NOTE = ("side B's optimizer is given side A's gradients (mapped to B's layout) wherever the weights "
                         "pair, so the updates compare what the optimizers do; both sides' own gradients are compared "
                         "as well")
@@ -53,6 +55,18 @@ class _SideStep:
     updates: list
     before: dict
     after: dict
+    statistics_before: list = field(default_factory=list)   # by position among the side's moving statistics
+    statistics_after: list = field(default_factory=list)
+    statistics_batch: list = field(default_factory=list)
+    statistics_samples: list = field(default_factory=list)
+
+    @property
+    def statistic_updates(self) -> list:
+        return [after - before for before, after in zip(self.statistics_before, self.statistics_after)]
+
+    def statistic_step(self, index: int) -> moving_statistics.StatisticStep:
+        return moving_statistics.StatisticStep(self.statistics_before[index], self.statistics_after[index],
+                                               self.statistics_batch[index], self.statistics_samples[index])
 
     def weight_steps(self) -> list[WeightStep]:
         return [WeightStep(g, {k: v[i] for k, v in self.before.items()}, {k: v[i] for k, v in self.after.items()}, u)
@@ -110,10 +124,14 @@ class _Run:
                                                  "loss": self.options.loss})
         self.pairs, unpaired = pair_weights(self.session, described["a"]["trainable"], described["b"]["trainable"])
         notes += unpaired
+        self.statistics = {side: described[side].get("statistics", []) for side in "ab"}
+        self.statistic_pairs, unpaired = pair_weights(self.session, self.statistics["a"], self.statistics["b"],
+                                                      "moving statistic")
+        notes += unpaired
         if not self.pairs:
             raise InputError("no-paired-weights", "no trainable weight of side B is side A's weight",
                              "the two models must start from the same weights; see the forward diff")
-        records, first, layers, fits = [], None, (), {}
+        records, first, layers, fits, statistics_fits = [], None, (), {}, {}
         for step in range(self.options.steps):
             x, y = self.batch(step)
             self.progress.stage(f"step {step}")
@@ -129,12 +147,14 @@ class _Run:
             if diverged and first is None:
                 first = (step, diverged[0])
                 layers = tuple(self._with_weights(layer_steps, side_a, side_b))
-                fits, found = self._explain(step, first[1], described, side_a, side_b)
+                fits, statistics_fits, found, explained = self._explain(step, first[1], described, side_a, side_b)
                 findings += found
+                notes += explained
         optimizers = {side: {"optimizer": described[side]["optimizer"], "config": described[side]["config"]}
                       for side in "ab"}
         return TrainReport(_backend_infos(self.session), optimizers, self.options.loss, self.options.batch_size,
-                           tuple(records), first, layers, fits, tuple(findings), tuple(notes))
+                           tuple(records), first, layers, fits, tuple(findings), tuple(notes),
+                           statistics_fits=statistics_fits)
 
     # ---- before the first step ----------------------------------------------------------
     def _repair_forward(self):
@@ -180,16 +200,22 @@ class _Run:
             arrays = {f"g{pair.b_index}": pair.element_map(side_a.gradients[pair.a_index]) for pair in self.pairs}
         result, out = self.pool.call(side, "optimizer_step", arrays=arrays)
         count = sum(1 for key in out if key[0] == "u")
-        slots = result["slots"]
+        slots, statistics = result["slots"], range(sum(1 for key in out if key.startswith("nb")))
         return _SideStep(result["iterations"][0], [out[f"a{i}"] for i in range(count)],
                          [out[f"u{i}"] for i in range(count)],
                          {kind: [out[f"b:{kind}:{i}"] for i in range(count)] for kind in slots},
-                         {kind: [out[f"s:{kind}:{i}"] for i in range(count)] for kind in slots})
+                         {kind: [out[f"s:{kind}:{i}"] for i in range(count)] for kind in slots},
+                         [out[f"nb{i}"] for i in statistics], [out[f"na{i}"] for i in statistics],
+                         [out[f"nx{i}"] for i in statistics], list(result.get("samples", [])))
 
     def _update_errors(self, side_a: _SideStep, side_b: _SideStep) -> list[WeightError]:
-        return [WeightError(pair.name, self._compare_gradient(pair.element_map(side_a.updates[pair.a_index]),
-                                                              side_b.updates[pair.b_index]))
-                for pair in self.pairs]
+        """Every paired trainable weight's update, then every paired moving statistic's."""
+        a_statistics, b_statistics = side_a.statistic_updates, side_b.statistic_updates
+        return [WeightError(pair.name, self._compare_gradient(pair.element_map(a_updates[pair.a_index]),
+                                                              b_updates[pair.b_index]))
+                for pairs, a_updates, b_updates in ((self.pairs, side_a.updates, side_b.updates),
+                                                    (self.statistic_pairs, a_statistics, b_statistics))
+                for pair in pairs]
 
     def _compare_gradient(self, a: np.ndarray, b: np.ndarray) -> LayerMetrics:
         """Gradients and updates are judged against their own scale (see kdiff.gradients)."""
@@ -208,30 +234,84 @@ class _Run:
                     parts[f"slot:{kind}"] = self._compare_gradient(pair.element_map(side_a.after[kind][pair.a_index]),
                                                                    side_b.after[kind][pair.b_index])
                 weights.append((name, parts))
+            a_statistics, b_statistics = side_a.statistic_updates, side_b.statistic_updates
+            for pair in self.statistic_pairs:
+                if pair.layer == layer.name:
+                    weights.append((pair.name, {"update": self._compare_gradient(
+                        pair.element_map(a_statistics[pair.a_index]), b_statistics[pair.b_index])}))
             yield replace(layer, weights=tuple(weights))
 
     # ---- explaining the first divergence ----------------------------------------------------
     def _explain(self, step: int, weight: str, described: dict, side_a: _SideStep, side_b: _SideStep):
+        """(optimizer fits, momentum fits, findings, notes) of the first diverging step."""
         self.progress.stage(f"step {step}: solving both optimizers' updates for their settings")
         declared = {side: explain.declared_values(described[side]["config"]) for side in "ab"}
         fits = {side: fit_step(described[side]["optimizer"], data.weight_steps(), data.iterations, declared[side])
                 for side, data in (("a", side_a), ("b", side_b))}
-        if fits["a"] is None or fits["b"] is None:
-            return fits, []
-        found = explain.candidates(fits["a"], fits["b"], declared["a"], declared["b"])
+        found = []
+        if fits["a"] is not None and fits["b"] is not None:
+            found = explain.candidates(fits["a"], fits["b"], declared["a"], declared["b"])
+        momentum_fits, layer_pairs = self._momentum_fits(side_a, side_b)
+        found += moving_statistics.candidates(momentum_fits["a"], momentum_fits["b"], layer_pairs)
+        notes = list(_variance_notes(momentum_fits, layer_pairs, found))
+        statistics_fits = {side: tuple(momentum_fits[side].values()) for side in "ab"}
+        # a moving variance that follows another batch variance (unbiased, +ε) cannot match by a
+        # setting kdiff re-runs: the proofs judge the other updates (the finding names the forms)
+        other_form = {layer for layer, b_layer in layer_pairs.items()
+                      if layer in momentum_fits["a"] and b_layer in momentum_fits["b"]
+                      and momentum_fits["a"][layer].variance_form != momentum_fits["b"][b_layer].variance_form}
+        judged = [pair for pair in self.statistic_pairs
+                  if not (pair.layer in other_form and self.statistics["a"][pair.a_index]["kind"] == "variance")]
 
         def update_error(b_updates):
-            return explain.update_arrays_error(self.pairs, side_a.updates, b_updates, self._compare_gradient)
+            trainable, statistics = b_updates
+            errors = [explain.update_arrays_error(self.pairs, side_a.updates, trainable, self._compare_gradient),
+                      explain.update_arrays_error(judged, side_a.statistic_updates, statistics,
+                                                  self._compare_gradient)]
+            return (ErrorSize(max(e.max_abs for e, _ in errors), max(e.max_rel for e, _ in errors)),
+                    all(matches for _, matches in errors))
 
-        def trial(overrides, formula):
-            self.progress.stage(f"step {step}: re-running side B's step with {overrides or formula}")
-            _, out = self.pool.call("b", "trial_step", {"overrides": overrides, "formula": formula})
-            return [out[f"u{i}"] for i in range(len(out))]
+        def trial(overrides, formula, layers):
+            self.progress.stage(f"step {step}: re-running side B's step with {overrides or layers or formula}")
+            _, out = self.pool.call("b", "trial_step", {"overrides": overrides, "formula": formula, "layers": layers})
+            return ([out[f"u{i}"] for i in range(sum(1 for key in out if key[0] == "u"))],
+                    [out[f"n{i}"] for i in range(sum(1 for key in out if key[0] == "n"))])
 
-        before, _ = update_error(side_b.updates)
+        before, _ = update_error((side_b.updates, side_b.statistic_updates))
         sides = tuple(side.backend for side in self.session.sides)
-        return fits, explain.prove(found, trial, update_error, before, weight, step, sides,
-                                   described["b"]["optimizer"])
+        return fits, statistics_fits, explain.prove(found, trial, update_error, before, weight, step, sides,
+                                                    described["b"]["optimizer"]), notes
+
+    def _momentum_fits(self, side_a: _SideStep, side_b: _SideStep) -> tuple[dict, dict]:
+        """Each side's solved BatchNormalization momentum per layer ({side: {layer: MomentumFit}}),
+        and side A's layer -> side B's for the layers whose moving mean pairs."""
+        fits, layer_pairs = {"a": {}, "b": {}}, {}
+        for pair in self.statistic_pairs:
+            if self.statistics["a"][pair.a_index]["kind"] != "mean":
+                continue
+            b_layer = self.statistics["b"][pair.b_index]["layer"]
+            layer_pairs[pair.layer] = b_layer
+            for side, data, layer, index in (("a", side_a, pair.layer, pair.a_index), ("b", side_b, b_layer, pair.b_index)):
+                described = self.statistics[side]
+                variance = next((i for i, entry in enumerate(described)
+                                 if entry["layer"] == layer and entry["kind"] == "variance"), None)
+                fit = moving_statistics.fit_momentum(
+                    layer, data.statistic_step(index), data.statistic_step(variance) if variance is not None else None,
+                    described[index].get("epsilon", 1e-3), described[index].get("momentum"))
+                if fit is not None:
+                    fits[side][layer] = fit
+        return fits, layer_pairs
+
+
+def _variance_notes(momentum_fits: dict, layer_pairs: dict, found: list):
+    """A note per layer whose moving variances moved towards different batch variances while
+    the momenta agree (no momentum finding names it)."""
+    named = {candidate.layer for candidate in found if candidate.cause == moving_statistics.CAUSE}
+    for a_layer, b_layer in layer_pairs.items():
+        fit_a, fit_b = momentum_fits["a"].get(a_layer), momentum_fits["b"].get(b_layer)
+        if fit_a and fit_b and a_layer not in named and fit_a.variance_form != fit_b.variance_form:
+            yield (f"{a_layer}: the moving variance moved towards the {fit_a.variance_form} on side A and the "
+                   f"{fit_b.variance_form} on side B (the momenta agree: {fit_a.momentum:.6g}, {fit_b.momentum:.6g})")
 
 
 def _compare_all(a: list, b: list, compare) -> LayerMetrics | str:

@@ -13,7 +13,10 @@ from kdiff.train.session import TrainProgress
 from kdiff.ui.findings_view import finding_panel
 from kdiff.ui.numbers import fmt
 
-OPTIMIZER_CAUSES = ("optimizer-",)
+# Findings solved from a step and proven by re-running it: optimizer-epsilon, -learning-rate,
+# -decay-rate, -formula, -iteration-offset (Adam's step number t), and batchnorm-momentum
+# (a BatchNormalization layer's moving-statistics momentum)
+STEP_CAUSES = ("optimizer-", "batchnorm-momentum")
 
 
 class TrainView(TrainProgress):
@@ -97,11 +100,19 @@ def _rel(metrics) -> str | Text:
     return Text(fmt(metrics.max_rel), style="" if metrics.matches else "bold red")
 
 
-def optimizer_panel(number: int, finding) -> Panel:
+def step_panel(number: int, finding) -> Panel:
+    """A finding solved from both sides' step and proven by re-running it on side B."""
     detail = finding.detail
     body = Text()
     body.append("solved from each side's step: ", style="bold")
-    body.append(f"{detail['setting']}: side A {_value(detail['a'])}, side B {_value(detail['b'])}\n")
+    setting = f"{finding.layer} {detail['setting']}" if finding.cause == "batchnorm-momentum" else detail["setting"]
+    body.append(f"{setting}: side A {_value(detail['a'])}, side B {_value(detail['b'])}\n")
+    if "t_counter" in detail:
+        body.append(f"  (by each optimizer's own iteration counter: side A t={detail['t_counter']['a']}, "
+                    f"side B t={detail['t_counter']['b']})\n")
+    if "variance" in detail:
+        body.append(f"  moving variance: side A towards the {detail['variance']['a']}, side B towards the "
+                    f"{detail['variance']['b']}\n")
     body.append("evidence: ", style="bold")
     after = finding.after
     rerun = ", ".join(f"{key}={_value(value)}" for key, value in detail["rerun_with"].items())
@@ -142,8 +153,8 @@ def render_train_report(report: TrainReport, console: Console) -> None:
         console.print(Text(f"\nFirst divergence: step {step}, weight {weight}", style="bold red"))
         console.print(layers_table(report))
     for number, finding in enumerate(report.findings, 1):
-        if finding.cause.startswith(OPTIMIZER_CAUSES):
-            console.print(optimizer_panel(number, finding))
+        if finding.cause.startswith(STEP_CAUSES):
+            console.print(step_panel(number, finding))
         else:
             console.print(finding_panel(number, finding))
     for note in report.notes:
