@@ -52,6 +52,10 @@ def diff_parser(prog: str = "kdiff") -> argparse.ArgumentParser:
                         help="also run each of side B's layers alone on side A's inputs: every layer gets its own "
                              "error, and 'diverged' marks exactly the layers whose own computation differs")
     parser.add_argument("--no-grad", action="store_true", help="do not compare gradients")
+    parser.add_argument("--labels", action="append", default=[], metavar="Y.npy",
+                        help="labels for --loss, one file per model output (in output order); the gradients are "
+                             "then those of the model's own loss, not of a projection of its outputs")
+    parser.add_argument("--loss", metavar="NAME", help="a Keras loss name (e.g. categorical_crossentropy) for --labels")
     parser.add_argument("--no-diagnose", action="store_true",
                         help="only compare: do not look for the causes of a divergence")
     parser.add_argument("--write-fixed", metavar="DIR",
@@ -174,6 +178,18 @@ def resolve_sides(args: argparse.Namespace, data: tuple[str, ...] = ("SAMPLE",),
     return a, b, files[-count:]
 
 
+def _checked_loss(args: argparse.Namespace) -> str | None:
+    """--loss and --labels come together, and only where gradients are compared."""
+    if bool(args.loss) != bool(args.labels):
+        given, missing = ("--loss", "--labels Y.npy") if args.loss else ("--labels", "--loss NAME")
+        raise UsageError("loss-without-labels", f"{given} was given without {missing}",
+                         "pass both: the labels, and the Keras loss to compute on them")
+    if args.loss and args.no_grad:
+        raise UsageError("loss-without-gradients", "--loss and --labels shape the gradients, and --no-grad skips them",
+                         "leave out --no-grad, or --loss and --labels")
+    return args.loss or None
+
+
 def _checked_layout(layout: str | None, backend: str, model: str, weights: str | None) -> str | None:
     """--b-layout, when side B can be built in it: a Keras 1/2 file on a modern Keras backend."""
     if not layout:
@@ -204,7 +220,8 @@ def run_diff_command(args: argparse.Namespace, out: Console, err: Console) -> Di
     options = DiffOptions(tolerance=Tolerance(args.atol, args.rtol), custom_objects=args.custom_objects,
                           trust_lambda_bytecode=args.trust_lambda_bytecode, dump_dir=args.dump,
                           timeouts=Timeouts(call=args.timeout), write_fixed=args.write_fixed,
-                          gradients=not args.no_grad, isolate=args.isolate)
+                          gradients=not args.no_grad, isolate=args.isolate, loss=_checked_loss(args),
+                          labels=tuple(args.labels))
     with ConsoleProgress(err) as progress:
         report = run_diff(a, b, sample, options, progress, diagnose=not args.no_diagnose)
     write_json(report.to_json(), args.json)

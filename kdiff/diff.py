@@ -12,14 +12,14 @@ from kdiff.alignment import LayerPair, align_layers
 from kdiff.dump import NpzWriter
 from kdiff.environments import backend_spec, env_for, ensure_env, kdiff_home
 from kdiff.element_maps import find_element_map
-from kdiff.errors import WorkerFailure
-from kdiff.gradients import backward_and_compare, output_layers
+from kdiff.errors import InputError, WorkerFailure
+from kdiff.gradients import PROJECTION, NamedLoss, backward_and_compare, output_layers
 from kdiff.isolation import isolate_layers
 from kdiff.layout_client import LayoutClient
 from kdiff.layouts import LayoutBridge, layout_bridge
 from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
 from kdiff.streams import stream_pairs
-from kdiff.model_files import inspect_model, load_sample
+from kdiff.model_files import inspect_model, load_labels, load_sample
 from kdiff.report import DIVERGED, MATCH, ONLY_A, ONLY_B, PROPAGATED, BackendInfo, DiffReport, LayerResult
 from kdiff.worker_calls import SideClient
 from kdiff.workers import Timeouts, WorkerPool
@@ -48,6 +48,8 @@ class DiffOptions:
     gradients: bool = True           # also compare every layer's gradients (kdiff.gradients)
     isolate: bool = False            # also run each of side B's layers alone on side A's inputs (kdiff.isolation)
     noise_floor: bool = True         # first run each side twice on the same input: does it agree with itself?
+    loss: str | None = None          # differentiate this Keras loss on `labels` instead of a projection
+    labels: tuple[str, ...] = ()     # .npy files, one per model output
 
 
 class Progress:
@@ -76,6 +78,7 @@ class DiffSession:
         self.pool: WorkerPool | None = None
         self.weight_maps: dict[str, list] = {}  # side A's layer -> per weight, how side B reorders it
         self.bridge = LayoutBridge()            # how side B's arrays are moved to side A's layout (kdiff.layouts)
+        self.named_loss: NamedLoss | None = None  # the loss the backward diff differentiates (else a projection)
 
     def __enter__(self) -> "DiffSession":
         try:
@@ -117,6 +120,11 @@ class DiffSession:
         if self.bridge.active:  # the diagnosis and isolation then see side B in side A's layout
             self.clients["b"] = LayoutClient(self.clients["b"], self.bridge,
                                              {name: list(layer.get("inbound", ())) for name, layer in self.b_layers.items()})
+        outputs = len(output_layers(self.a_layers))
+        if self.named_loss is not None and len(self.named_loss.labels) != outputs:
+            raise InputError("labels-count", f"the loss {self.named_loss.name!r} needs one label file per model "
+                             f"output: the model has {outputs}, {len(self.named_loss.labels)} given",
+                             "pass --labels once per output, in the order of the model's outputs")
 
     def pair_of(self, a_name: str) -> LayerPair | None:
         """The pair holding side A's layer of that name."""
@@ -127,7 +135,13 @@ class DiffSession:
             self.pool.close()
 
     def load_sample(self, sample_path: str) -> np.ndarray:
-        return load_sample(sample_path, self.models["a"])
+        """The sample, checked; and the labels of a named loss, checked against it and the model."""
+        sample = load_sample(sample_path, self.models["a"])
+        if self.options.loss is not None:
+            self.named_loss = NamedLoss(self.options.loss, tuple(load_labels(list(self.options.labels),
+                                                                             sample.shape[0])),
+                                        tuple(self.options.labels))
+        return sample
 
     def compare(self, sample: np.ndarray, sample_path: str = "", gradients: bool | None = None,
                 noise_floor: bool | None = None) -> DiffReport:
@@ -172,19 +186,20 @@ class DiffSession:
             backends=infos, layers=tuple(_classify(self.pairs, metrics, shapes, grads, isolated, self.bridge)),
             tolerance=self.options.tolerance,
             sample={"path": sample_path, "shape": list(sample.shape), "dtype": sample.dtype.str}, notes=tuple(notes),
-            noise_floor=noise,
+            noise_floor=noise, gradient_loss=(self.named_loss.to_json() if self.named_loss is not None else PROJECTION)
+            if grads else None,
         )
 
     def _backward(self, sample: np.ndarray, output_shapes: list[tuple]) -> dict:
         grads = backward_and_compare(self.pool, self.pairs, sample, output_shapes, self.options.tolerance,
-                                     self.options.timeouts.call, self.weight_maps, self.bridge)
+                                     self.options.timeouts.call, self.weight_maps, self.bridge, self.named_loss)
         reordered = [layer for layer, diff in grads.items() if layer not in self.weight_maps and any(
             isinstance(m, str) and m.startswith("shapes differ") for _, m in diff.weights)]
         if not reordered:
             return grads
         self.refresh_weight_maps(reordered)  # e.g. a Keras 1 'th' kernel, held (rows, cols, in, out) by side B
         return backward_and_compare(self.pool, self.pairs, sample, output_shapes, self.options.tolerance,
-                                    self.options.timeouts.call, self.weight_maps, self.bridge)
+                                    self.options.timeouts.call, self.weight_maps, self.bridge, self.named_loss)
 
     def refresh_weight_maps(self, a_layers: list[str]) -> None:
         """Find how side B holds each of these layers' weights: A's, reordered (or not at all)."""

@@ -3,7 +3,9 @@
 
 Without labels the loss is a fixed random projection of the model's outputs,
 ``loss = sum_k sum(output_k * P_k)``, with the same ``P_k`` sent to both sides, so gradients
-are comparable on any model. Weights are paired by position within their layer (each
+are comparable on any model. With labels (``NamedLoss``) it is the model's own loss as training
+computes it: the batch mean of a Keras loss on the labels, summed over the outputs; each side
+uses its own framework's definition of that loss. Weights are paired by position within their layer (each
 framework names them its own way); they are reported under side A's names."""
 from __future__ import annotations
 
@@ -18,6 +20,21 @@ from kdiff.streams import stream_pairs
 from kdiff.workers import WorkerPool
 
 PROJECTION_SEED = 20241124
+
+
+@dataclass(frozen=True)
+class NamedLoss:
+    """A Keras loss by name and its label arrays, one per model output (in output order)."""
+
+    name: str
+    labels: tuple
+    paths: tuple = ()
+
+    def to_json(self) -> dict:
+        return {"kind": "loss", "name": self.name, "labels": list(self.paths)}
+
+
+PROJECTION = {"kind": "projection", "seed": PROJECTION_SEED}
 
 
 @dataclass(frozen=True)
@@ -59,18 +76,23 @@ def _compare(a: np.ndarray, b: np.ndarray, tolerance: Tolerance) -> LayerMetrics
 
 def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray, output_shapes: list[tuple],
                          tolerance: Tolerance, timeout: float,
-                         weight_maps: dict[str, list] | None = None, bridge=None) -> dict[str, GradientDiff]:
+                         weight_maps: dict[str, list] | None = None, bridge=None,
+                         loss: NamedLoss | None = None) -> dict[str, GradientDiff]:
     """Gradient differences keyed by side A's layer name. ``weight_maps`` (side A's layer name ->
     one ElementMap or None per weight) says where side B holds A's weight reordered; A's gradient
     of that weight is reordered the same way before it is compared. ``bridge`` (kdiff.layouts) moves
-    side B's input and projections to its layout, and its output gradients back to side A's."""
+    side B's input and projections to its layout, and its output gradients back to side A's. With
+    ``loss``, both sides differentiate that loss on its labels instead of the projection."""
     weight_maps = weight_maps or {}
-    arrays = {"x0": sample, **{f"p{i}": p for i, p in enumerate(projections(output_shapes))}}
+    targets = ({f"y{i}": y for i, y in enumerate(loss.labels)} if loss is not None else
+               {f"p{i}": p for i, p in enumerate(projections(output_shapes))})
+    arrays = {"x0": sample, **targets}
     b_arrays = None
     if bridge is not None and bridge.active:
         b_outputs = output_layers({pair.b["name"]: pair.b for pair in pairs if pair.b is not None})
         b_arrays = {"x0": bridge.sample_for_b(sample),
-                    **{f"p{i}": bridge.to_b(name, [arrays[f"p{i}"]])[0] for i, name in enumerate(b_outputs)}}
+                    **{key: bridge.to_b(name, [arrays[key]])[0] if arrays[key].ndim >= 3 else arrays[key]
+                       for key, name in zip(targets, b_outputs)}}  # (sparse class ids have no layout)
     results: dict[str, GradientDiff] = {}
 
     def on_part(side: str, header: dict, part: dict):
@@ -97,5 +119,6 @@ def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.nd
                             for (name, x), (_, y), element_map in zip(a_weights, b_weights, maps))
         results[a_layer] = GradientDiff(output, weights)
 
-    stream_pairs(pool, pairs, "backward", arrays, timeout, on_part, on_pair, b_arrays=b_arrays)
+    stream_pairs(pool, pairs, "backward", arrays, timeout, on_part, on_pair, b_arrays=b_arrays,
+                 args={"loss": loss.name} if loss is not None else None)
     return results

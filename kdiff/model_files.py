@@ -171,19 +171,7 @@ def _text(value) -> str:
 def load_sample(sample_path: str, model: ModelFile) -> np.ndarray:
     """The sample array, checked against the model's declared input shape."""
     path = Path(sample_path)
-    if not path.is_file():
-        raise InputError("sample-not-found", f"sample file not found: {sample_path}", "check the path")
-    try:
-        sample = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise InputError("sample-unreadable", f"{path.name} cannot be read without unpickling ({exc})",
-                         "save a plain numeric array with numpy.save(path, array)") from exc
-    except OSError as exc:
-        raise InputError("sample-unreadable", f"{path.name} is not a .npy file ({exc})",
-                         "save the sample with numpy.save(path, array)") from exc
-    if not isinstance(sample, np.ndarray) or sample.dtype.kind not in "biuf":
-        raise InputError("sample-dtype", f"{path.name} holds {getattr(sample, 'dtype', type(sample))}, not numbers",
-                         "save a numeric array (float32, or integer ids for an Embedding input)")
+    sample = _numeric_npy(path, "sample", "a numeric array (float32, or integer ids for an Embedding input)")
     if len(model.input_shapes) == 1:
         expected = model.input_shapes[0]
         if len(expected) + 1 != sample.ndim or any(e is not None and e != s for e, s in zip(expected, sample.shape[1:])):
@@ -194,3 +182,34 @@ def load_sample(sample_path: str, model: ModelFile) -> np.ndarray:
         raise InputError("sample-shape", f"{path.name} holds no samples (shape {sample.shape})",
                          "save at least one sample, batch first")
     return sample
+
+
+def load_labels(label_paths: list[str], batch: int) -> list[np.ndarray]:
+    """The label arrays for a named loss, one per model output, each with the sample's batch size."""
+    labels = []
+    for label_path in label_paths:
+        path = Path(label_path)
+        array = _numeric_npy(path, "labels", "a numeric array: class ids, one-hot rows or regression targets")
+        if array.ndim == 0 or array.shape[0] != batch:
+            raise InputError("labels-shape", f"{path.name} has shape {array.shape}: its first axis should be the "
+                             f"sample's batch of {batch}", "save one label per sample, batch first")
+        labels.append(array)
+    return labels
+
+
+def _numeric_npy(path: Path, role: str, wanted: str) -> np.ndarray:
+    """A .npy file's numeric array, loaded without unpickling; `role` names it in errors ('sample', 'labels')."""
+    if not path.is_file():
+        raise InputError(f"{role}-not-found", f"{role} file not found: {path}", "check the path")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise InputError(f"{role}-unreadable", f"{path.name} cannot be read without unpickling ({exc})",
+                         "save a plain numeric array with numpy.save(path, array)") from exc
+    except OSError as exc:
+        raise InputError(f"{role}-unreadable", f"{path.name} is not a .npy file ({exc})",
+                         f"save the {role} with numpy.save(path, array)") from exc
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+        raise InputError(f"{role}-dtype", f"{path.name} holds {getattr(array, 'dtype', type(array))}, not numbers",
+                         f"save {wanted}")
+    return array

@@ -54,6 +54,7 @@ class DiffReport:
     repaired: "DiffReport | None" = None  # the comparison once every proven fix was applied
     written: object = None         # kdiff.diff.WrittenRepair, with --write-fixed
     noise_floor: dict = field(default_factory=dict)  # side -> {layer: max |run 1 - run 2|} where it disagrees
+    gradient_loss: dict | None = None  # what the gradients are of: a projection, or a named loss on labels
     kdiff_version: str = field(default=__version__)
 
     @property
@@ -97,6 +98,7 @@ class DiffReport:
             "layers": [_layer_json(layer) for layer in self.layers],
             "first_divergence": _place(self.first_divergence),
             "first_grad_divergence": _place(self.first_grad_divergence),
+            "gradient_loss": self.gradient_loss,
             "noise_floor": {side: {"deterministic": not differing, "differing_layers": differing}
                             for side, differing in self.noise_floor.items()},
             "findings": [finding.to_json() for finding in self.findings],

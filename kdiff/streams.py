@@ -23,15 +23,15 @@ def partners(pairs: list[LayerPair]) -> dict[tuple[str, str], tuple[str, str]]:
 
 def stream_pairs(pool: WorkerPool, pairs: list[LayerPair], command: str, arrays: dict, timeout: float,
                  on_part: Callable[[str, dict, dict], object], on_pair: Callable[[str, object, object], None],
-                 b_arrays: dict | None = None) -> None:
-    """Send ``command`` to both sides (side B gets ``b_arrays`` when given: the same input in its own
+                 b_arrays: dict | None = None, args: dict | None = None) -> None:
+    """Send ``command`` (with ``args``) to both sides (side B gets ``b_arrays`` when given: the same input in its own
     layout); ``on_part(side, header, arrays)`` turns each arriving part into what is kept, and
     ``on_pair(a_layer, a_kept, b_kept)`` receives each completed pair."""
     partner = partners(pairs)
     waiting: dict[str, dict[str, object]] = {"a": {}, "b": {}}
     deadline = time.monotonic() + timeout
     sent = {"a": arrays, "b": arrays if b_arrays is None else b_arrays}
-    pending = {side: pool.send(side, command, arrays=sent[side]) for side in "ab"}
+    pending = {side: pool.send(side, command, args, sent[side]) for side in "ab"}
     while pending:
         side, header, part_arrays = pool.receive_any(pending, deadline)
         if header["type"] == "reply":

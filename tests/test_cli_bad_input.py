@@ -107,3 +107,26 @@ def test_wrong_number_of_files(capsys, files):
 def test_unknown_option_is_a_usage_error(capsys):
     assert main(["--frobnicate", "a", "b"]) == 2
     assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--loss", "mse"], "--loss was given without --labels Y.npy"),
+    (["--labels", "LABELS"], "--labels was given without --loss NAME"),
+    (["--labels", "LABELS", "--loss", "mse", "--no-grad"], "--loss and --labels shape the gradients"),
+])
+def test_loss_and_labels_come_together_and_with_gradients(capsys, files, args, message):
+    np.save(files / "y.npy", np.zeros((4, 10), np.float32))
+    code, err = run(capsys, files, *[str(files / "y.npy") if a == "LABELS" else a for a in args])
+    assert code == 2 and message in err
+
+
+def test_labels_of_another_batch_size(capsys, files):
+    np.save(files / "y.npy", np.zeros((3, 10), np.float32))
+    code, err = run(capsys, files, "--labels", str(files / "y.npy"), "--loss", "mse")
+    assert code == 2 and "y.npy has shape (3, 10): its first axis should be the sample's batch of 4" in err
+
+
+def test_pickled_labels_are_refused_not_unpickled(capsys, files):
+    np.save(files / "y.npy", np.array([{"label": 1}] * 4, dtype=object), allow_pickle=True)
+    code, err = run(capsys, files, "--labels", str(files / "y.npy"), "--loss", "mse")
+    assert code == 2 and "y.npy cannot be read without unpickling" in err

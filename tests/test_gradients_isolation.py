@@ -1,6 +1,8 @@
 """Gradients in the report, per-layer isolation, and the noise floor; real workers throughout.
 (Finite-difference checks of each worker's gradients are in test_worker_primitives.py.)"""
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -85,3 +87,34 @@ def test_gradients_agree_with_theano_after_the_known_repair(envs, tmp_path):
     after = report["after_fixes"]
     assert after["all_match"] is True and after["first_grad_divergence"] is None
     assert all(layer["grad_match"] is True for layer in after["layers"])
+
+
+def test_gradients_of_the_models_own_loss_on_labels(envs, tmp_path):
+    """--labels/--loss: both sides differentiate binary_crossentropy on the labels (Keras 2.3.1's on
+    Theano, Keras 3's on TensorFlow); after the known repair every gradient matches, and the report
+    says what the gradients are of. The same labels with another loss give other gradients."""
+    import numpy as np
+
+    labels = tmp_path / "y.npy"
+    np.save(labels, np.array([[1], [0], [0], [1]], np.float32))
+    reports = {}
+    for loss in ("binary_crossentropy", "mse"):
+        reports[loss], _ = kdiff_json(tmp_path, *legacy("k2_imdb_cnn"), "--labels", labels, "--loss", loss,
+                                      gradients=True)
+        assert reports[loss]["gradient_loss"] == {"kind": "loss", "name": loss, "labels": [str(labels)]}
+        after = reports[loss]["after_fixes"]
+        assert after["all_match"] is True and after["first_grad_divergence"] is None
+        assert all(layer["grad_match"] is True for layer in after["layers"])
+    bce, mse = ({layer["name"]: layer["grad"] for layer in reports[loss]["layers"]} for loss in reports)
+    assert bce["dense_1"]["max_abs"] != mse["dense_1"]["max_abs"]  # the loss really is the one asked for
+
+
+def test_labels_for_another_number_of_outputs_are_refused_naming_both_counts(envs, tmp_path):
+    import numpy as np
+
+    labels = tmp_path / "y.npy"
+    np.save(labels, np.zeros((4, 1), np.float32))
+    result = subprocess.run([sys.executable, "-m", "kdiff", *map(str, legacy("k2_imdb_cnn")), "--labels", str(labels),
+                             "--labels", str(labels), "--loss", "mse"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2
+    assert "needs one label file per model output: the model has 1, 2 given" in result.stderr

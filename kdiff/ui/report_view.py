@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from rich import box
 from rich.console import Console
@@ -148,6 +149,9 @@ def _gradient_summary(report: DiffReport, text: Text) -> None:
         index, layer = grad_first
         text.append(f"\n  First gradient divergence (from the loss backwards): {layer.name} ({layer.class_name}), "
                     f"layer {index}.", style="yellow")
+    loss = report.gradient_loss or {}
+    if loss.get("kind") == "loss":
+        text.append(f"\n  Gradients of the loss {loss['name']} on {', '.join(Path(p).name for p in loss['labels'])}.")
 
 
 def render_report(report: DiffReport, console: Console) -> None:
