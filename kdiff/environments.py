@@ -122,6 +122,7 @@ def ensure_env(name: str, log: Callable[[str], None] = lambda line: None) -> Pat
     """The environment's interpreter, building the environment first if needed."""
     spec = env_spec(name)
     if env_state(name) == "ready":
+        _link_kdiff(env_dir(name))  # to this kdiff, which may not be the one that built the environment
         return env_python(name)
     target = env_dir(name)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -156,11 +157,14 @@ def _build(spec: EnvSpec, target: Path, log: Callable[[str], None]) -> None:
 
 
 def _link_kdiff(target: Path) -> None:
-    """Make this kdiff (its wire format, workers and probe) importable in the environment."""
-    python = target / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    Path(purelib, "kdiff-source.pth").write_text(str(SOURCE_ROOT) + "\n")
+    """Make this kdiff (its wire format, workers and probe) importable in the environment: a .pth
+    file naming this source tree, rewritten when another kdiff (a newer release, another checkout)
+    built the environment, so a job that imports kdiff.probe there runs the same code as kdiff."""
+    wanted = str(SOURCE_ROOT) + "\n"
+    for purelib in target.glob("lib/python3*/site-packages"):
+        link = purelib / "kdiff-source.pth"
+        if not link.is_file() or link.read_text() != wanted:
+            link.write_text(wanted)
 
 
 def _base_python() -> str:

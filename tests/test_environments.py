@@ -32,6 +32,17 @@ def test_an_environment_is_built_on_first_use_and_can_import_kdiff(tiny_env):
     assert ensure_env("tiny", log.append) == python and len([l for l in log if "creating" in l]) == 1
 
 
+def test_an_environment_built_by_another_kdiff_imports_this_one(tiny_env):
+    """A job that imports kdiff.probe in a kdiff environment gets the kdiff that uses the environment
+    now, not the checkout (or release) that built it."""
+    python = ensure_env("tiny")
+    (link,) = (python.parent.parent / "lib").glob("python3*/site-packages/kdiff-source.pth")
+    link.write_text("/somewhere/else/kdiff-checkout\n")
+    assert ensure_env("tiny") == python
+    where = subprocess.run([str(python), "-c", "import kdiff; print(kdiff.__file__)"], capture_output=True, text=True)
+    assert where.stdout.strip() == str(SOURCE_ROOT / "kdiff" / "__init__.py"), where.stderr
+
+
 def test_a_changed_lock_makes_the_environment_stale_and_it_is_rebuilt(tiny_env):
     python = ensure_env("tiny")
     tiny_env.write_text("six==1.16.0\n")
