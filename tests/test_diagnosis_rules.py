@@ -146,3 +146,43 @@ def test_rnn_gate_order_fires_on_lstm_weights_stored_in_keras1_gate_order(envs, 
     assert_proven(report["findings"][0], 1e-2)
     assert "(i, c, f, o)" in report["findings"][0]["fix"]
     assert report["after_fixes"]["all_match"] is True
+
+
+# ---- activation-definition: GELU's two forms -------------------------------------------------
+GELU_FUNCTIONS = """
+import keras
+
+def gelu_tanh(x):  # the tanh approximation (PyTorch's approximate='tanh', JAX's default)
+    return keras.ops.gelu(x, approximate=True)
+
+def gelu_exact_too(x):  # the same function as Keras's 'gelu', under another name
+    return keras.ops.gelu(x, approximate=False)
+"""
+
+
+def gelu_ports(tmp_path, b_activation):
+    folder = fixture_dir("k3_cnn")
+    (tmp_path / "functions.py").write_text(GELU_FUNCTIONS)
+    custom = {"module": "functions", "class_name": "function", "config": b_activation, "registered_name": "function"}
+    for side, activation in (("a", "gelu"), ("b", custom)):  # Keras 3 writes a custom function as such a dict
+        edited_keras_archive(folder / "model.keras", tmp_path / f"{side}.keras",
+                             config=lambda config, act=activation: keras_layer_config(config, "conv_b").update(
+                                 activation=act))
+    return ("--a", f"tensorflow:{tmp_path / 'a.keras'}", "--b", f"jax:{tmp_path / 'b.keras'}",
+            folder / "sample.npy", "--custom-objects", tmp_path / "functions.py")
+
+
+def test_activation_definition_fires_on_the_tanh_form_of_gelu_and_the_repair_is_plain_keras(envs, tmp_path):
+    report, result = kdiff_json(tmp_path, *gelu_ports(tmp_path, "gelu_tanh"), "--write-fixed", tmp_path / "fixed")
+    assert causes(report) == [("activation-definition", "conv_b")]
+    finding = report["findings"][0]
+    assert_proven(finding, 1e-4)
+    assert "GELU has two forms" in finding["fix"] and '"activation": "gelu"' in finding["code"]
+    assert report["after_fixes"]["all_match"] is True and report["written"]["verified"] is True
+    with zipfile.ZipFile(tmp_path / "fixed" / "model.keras") as written:
+        assert keras_layer_config(json.loads(written.read("config.json")), "conv_b")["activation"] == "gelu"
+
+
+def test_activation_definition_stays_silent_when_another_name_computes_the_same(envs, tmp_path):
+    report, result = kdiff_json(tmp_path, *gelu_ports(tmp_path, "gelu_exact_too"))
+    assert result.returncode == 0 and report["findings"] == []

@@ -38,6 +38,7 @@ def load_model(keras, model_path: str, weights_path: str | None, custom_objects:
     if layout and (model_path.endswith(".keras") or not _is_legacy_file(model_path)):
         raise ModelInputError(f"{model_path} is a Keras 3 file, which is built in the layout it states",
                               "--b-layout rebuilds Keras 1/2 files only; pass a Keras 3 port as it is")
+    _register(keras, custom_objects)
     if model_path.endswith(".keras"):
         model, attrs = _load_keras3_file(keras, model_path, custom_objects, trust_lambda_bytecode), None
     elif h5py.is_hdf5(model_path):
@@ -80,6 +81,15 @@ def _is_legacy_file(path: str) -> bool:
     except ValueError:
         return True  # reported as not JSON when it is read
     return not (isinstance(config, dict) and _is_keras3_config(config))
+
+
+def _register(keras, custom_objects: dict) -> None:
+    """Make the user's functions and classes known to this worker's Keras by name, so a layer
+    config naming one (an activation such as 'gelu_tanh', a custom layer) builds, and so does a
+    copy of the layer made from its config (repairs, saving). A worker holds one model."""
+    registry = keras.saving.get_custom_objects() if hasattr(keras, "saving") and hasattr(
+        keras.saving, "get_custom_objects") else keras.utils.get_custom_objects()
+    registry.update(custom_objects)
 
 
 def _built(keras, description, custom_objects, trust, layout):

@@ -7,6 +7,11 @@
   activation, in a model that plain Keras loads.
 - LeakyReLU's slope: 0.3 by default in Keras 1/2 and the Keras 3 layer, 0.2 in Keras 3's
   functional leaky_relu, 0.01 in PyTorch.
+- Another activation by name, most often one of GELU's two forms: Keras's 'gelu' is exact
+  (x·Φ(x), with erf); PyTorch's GELU(approximate='tanh'), JAX's default and Keras's ops.gelu
+  default use 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))), about 1e-3 off. No Keras config can ask
+  a string activation for the tanh form, so a port that needed it names its own function
+  (e.g. 'gelu_tanh', from --custom-objects). Proven by side B's layer with side A's activation.
 """
 from __future__ import annotations
 
@@ -22,9 +27,42 @@ AFFINE = {"Dense", "Conv1D", "Conv2D", "Conv3D"}  # kernel (..., out), bias (out
 COMMON_SLOPES = (0.3, 0.2, 0.01)
 
 
+GELU_NAMES = {"gelu", "gelu_new", "gelu_tanh", "gelu_fast", "approximate_gelu", "gelu_approximate", "quick_gelu"}
+
+
 def candidates(evidence: LayerEvidence):
     yield from _hard_sigmoid(evidence)
     yield from _leaky_relu_slope(evidence)
+    yield from _activation_named_otherwise(evidence)
+
+
+def activation_name(config: dict) -> str | None:
+    """The name of the activation a layer config states: a string (Keras 1/2, tf_keras) or the
+    name inside Keras 3's serialized function."""
+    activation = config.get("activation")
+    if isinstance(activation, dict):
+        activation = activation.get("config")
+    return activation if isinstance(activation, str) else None
+
+
+def _activation_named_otherwise(evidence: LayerEvidence):
+    a_name, b_name = activation_name(evidence.a_config), activation_name(evidence.b_config)
+    if a_name is None or b_name is None or a_name == b_name:
+        return
+    both_gelu = a_name in GELU_NAMES and b_name in GELU_NAMES
+    why = ("GELU has two forms: Keras's 'gelu' is exact (erf); the tanh approximation (PyTorch's "
+           "approximate='tanh', JAX's default) differs by about 1e-3" if both_gelu else
+           "the two sides apply different functions")
+    yield Candidate(
+        cause=ID,
+        overrides={"activation": a_name},
+        fix=(f"Give '{evidence.b_layer}' the activation '{a_name}' (it has '{b_name}'): {why}, and the weights were "
+             f"made for '{a_name}'."),
+        code=(f'old = model.get_layer("{evidence.b_layer}")\n'
+              f'new = type(old).from_config({{**old.get_config(), "activation": "{a_name}"}})\n'
+              "# call `new` where the model called `old` (rebuild the model around it), then:\n"
+              "new.set_weights(old.get_weights())"),
+    )
 
 
 def _hard_sigmoid(evidence: LayerEvidence):
