@@ -32,6 +32,14 @@ PR_SET_PDEATHSIG = 1
 EXIT_COORDINATOR_GONE = 75
 
 
+def keep_to_cpus(cpus: list[int]) -> None:
+    """Run on these CPUs only, decided before any framework starts its thread pools (TensorFlow,
+    XLA, OpenMP and OpenBLAS size them from the CPUs a process may use)."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)
+    os.environ.setdefault("OMP_NUM_THREADS", str(len(cpus)))
+
+
 def die_with_parent(parent_pid: int) -> None:
     """Ask the kernel to SIGKILL us when the coordinator dies, and check it has not already."""
     if sys.platform.startswith("linux"):
@@ -126,8 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coordinator-timeout", type=float, default=15.0)
     parser.add_argument("--option", action="append", default=[], help="KEY=VALUE passed to the worker")
     parser.add_argument("--worker-module", help="import the Worker class from here instead of backends.NAME.worker")
+    parser.add_argument("--cpus", help="run on these CPUs only (e.g. 0,1): the two workers of a diff then do not "
+                                       "slow each other down")
     args = parser.parse_args(argv)
 
+    if args.cpus:
+        keep_to_cpus([int(cpu) for cpu in args.cpus.split(",")])
     die_with_parent(args.parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when we stop
     context = zmq.Context()
@@ -136,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.IDENTITY, identity)
     socket.setsockopt(zmq.LINGER, 2000)
+    socket.setsockopt(zmq.SNDHWM, 1)  # when the coordinator does not read us, we wait, holding our results
     socket.connect(args.endpoint)
     server = Server(socket, None)
     try:

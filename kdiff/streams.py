@@ -1,7 +1,10 @@
 """Both workers stream one message per layer; pair the two streams as they arrive.
 
 Each side's part is kept only until its partner from the other side is in, then handed on
-and dropped: the coordinator never holds a whole model's activations."""
+and dropped: the coordinator never holds a whole model's activations. A side whose parts wait
+for partners while the other side's do not is ahead: it is not read until the other catches up,
+so its worker waits (ZeroMQ's small queues block its sends) holding its own results, and the
+coordinator holds about one layer pair at a time however far apart the two frameworks' speeds are."""
 from __future__ import annotations
 
 import time
@@ -33,7 +36,7 @@ def stream_pairs(pool: WorkerPool, pairs: list[LayerPair], command: str, arrays:
     sent = {"a": arrays, "b": arrays if b_arrays is None else b_arrays}
     pending = {side: pool.send(side, command, args, sent[side]) for side in "ab"}
     while pending:
-        side, header, part_arrays = pool.receive_any(pending, deadline)
+        side, header, part_arrays = pool.receive_any(pending, deadline, hold=_ahead(waiting, pending))
         if header["type"] == "reply":
             del pending[side]
             continue
@@ -50,3 +53,12 @@ def stream_pairs(pool: WorkerPool, pairs: list[LayerPair], command: str, arrays:
             on_pair(layer, kept, other_kept)
         else:
             on_pair(other[1], other_kept, kept)
+
+
+def _ahead(waiting: dict[str, dict], pending: dict) -> tuple:
+    """The side to leave unread for now: the one with parts waiting for partners when the other,
+    still streaming, has none (when both have some, reading both is the only way forward)."""
+    for side, other in (("a", "b"), ("b", "a")):
+        if waiting[side] and not waiting[other] and other in pending:
+            return (side,)
+    return ()

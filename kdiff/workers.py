@@ -69,6 +69,23 @@ def _close_leftovers() -> None:
             process.wait()
 
 
+def cpus_for(side: str) -> list[int]:
+    """The CPUs a diff's worker runs on: side A the first half of those kdiff may use, side B the
+    other half, so that two frameworks computing at once do not oversubscribe the machine (each
+    sizes its thread pools for every CPU it sees). [] (no restriction) for any other worker, on
+    a single CPU, or with KDIFF_SHARE_CPUS=1."""
+    if side not in ("a", "b") or os.environ.get("KDIFF_SHARE_CPUS") == "1" or not hasattr(os, "sched_getaffinity"):
+        return []
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) < 2:
+        return []
+    half = len(available) // 2
+    return available[:half] if side == "a" else available[half:]
+
+
+STREAM_QUEUE = 1  # messages queued per worker socket on each end (ZeroMQ's high-water mark)
+
+
 class HeartbeatResponder(threading.Thread):
     """Answers every worker ping with a pong and records when each side was last heard."""
 
@@ -96,11 +113,8 @@ class WorkerPool:
     def __init__(self, timeouts: Timeouts = Timeouts()):
         self.timeouts = timeouts
         self.context = zmq.Context()
-        self.socket = self.context.socket(zmq.ROUTER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        port = self.socket.bind_to_random_port("tcp://127.0.0.1")
-        self.endpoint = f"tcp://127.0.0.1:{port}"
+        self.sockets: dict[str, zmq.Socket] = {}  # one per worker, so that one side can be read and not the other
+        self._read_turn = 0
         self.heartbeats = HeartbeatResponder(self.context)
         self.heartbeats.start()
         self.workers: dict[str, WorkerProcess] = {}
@@ -118,11 +132,15 @@ class WorkerPool:
                              f"pass an existing interpreter with --{side}-python, or omit it")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE_ROOT), env.get("PYTHONPATH")]))
+        endpoint = self._bind(side)
         command = [python, "-m", entry, "--backend", backend, "--side", side,
-                   "--endpoint", self.endpoint, "--heartbeat", self.heartbeats.endpoint,
+                   "--endpoint", endpoint, "--heartbeat", self.heartbeats.endpoint,
                    "--parent-pid", str(os.getpid()),
                    "--heartbeat-interval", str(self.timeouts.heartbeat_interval),
                    "--coordinator-timeout", str(max(15.0, self.timeouts.liveness))]
+        cpus = cpus_for(side)
+        if cpus:
+            command += ["--cpus", ",".join(map(str, cpus))]
         for key, value in (options or {}).items():
             command += ["--option", f"{key}={value}"]
         if worker_module:
@@ -135,6 +153,20 @@ class WorkerPool:
         worker = WorkerProcess(side, backend, python, process, log_path)
         self.workers[side] = worker
         return worker
+
+    def _bind(self, side: str) -> str:
+        """A socket of the coordinator's for this worker alone. Its receive queue holds at most
+        STREAM_QUEUE messages (and the worker's send queue as many): a worker the coordinator does
+        not read waits, holding its own results, instead of filling the coordinator's memory."""
+        if side in self.sockets:
+            self.sockets.pop(side).close()
+        socket = self.context.socket(zmq.ROUTER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        socket.setsockopt(zmq.RCVHWM, STREAM_QUEUE)
+        port = socket.bind_to_random_port("tcp://127.0.0.1")
+        self.sockets[side] = socket
+        return f"tcp://127.0.0.1:{port}"
 
     def wait_hello(self, side: str) -> dict:
         worker = self.workers[side]
@@ -154,8 +186,8 @@ class WorkerPool:
         for side, worker in self.workers.items():
             if worker.process.poll() is None:
                 try:
-                    self.socket.send_multipart([side.encode(), *encode({"seq": 0, "cmd": "shutdown"})],
-                                               flags=zmq.NOBLOCK)
+                    self.sockets[side].send_multipart([side.encode(), *encode({"seq": 0, "cmd": "shutdown"})],
+                                                      flags=zmq.NOBLOCK)
                 except zmq.ZMQError:
                     pass
         deadline = time.monotonic() + 3.0
@@ -168,7 +200,8 @@ class WorkerPool:
             _live_processes.discard(worker.process)
         self.heartbeats.stopped.set()
         self.heartbeats.join(timeout=2)
-        self.socket.close()
+        for socket in self.sockets.values():
+            socket.close()
         self.context.term()
 
     def __enter__(self) -> "WorkerPool":
@@ -183,8 +216,8 @@ class WorkerPool:
         worker.last_command = cmd
         seq = next(self.sequence)
         try:
-            self.socket.send_multipart([side.encode(), *encode({"seq": seq, "cmd": cmd, "args": args or {}}, arrays)],
-                                       copy=False)
+            self.sockets[side].send_multipart([side.encode(), *encode({"seq": seq, "cmd": cmd, "args": args or {}},
+                                                                      arrays)], copy=False)
         except zmq.ZMQError as exc:
             raise self._failure(side, f"could not be reached ({exc})") from exc
         return seq
@@ -196,9 +229,10 @@ class WorkerPool:
         header, result_arrays = self._receive(side, seq, deadline, expect="reply")
         return header.get("result") or {}, result_arrays
 
-    def receive_any(self, pending: dict[str, int], deadline: float) -> tuple[str, dict, dict]:
-        """The next message from any side in ``pending`` (side -> seq it waits for)."""
-        return self._receive_from(pending, deadline)
+    def receive_any(self, pending: dict[str, int], deadline: float, hold: tuple = ()) -> tuple[str, dict, dict]:
+        """The next message from any side in ``pending`` (side -> seq it waits for); sides in
+        ``hold`` are not read meanwhile (their worker waits), unless no other side is pending."""
+        return self._receive_from(pending, deadline, hold)
 
     def _receive(self, side: str, seq: int, deadline: float, expect: str) -> tuple[dict, dict]:
         _, header, arrays = self._receive_from({side: seq}, deadline)
@@ -206,7 +240,7 @@ class WorkerPool:
             raise self._failure(side, f"answered a '{header.get('type')}' message where '{expect}' was due")
         return header, arrays
 
-    def _receive_from(self, pending: dict[str, int], deadline: float) -> tuple[str, dict, dict]:
+    def _receive_from(self, pending: dict[str, int], deadline: float, hold: tuple = ()) -> tuple[str, dict, dict]:
         while True:
             for side, seq in pending.items():
                 inbox = self.inbox.setdefault(side, deque())
@@ -217,14 +251,21 @@ class WorkerPool:
                     # otherwise: a late answer to an earlier, abandoned call
             for side in pending:
                 self._check_alive(side, deadline)
-            if self.socket.poll(200):
-                self._read_one()
+            readable = [side for side in pending if side not in hold] or list(pending)
+            self._read_turn += 1  # take turns among sides with messages waiting
+            readable = readable[self._read_turn % len(readable):] + readable[:self._read_turn % len(readable)]
+            poller = zmq.Poller()
+            for side in readable:
+                poller.register(self.sockets[side], zmq.POLLIN)
+            ready = dict(poller.poll(200))
+            side = next((side for side in readable if self.sockets[side] in ready), None)
+            if side is not None:
+                self._read_one(side)
 
-    def _read_one(self) -> None:
-        """Move one message from the socket into its side's inbox, checking it on the way."""
-        identity, *frames = self.socket.recv_multipart(copy=False)
-        side = identity.bytes.decode(errors="replace")
-        if side not in self.workers:
+    def _read_one(self, side: str) -> None:
+        """Move one message from the side's socket into its inbox, checking it on the way."""
+        identity, *frames = self.sockets[side].recv_multipart(copy=False)
+        if identity.bytes.decode(errors="replace") != side:
             return
         try:
             header, arrays = decode(frames)

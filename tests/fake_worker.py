@@ -6,6 +6,9 @@ file's bytes. Options make it misbehave in one chosen way:
   fault=exit:forward    exit the process in the middle of a forward call
   fault=hang:forward    stop answering (and stop heartbeats) in a forward call
   fault=slow:load       take 'seconds' seconds to load
+And one makes it longer or slower, for streaming tests:
+  relus=N               N more relu layers after relu_1 (relu_2 ... relu_{N+1})
+  pace=SECONDS          wait that long before computing each layer
 """
 from __future__ import annotations
 
@@ -18,9 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from backends.worker_base import Worker as WorkerBase
-
-LAYERS = ("dense_1", "relu_1", "dense_2")
-
 
 class Worker(WorkerBase):
     backend = "fake"
@@ -38,11 +38,15 @@ class Worker(WorkerBase):
         return {"w1": rng.standard_normal((4, 8)).astype(np.float32),
                 "w2": rng.standard_normal((8, 3)).astype(np.float32)}
 
+    def _layers(self) -> list[str]:
+        relus = [f"relu_{i}" for i in range(1, int(self.options.get("relus", "0")) + 2)]
+        return ["dense_1", *relus, "dense_2"]
+
     def _describe_layers_impl(self) -> list[dict]:
-        inbound = {"dense_1": ["input:x"], "relu_1": ["dense_1"], "dense_2": ["relu_1"]}
-        shapes = {"dense_1": (None, 8), "relu_1": (None, 8), "dense_2": (None, 3)}
-        return [{"name": n, "class_name": {"relu_1": "Activation"}.get(n, "Dense"), "inbound": inbound[n],
-                 "output_shapes": [shapes[n]]} for n in LAYERS]
+        names = self._layers()
+        return [{"name": n, "class_name": "Activation" if n.startswith("relu") else "Dense",
+                 "inbound": ["input:x"] if i == 0 else [names[i - 1]],
+                 "output_shapes": [(None, 3) if n == "dense_2" else (None, 8)]} for i, n in enumerate(names)]
 
     def _input_specs_impl(self) -> list[dict]:
         return [{"name": "x", "shape": [None, 4], "dtype": "float32"}]
@@ -52,13 +56,18 @@ class Worker(WorkerBase):
             os.kill(os.getpid(), signal.SIGKILL)
         if self.fault == "hang:forward":
             os.kill(os.getpid(), signal.SIGSTOP)
+        pace = float(self.options.get("pace", "0"))
         x = inputs[0]
-        h = x @ self._model["w1"]
-        h = self._maybe_perturb("dense_1", h)
-        yield "dense_1", [h]
-        r = self._maybe_perturb("relu_1", np.maximum(h, 0))
-        yield "relu_1", [r]
-        yield "dense_2", [self._maybe_perturb("dense_2", r @ self._model["w2"])]
+        for name in self._layers():
+            time.sleep(pace)
+            if name == "dense_1":
+                x = x @ self._model["w1"]
+            elif name == "dense_2":
+                x = x @ self._model["w2"]
+            else:
+                x = np.maximum(x, 0)
+            x = self._maybe_perturb(name, x)
+            yield name, [x]
 
     def _maybe_perturb(self, layer: str, value: np.ndarray) -> np.ndarray:
         return value + np.float32(1e-2) if self.fault == f"perturb:{layer}" else value

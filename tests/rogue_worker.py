@@ -31,7 +31,7 @@ def garbage(kind: str, seq: int) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser()
     for flag in ("--backend", "--side", "--endpoint", "--heartbeat", "--parent-pid", "--heartbeat-interval",
-                 "--coordinator-timeout", "--worker-module"):
+                 "--coordinator-timeout", "--worker-module", "--cpus"):
         parser.add_argument(flag)
     parser.add_argument("--option", action="append", default=[])
     args = parser.parse_args()

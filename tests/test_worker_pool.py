@@ -132,3 +132,32 @@ def test_no_worker_outlives_its_coordinator(how):
     coordinator.send_signal(how)
     coordinator.wait(timeout=10)
     assert wait_until_gone(pids, 5) == []
+
+
+def test_a_side_far_ahead_is_not_read_until_the_other_catches_up(model_file):
+    """Flow control: side A streams 42 layers at once, side B one every 20 ms. The coordinator
+    leaves A unread while one of A's layers waits for its partner (A's worker then waits on its
+    send), so it never holds more than one unpaired layer; without that it would hold most of A."""
+    from kdiff.alignment import align_layers
+    from kdiff.streams import stream_pairs
+
+    with WorkerPool() as pool:
+        start(pool, "a", relus="40")
+        start(pool, "b", relus="40", pace="0.02")
+        described = {side: pool.call(side, "load", {"model": model_file})[0]["layers"] for side in "ab"}
+        pairs = align_layers(described["a"], described["b"])
+        received, paired, most_unpaired = {"a": 0, "b": 0}, [], 0
+
+        def on_part(side, header, arrays):
+            nonlocal most_unpaired
+            received[side] += 1
+            most_unpaired = max(most_unpaired, received[side] - len(paired))
+            return arrays["0"]
+
+        def on_pair(layer, a_output, b_output):
+            paired.append(layer)
+            np.testing.assert_array_equal(a_output, b_output)
+
+        stream_pairs(pool, pairs, "forward", {"0": np.ones((2, 4), np.float32)}, 60, on_part, on_pair)
+        assert paired == [layer["name"] for layer in described["a"]] and len(paired) == 43
+        assert most_unpaired == 1

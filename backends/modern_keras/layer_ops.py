@@ -56,10 +56,9 @@ class LayerOps:
 
         _check_targets(loss, targets, len(self.model.outputs))
         probe_model, probe_index = self._probe_model()
-        probes = [None] * len(probe_index)  # zeros shaped like the layer outputs (whose shapes may be open)
-        for (_, tensors, _), (_, outputs) in zip(_layer_calls(self.model), forward_all(self.model, inputs)):
-            for tensor, output in zip(tensors, outputs):
-                probes[probe_index[id(tensor)]] = np.zeros_like(output)
+        probes = [None] * len(probe_index)  # zeros shaped like the layer outputs
+        for tensor, zeros in self._zeros_like_outputs(inputs):
+            probes[probe_index[id(tensor)]] = zeros
         probe_grads, weight_grads = self.gradients.input_and_weight_gradients(
             probe_model, list(inputs) + probes, list(range(len(inputs), len(inputs) + len(probes))),
             objective(self.keras, projections, loss, targets))
@@ -68,6 +67,19 @@ class LayerOps:
             yield (layer.name,
                    [probe_grads[probe_index[id(tensor)]] for tensor in outputs],
                    [(_weight_name(variable), grad_by_variable[id(variable)]) for variable in layer.weights])
+
+    def _zeros_like_outputs(self, inputs: list[np.ndarray]):
+        """(layer output tensor, zeros of its shape for these inputs) for every layer output: from
+        the graph's shapes with the batch filled in, or, where another axis is open (a sequence of
+        any length), from running the model once."""
+        batch = inputs[0].shape[0]
+        calls = [(tensor, tuple(tensor.shape)) for _, tensors, _ in _layer_calls(self.model) for tensor in tensors]
+        shapes = [(batch, *shape[1:]) if shape and shape[0] is None else shape for _, shape in calls]
+        if all(None not in shape for shape in shapes):
+            return [(tensor, np.zeros(shape, _numpy_dtype(tensor.dtype))) for (tensor, _), shape in zip(calls, shapes)]
+        return [(tensor, np.zeros_like(output))
+                for (_, tensors, _), (_, outputs) in zip(_layer_calls(self.model), forward_all(self.model, inputs))
+                for tensor, output in zip(tensors, outputs)]
 
     def _first_node(self, layer: str):
         if layer not in self._first_nodes:
@@ -100,6 +112,11 @@ class LayerOps:
         if hasattr(self.keras, "ops"):  # Keras 3: also detaches torch tensors, copies from GPUs
             return self.keras.ops.convert_to_numpy(tensor)
         return np.asarray(tensor)
+
+
+def _numpy_dtype(dtype) -> np.dtype:
+    """A Keras 3 dtype name, or a tf_keras tensor's tf.DType, as numpy's."""
+    return np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
 
 
 def _check_targets(loss: str | None, targets: list | None, outputs: int) -> None:
