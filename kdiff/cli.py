@@ -61,19 +61,27 @@ def diff_parser(prog: str = "kdiff") -> argparse.ArgumentParser:
     parser.add_argument("--write-fixed", metavar="DIR",
                         help="write side B's model with every proven fix applied (Keras 3: model.keras; tf-keras: "
                              "model.json + weights.h5), then check it afresh against side A")
-    add_common_arguments(parser)
+    add_common_arguments(parser, derived_tolerances=True)
     parser.add_argument("--dump", metavar="DIR", help="write DIR/a.npz and DIR/b.npz with every layer's output")
     parser.add_argument("--trust-lambda-bytecode", action="store_true",
                         help="run the marshalled Lambda bytecode stored in the model file (only for files you trust)")
     return parser
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every command that starts two workers on a model takes."""
+def add_common_arguments(parser: argparse.ArgumentParser, derived_tolerances: bool = False) -> None:
+    """The options every command that starts two workers on a model takes. With ``derived_tolerances``
+    --atol/--rtol default to None: each layer's tolerance is then derived (kdiff.tolerances)."""
     parser.add_argument("--a-python", metavar="PATH", help="run side A in this Python instead of kdiff's environment")
     parser.add_argument("--b-python", metavar="PATH", help="run side B in this Python instead of kdiff's environment")
-    parser.add_argument("--atol", type=float, default=Tolerance.atol, help="absolute tolerance (default %(default)g)")
-    parser.add_argument("--rtol", type=float, default=Tolerance.rtol, help="relative tolerance (default %(default)g)")
+    if derived_tolerances:
+        derived = "default: each layer's own, derived from its dtype and reduction length"
+        parser.add_argument("--atol", type=float, help=f"absolute tolerance for every layer ({derived}; "
+                                                       f"{Tolerance.atol:g} when only --rtol is given)")
+        parser.add_argument("--rtol", type=float, help=f"relative tolerance for every layer ({derived}; "
+                                                       f"{Tolerance.rtol:g} when only --atol is given)")
+    else:
+        parser.add_argument("--atol", type=float, default=Tolerance.atol, help="absolute tolerance (default %(default)g)")
+        parser.add_argument("--rtol", type=float, default=Tolerance.rtol, help="relative tolerance (default %(default)g)")
     parser.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
     parser.add_argument("--custom-objects", metavar="FILE.py",
                         help="a Python file defining functions the model needs (e.g. for Lambda layers), by name")
@@ -217,7 +225,11 @@ def write_json(report: dict, path: str | None) -> None:
 
 def run_diff_command(args: argparse.Namespace, out: Console, err: Console) -> DiffReport:
     a, b, (sample,) = resolve_sides(args)
-    options = DiffOptions(tolerance=Tolerance(args.atol, args.rtol), custom_objects=args.custom_objects,
+    given = args.atol is not None or args.rtol is not None
+    options = DiffOptions(tolerance=Tolerance(Tolerance.atol if args.atol is None else args.atol,
+                                              Tolerance.rtol if args.rtol is None else args.rtol,
+                                              "given: --atol/--rtol" if given else ""),
+                          derived_tolerances=not given, custom_objects=args.custom_objects,
                           trust_lambda_bytecode=args.trust_lambda_bytecode, dump_dir=args.dump,
                           timeouts=Timeouts(call=args.timeout), write_fixed=args.write_fixed,
                           gradients=not args.no_grad, isolate=args.isolate, loss=_checked_loss(args),

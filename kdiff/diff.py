@@ -18,6 +18,7 @@ from kdiff.isolation import isolate_layers
 from kdiff.layout_client import LayoutClient
 from kdiff.layouts import LayoutBridge, layout_bridge
 from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
+from kdiff.tolerances import Tolerances, as_tolerances, derive
 from kdiff.streams import stream_pairs
 from kdiff.model_files import inspect_model, load_labels, load_sample
 from kdiff.report import DIVERGED, MATCH, ONLY_A, ONLY_B, PROPAGATED, BackendInfo, DiffReport, LayerResult
@@ -39,7 +40,8 @@ class Side:
 
 @dataclass(frozen=True)
 class DiffOptions:
-    tolerance: Tolerance = Tolerance()
+    tolerance: Tolerance = Tolerance()  # every layer's, unless derived_tolerances
+    derived_tolerances: bool = False  # derive each layer's tolerance from its dtype and arithmetic (kdiff.tolerances)
     custom_objects: str | None = None
     trust_lambda_bytecode: bool = False
     dump_dir: str | None = None
@@ -78,6 +80,7 @@ class DiffSession:
         self.pool: WorkerPool | None = None
         self.weight_maps: dict[str, list] = {}  # side A's layer -> per weight, how side B reorders it
         self.bridge = LayoutBridge()            # how side B's arrays are moved to side A's layout (kdiff.layouts)
+        self.tolerances = Tolerances.from_user(options.tolerance)  # per layer once derived (start)
         self.named_loss: NamedLoss | None = None  # the loss the backward diff differentiates (else a projection)
 
     def __enter__(self) -> "DiffSession":
@@ -114,6 +117,8 @@ class DiffSession:
                                   a_layout if a_layout and b_layout and a_layout != b_layout else "")
         self.a_layers = {layer["name"]: layer for layer in described["a"]["layers"]}
         self.b_layers = {layer["name"]: layer for layer in described["b"]["layers"]}
+        if self.options.derived_tolerances:
+            self.tolerances = derive(self.pairs, described["a"].get("inputs") or [])
         self.clients = {side.name: SideClient(pool, side.name) for side in self.sides}
         self.bridge = layout_bridge(self.pairs, self.models["a"], self.models["b"], b.layout,
                                     described["a"].get("inputs") or [], described["b"].get("inputs") or [])
@@ -150,12 +155,13 @@ class DiffSession:
         run_noise_floor = self.options.noise_floor if noise_floor is None else noise_floor
         noise = self.noise_floor(sample) if run_noise_floor else {}
         self.progress.stage("running the sample through both models")
+        used: dict[str, Tolerance] = {}
         metrics, shapes = _forward_and_compare(self.pool, self.pairs, sample, self.options, self.progress,
-                                               self.bridge)
+                                               self.bridge, self.tolerances, used)
         isolated = {}
         if self.options.isolate:
             self.progress.stage("running each of side B's layers alone on side A's inputs")
-            isolated = isolate_layers(self.pairs, self.clients["a"], self.clients["b"], self.options.tolerance,
+            isolated = isolate_layers(self.pairs, self.clients["a"], self.clients["b"], self.tolerances,
                                       self.progress)
         grads, notes = {}, []
         if self.options.gradients if gradients is None else gradients:
@@ -183,22 +189,23 @@ class DiffSession:
         if any(pair.aligned_by == "order" for pair in self.pairs):
             notes.append("some layers have different names on the two sides and were paired by order and shape")
         return DiffReport(
-            backends=infos, layers=tuple(_classify(self.pairs, metrics, shapes, grads, isolated, self.bridge)),
-            tolerance=self.options.tolerance,
+            backends=infos, layers=tuple(_classify(self.pairs, metrics, shapes, grads, isolated, self.bridge,
+                                                      used)),
+            tolerance=self.tolerances.given,
             sample={"path": sample_path, "shape": list(sample.shape), "dtype": sample.dtype.str}, notes=tuple(notes),
             noise_floor=noise, gradient_loss=(self.named_loss.to_json() if self.named_loss is not None else PROJECTION)
             if grads else None,
         )
 
     def _backward(self, sample: np.ndarray, output_shapes: list[tuple]) -> dict:
-        grads = backward_and_compare(self.pool, self.pairs, sample, output_shapes, self.options.tolerance,
+        grads = backward_and_compare(self.pool, self.pairs, sample, output_shapes, self.tolerances,
                                      self.options.timeouts.call, self.weight_maps, self.bridge, self.named_loss)
         reordered = [layer for layer, diff in grads.items() if layer not in self.weight_maps and any(
             isinstance(m, str) and m.startswith("shapes differ") for _, m in diff.weights)]
         if not reordered:
             return grads
         self.refresh_weight_maps(reordered)  # e.g. a Keras 1 'th' kernel, held (rows, cols, in, out) by side B
-        return backward_and_compare(self.pool, self.pairs, sample, output_shapes, self.options.tolerance,
+        return backward_and_compare(self.pool, self.pairs, sample, output_shapes, self.tolerances,
                                     self.options.timeouts.call, self.weight_maps, self.bridge, self.named_loss)
 
     def refresh_weight_maps(self, a_layers: list[str]) -> None:
@@ -237,11 +244,11 @@ def run_diff(a: Side, b: Side, sample_path: str, options: DiffOptions = DiffOpti
         if diagnose and session.bridge.moved_inputs and not session.bridge.built:
             from kdiff.diagnosis.input_layout import prove_input_layout
 
-            report = replace(report, findings=prove_input_layout(session, options.tolerance))
+            report = replace(report, findings=prove_input_layout(session, session.tolerances))
         if diagnose and report.exit_code != 0:
             from kdiff.diagnosis.repair import diagnose as run_diagnosis
 
-            found = run_diagnosis(session, sample, report, options.tolerance, progress)
+            found = run_diagnosis(session, sample, report, session.tolerances, progress)
             report = replace(report, findings=report.findings + found.findings, unexplained=found.unexplained,
                              repaired=found.repaired)
         final = report.repaired or report
@@ -312,10 +319,14 @@ def _collect_replies(pool: WorkerPool, pending: dict[str, int], timeout: float) 
 
 
 def _forward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray, options: DiffOptions,
-                         progress: Progress, bridge: LayoutBridge = LayoutBridge()) -> tuple[dict, dict]:
+                         progress: Progress, bridge: LayoutBridge = LayoutBridge(),
+                         tolerances: Tolerances | None = None, used: dict | None = None) -> tuple[dict, dict]:
     """Layer metrics keyed by A's layer name, and every layer's output shapes by (side, name) as each side
     gave them. Side B's outputs are moved to side A's layout before they are compared (``bridge``);
-    the dump holds them as B's worker gave them."""
+    the dump holds them as B's worker gave them. Each layer is judged by its forward rule in ``tolerances``
+    (by default ``options.tolerance`` for all); ``used`` receives the tolerance each layer was judged by."""
+    tolerances = as_tolerances(options.tolerance) if tolerances is None else tolerances
+    used = {} if used is None else used
     dumps = {side: NpzWriter(Path(options.dump_dir) / f"{side}.npz") for side in "ab"} if options.dump_dir else {}
     metrics: dict[str, LayerMetrics | str] = {}
     shapes: dict[tuple[str, str], tuple] = {}
@@ -331,7 +342,8 @@ def _forward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.nd
         return bridge.to_a(layer, outputs) if side == "b" else outputs
 
     def on_pair(a_layer: str, a_outputs: list, b_outputs: list) -> None:
-        metrics[a_layer] = _compare_outputs(a_outputs, b_outputs, options.tolerance)
+        used[a_layer] = tolerances.forward(a_layer).on(a_outputs, b_outputs)
+        metrics[a_layer] = _compare_outputs(a_outputs, b_outputs, used[a_layer])
         progress.layer_done(len(metrics), total)
 
     try:
@@ -352,7 +364,7 @@ def _compare_outputs(a_out: list, b_out: list, tolerance: Tolerance) -> LayerMet
 
 
 def _classify(pairs: list[LayerPair], metrics: dict, shapes: dict, grads: dict, isolated: dict,
-              bridge: LayoutBridge = LayoutBridge()) -> list[LayerResult]:
+              bridge: LayoutBridge = LayoutBridge(), used: dict | None = None) -> list[LayerResult]:
     """Each layer's status, in order: a layer that does not match is where a divergence starts
     ('diverged') when every layer feeding it matched, else it only carries one ('propagated').
     Where the layer was also run in isolation, that decides: its own computation differs
@@ -391,7 +403,8 @@ def _classify(pairs: list[LayerPair], metrics: dict, shapes: dict, grads: dict, 
             a_shape=_first(shapes.get(("a", name))), b_shape=_first(shapes.get(("b", pair.b["name"]))),
             status=status, metrics=layer_metrics, grad=grads.get(name), isolated=alone,
             b_name=pair.b["name"] if pair.b["name"] != name else "",
-            aligned_by=pair.aligned_by, inbound=inbound, note=note, layout=bridge.note(pair.b["name"])))
+            aligned_by=pair.aligned_by, inbound=inbound, note=note, layout=bridge.note(pair.b["name"]),
+            tolerance=(used or {}).get(name)))
     return results
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from kdiff.alignment import LayerPair
 from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
+from kdiff.tolerances import Tolerances, as_tolerances
 from kdiff.streams import stream_pairs
 from kdiff.workers import WorkerPool
 
@@ -68,6 +69,15 @@ def gradient_tolerance(tolerance: Tolerance, a: np.ndarray, b: np.ndarray) -> To
     return Tolerance(atol=max(tolerance.atol * 1e-2, tolerance.rtol * scale), rtol=tolerance.rtol)
 
 
+def _terms_per_weight(output_gradients: list, weight: np.ndarray) -> int:
+    """How many terms are summed into each element of a weight's gradient: the output gradient's
+    elements per output channel (the batch and every position), taking the weight's last axis as
+    the output channels (Dense, Conv kernels and biases)."""
+    size = output_gradients[0].size if output_gradients else 0
+    channels = weight.shape[-1] if weight.ndim else 1
+    return size // channels if channels and size % channels == 0 else 1
+
+
 def _compare(a: np.ndarray, b: np.ndarray, tolerance: Tolerance) -> LayerMetrics | str:
     if a.shape != b.shape:
         return f"shapes differ: {a.shape} vs {b.shape}"
@@ -75,15 +85,17 @@ def _compare(a: np.ndarray, b: np.ndarray, tolerance: Tolerance) -> LayerMetrics
 
 
 def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray, output_shapes: list[tuple],
-                         tolerance: Tolerance, timeout: float,
+                         tolerance: Tolerance | Tolerances, timeout: float,
                          weight_maps: dict[str, list] | None = None, bridge=None,
                          loss: NamedLoss | None = None) -> dict[str, GradientDiff]:
     """Gradient differences keyed by side A's layer name. ``weight_maps`` (side A's layer name ->
     one ElementMap or None per weight) says where side B holds A's weight reordered; A's gradient
     of that weight is reordered the same way before it is compared. ``bridge`` (kdiff.layouts) moves
     side B's input and projections to its layout, and its output gradients back to side A's. With
-    ``loss``, both sides differentiate that loss on its labels instead of the projection."""
+    ``loss``, both sides differentiate that loss on its labels instead of the projection. Each layer's
+    gradients are judged by its gradient rule in ``tolerance`` (kdiff.tolerances), scaled to them."""
     weight_maps = weight_maps or {}
+    tolerances = as_tolerances(tolerance)
     targets = ({f"y{i}": y for i, y in enumerate(loss.labels)} if loss is not None else
                {f"p{i}": p for i, p in enumerate(projections(output_shapes))})
     arrays = {"x0": sample, **targets}
@@ -104,6 +116,7 @@ def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.nd
 
     def on_pair(a_layer: str, a_kept, b_kept) -> None:
         (a_outputs, a_weights), (b_outputs, b_weights) = a_kept, b_kept
+        tolerance = tolerances.gradient(a_layer)
         if len(a_outputs) != len(b_outputs):
             output: LayerMetrics | str = f"{len(a_outputs)} output gradient(s) on side A, {len(b_outputs)} on B"
         else:
@@ -114,9 +127,11 @@ def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.nd
                             for name, _ in a_weights)
         else:
             maps = weight_maps.get(a_layer) or [None] * len(a_weights)
-            weights = tuple((name, _compare(element_map(x), element_map.part_of_b(y), tolerance) if element_map
-                             else _compare(x, y, tolerance))
-                            for (name, x), (_, y), element_map in zip(a_weights, b_weights, maps))
+            summed = [tolerances.gradient(a_layer, _terms_per_weight(a_outputs, x)) for _, x in a_weights]
+            weights = tuple((name, _compare(element_map(x), element_map.part_of_b(y), weight_tolerance) if element_map
+                             else _compare(x, y, weight_tolerance))
+                            for (name, x), (_, y), element_map, weight_tolerance
+                            in zip(a_weights, b_weights, maps, summed))
         results[a_layer] = GradientDiff(output, weights)
 
     stream_pairs(pool, pairs, "backward", arrays, timeout, on_part, on_pair, b_arrays=b_arrays,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from kdiff.alignment import LayerPair
 from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
+from kdiff.tolerances import Tolerances, as_tolerances
 from kdiff.worker_calls import SideClient
 
 
-def isolate_layers(pairs: list[LayerPair], a: SideClient, b: SideClient, tolerance: Tolerance,
+def isolate_layers(pairs: list[LayerPair], a: SideClient, b: SideClient, tolerance: Tolerance | Tolerances,
                    progress) -> dict[str, LayerMetrics | str]:
-    """Isolated error keyed by side A's layer name (a string says why a layer was not isolated)."""
+    """Isolated error keyed by side A's layer name (a string says why a layer was not isolated); each
+    layer is judged by its own arithmetic's tolerance, its inputs being the same on both sides."""
+    tolerances = as_tolerances(tolerance)
     results: dict[str, LayerMetrics | str] = {}
     both = [pair for pair in pairs if pair.a is not None and pair.b is not None]
     for done, pair in enumerate(both, 1):
@@ -21,6 +24,7 @@ def isolate_layers(pairs: list[LayerPair], a: SideClient, b: SideClient, toleran
         if len(outputs) != len(expected) or any(x.shape != y.shape for x, y in zip(expected, outputs)):
             results[name] = "side B's layer gives outputs of other shapes on side A's inputs"
         else:
-            results[name] = combine([compare_arrays(x, y, tolerance) for x, y in zip(expected, outputs)])
+            judged = tolerances.isolated(name).on(expected, outputs)
+            results[name] = combine([compare_arrays(x, y, judged) for x, y in zip(expected, outputs)])
         progress.layer_done(done, len(both))
     return results

@@ -12,10 +12,12 @@ CHUNK = 1 << 18  # elements per chunk: a few MB, so each pass over a chunk stays
 
 @dataclass(frozen=True)
 class Tolerance:
-    """An element matches when ``|a - b| <= atol + rtol * max(|a|, |b|)``."""
+    """An element matches when ``|a - b| <= atol + rtol * max(|a|, |b|)``; ``reason`` says why
+    that size (kdiff.tolerances), "" for a tolerance given as is."""
 
     atol: float = 1e-5
     rtol: float = 1e-4
+    reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -40,13 +40,14 @@ class LayerResult:
     grad: object = None       # kdiff.gradients.GradientDiff when gradients were compared
     isolated: object = None   # LayerMetrics of side B's layer alone on side A's inputs (--isolate), or why not
     layout: str = ""          # how side B's values were moved to side A's layout to compare, "" when not
+    tolerance: Tolerance | None = None  # what the layer's outputs were judged by (kdiff.tolerances)
 
 
 @dataclass(frozen=True)
 class DiffReport:
     backends: tuple[BackendInfo, BackendInfo]
     layers: tuple[LayerResult, ...]
-    tolerance: Tolerance
+    tolerance: Tolerance | None   # the user's, for every layer; None: derived per layer (LayerResult.tolerance)
     sample: dict
     findings: tuple = ()           # kdiff.diagnosis.model.Finding, in the order they were found
     notes: tuple[str, ...] = ()
@@ -94,7 +95,8 @@ class DiffReport:
             "kdiff_version": self.kdiff_version,
             "backends": {info.side: _backend_json(info) for info in self.backends},
             "sample": self.sample,
-            "tolerance": {"atol": self.tolerance.atol, "rtol": self.tolerance.rtol},
+            "tolerance": {"mode": "derived"} if self.tolerance is None else
+            {"mode": "given", "atol": self.tolerance.atol, "rtol": self.tolerance.rtol},
             "layers": [_layer_json(layer) for layer in self.layers],
             "first_divergence": _place(self.first_divergence),
             "first_grad_divergence": _place(self.first_grad_divergence),
@@ -116,7 +118,8 @@ def _after_fixes(repaired: "DiffReport") -> dict:
             "layers": [{"name": layer.name, "status": layer.status,
                         "grad_match": layer.grad.matches if layer.grad is not None else None,
                         "max_abs": _number(layer.metrics.max_abs) if layer.metrics else None,
-                        "max_rel": _number(layer.metrics.max_rel) if layer.metrics else None}
+                        "max_rel": _number(layer.metrics.max_rel) if layer.metrics else None,
+                        "tolerance": _tolerance_json(layer.tolerance)}
                        for layer in repaired.layers]}
 
 
@@ -141,6 +144,11 @@ def _metrics_json(m: LayerMetrics | str | None) -> dict | None:
             "cosine": _number(m.cosine), "out_of_tolerance": m.out_of_tolerance, "match": m.matches}
 
 
+def _tolerance_json(tolerance: Tolerance | None) -> dict | None:
+    return None if tolerance is None else {"atol": tolerance.atol, "rtol": tolerance.rtol,
+                                           "reason": tolerance.reason or None}
+
+
 def _layer_json(layer: LayerResult) -> dict:
     m = layer.metrics
     grad = layer.grad
@@ -162,6 +170,7 @@ def _layer_json(layer: LayerResult) -> dict:
         "note": layer.note or None,
         "layout": layer.layout or None,
         "isolated": _metrics_json(layer.isolated),
+        "tolerance": _tolerance_json(layer.tolerance),
         "grad": _metrics_json(grad.output) if grad is not None else None,
         "weight_grads": {name: _metrics_json(metrics) for name, metrics in grad.weights} if grad is not None else None,
     }

@@ -91,3 +91,25 @@ def test_narrow_terminals_get_the_compact_columns():
     assert lines[3].split() == ["layer", "class", "max", "rel", "rel", "error", "status"]
     assert lines[5].split() == ["conv2d_1", "Conv2D", "5.20e-01", "████████", "▶", "diverged"]
     assert all(len(line) <= 70 for line in lines)
+
+
+def test_a_derived_tolerance_is_explained_where_a_layer_fails_it():
+    judged = Tolerance(4.6e-6, 1.6e-6, "float32 2ε·√K, K=1152 (Conv2D kernel 3x3x128x8, 8 outputs); "
+                                        "atol = rtol·2.91 (the smaller side's max |x|)")
+    derived = DiffReport(backends=DIVERGED.backends, tolerance=None, sample=DIVERGED.sample, layers=(
+        LayerResult("conv2d_1", "Conv2D", (4, 8, 16, 16), (4, 8, 16, 16), "diverged", metrics(7.1e-3, 0.52, 0.93),
+                    tolerance=judged),))
+    assert rendered(render_report, derived).split("\n\n")[-1] == textwrap.dedent("""\
+        First divergence: conv2d_1 (Conv2D), layer 0
+          its inputs match on both sides, but its output does not: max abs 7.10e-03, max rel 5.20e-01, 93.0%
+        of elements outside atol 4.6e-06 + rtol 1.6e-06·|x|
+          tolerance: float32 2ε·√K, K=1152 (Conv2D kernel 3x3x128x8, 8 outputs); atol = rtol·2.91 (the
+        smaller side's max |x|)
+          1 layer(s) diverge on their own, 0 carry an earlier divergence, 0 match.""")
+
+
+def test_a_match_under_derived_tolerances_says_so():
+    text = rendered(render_report, DiffReport(backends=DIVERGED.backends, tolerance=None, sample=DIVERGED.sample,
+                                              layers=(LayerResult("d", "Dense", (2, 3), (2, 3), "match",
+                                                                  metrics(0, 0)),)))
+    assert text.splitlines()[-1] == "All 1 layers match (tolerances derived per layer from dtype and reduction length)."

@@ -252,9 +252,17 @@ def _layer_calls(model) -> list[tuple]:
 
 
 def describe_layers(model) -> list[dict]:
+    """Every layer's name, class, inbound layers and output shapes; with its output dtype and its
+    weights' shapes, from which the coordinator derives the layer's tolerance (kdiff.tolerances)."""
     return [{"name": layer.name, "class_name": type(layer).__name__, "inbound": inbound,
-             "output_shapes": [_shape(t) for t in outputs]}
+             "output_shapes": [_shape(t) for t in outputs],
+             "dtype": _dtype_name(outputs[0].dtype) if outputs else None,
+             "weight_shapes": [[int(d) for d in variable.shape] for variable in layer.weights]}
             for layer, outputs, inbound in _layer_calls(model)]
+
+
+def _dtype_name(dtype) -> str:
+    return getattr(dtype, "name", str(dtype))
 
 
 def input_specs(model) -> list[dict]:

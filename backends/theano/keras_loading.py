@@ -55,7 +55,8 @@ def load_model(model_json_text: str, weights_path: str | None, custom_objects: d
 
 
 def describe_layers(model) -> list[dict]:
-    """Every layer but the inputs, in topological order, with its inbound layers and output shapes."""
+    """Every layer but the inputs, in topological order, with its inbound layers, output shapes,
+    output dtype and weight shapes."""
     described = []
     for layer in _layers(model):
         inbound, output_shapes = [], []
@@ -65,11 +66,15 @@ def describe_layers(model) -> list[dict]:
                 if name not in inbound:
                     inbound.append(name)
             output_shapes += [_plain_shape(shape) for shape in node.output_shapes]
+        outputs = [t for node in _model_nodes(model, layer) for t in node.output_tensors]
         described.append({
             "name": layer.name,
             "class_name": type(layer).__name__,
             "inbound": inbound,
             "output_shapes": output_shapes,
+            # for the coordinator's derived tolerances (kdiff.tolerances)
+            "dtype": str(outputs[0].dtype) if outputs else None,
+            "weight_shapes": [list(variable.get_value(borrow=True).shape) for variable in layer.weights],
         })
     return described
 

@@ -6,6 +6,7 @@ import numpy as np
 from kdiff.alignment import LayerPair
 from kdiff.diagnosis.model import Candidate, ErrorSize, LayerEvidence, Unexplained
 from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
+from kdiff.tolerances import Tolerances, as_tolerances
 from kdiff.worker_calls import SideClient
 
 
@@ -39,10 +40,11 @@ def _input_shape_of(layer: dict, a_layers: dict[str, dict], recorded: dict) -> t
     return None
 
 
-def isolated_error(b: SideClient, evidence: LayerEvidence, tolerance: Tolerance,
+def isolated_error(b: SideClient, evidence: LayerEvidence, tolerance: Tolerance | Tolerances,
                    candidate: Candidate | None = None) -> LayerMetrics:
-    """Side B's layer run alone on side A's inputs, against side A's output; with the candidate's
-    config change when one is given (a change of weights alone must already be set on side B)."""
+    """Side B's layer run alone on side A's inputs, against side A's output, judged by the layer's
+    own tolerance; with the candidate's config change when one is given (a change of weights alone
+    must already be set on side B)."""
     if candidate is not None and candidate.changes_config:
         weights = None if candidate.b_weights is None else list(candidate.b_weights)
         outputs = b.run_layer_changed(evidence.b_layer, list(evidence.a_inputs), candidate.overrides,
@@ -52,15 +54,17 @@ def isolated_error(b: SideClient, evidence: LayerEvidence, tolerance: Tolerance,
     if len(outputs) != len(evidence.a_outputs) or any(o.shape != e.shape for o, e in zip(outputs, evidence.a_outputs)):
         raise ValueError(f"layer {evidence.b_layer} gives outputs of shapes {[o.shape for o in outputs]} "
                          f"on side B, {[e.shape for e in evidence.a_outputs]} on side A")
-    return combine([compare_arrays(expected, got, tolerance) for expected, got in zip(evidence.a_outputs, outputs)])
+    judged = as_tolerances(tolerance).isolated(evidence.layer).on(evidence.a_outputs, outputs)
+    return combine([compare_arrays(expected, got, judged) for expected, got in zip(evidence.a_outputs, outputs)])
 
 
-def describe_unexplained(b: SideClient, evidence: LayerEvidence, tolerance: Tolerance,
+def describe_unexplained(b: SideClient, evidence: LayerEvidence, tolerance: Tolerance | Tolerances,
                          b_inputs: list[np.ndarray]) -> Unexplained:
     """Where the error of side B's layer sits, for a divergence no rule explains."""
     outputs = b.run_layer(evidence.b_layer, list(evidence.a_inputs))
-    isolated = combine([compare_arrays(e, o, tolerance) for e, o in zip(evidence.a_outputs, outputs)])
-    input_error = max((compare_arrays(x, y, tolerance).max_rel for x, y in zip(evidence.a_inputs, b_inputs)
+    judged = as_tolerances(tolerance).isolated(evidence.layer).on(evidence.a_outputs, outputs)
+    isolated = combine([compare_arrays(e, o, judged) for e, o in zip(evidence.a_outputs, outputs)])
+    input_error = max((compare_arrays(x, y, judged).max_rel for x, y in zip(evidence.a_inputs, b_inputs)
                        if x.shape == y.shape), default=0.0)
     error = np.abs(np.asarray(evidence.a_outputs[0], np.float64) - outputs[0])
     worst = []

@@ -7,13 +7,15 @@ from __future__ import annotations
 from kdiff.diagnosis.model import ErrorSize, Finding
 from kdiff.errors import KdiffError
 from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
-from kdiff.report import MATCH
+from kdiff.tolerances import Tolerances, as_tolerances
 
 ID = "input-layout"
 
 
-def prove_input_layout(session, tolerance: Tolerance) -> tuple[Finding, ...]:
-    """The input-layout finding (one), from side A's last forward pass; () when B's inputs are not moved."""
+def prove_input_layout(session, tolerance: Tolerance | Tolerances) -> tuple[Finding, ...]:
+    """The input-layout finding (one), from side A's last forward pass; () when B's inputs are not moved.
+    Each first layer, run alone, is judged by its own rule in ``tolerance`` (kdiff.tolerances)."""
+    tolerances = as_tolerances(tolerance)
     bridge = session.bridge
     moved = bridge.moved_inputs
     if not moved:
@@ -28,8 +30,8 @@ def prove_input_layout(session, tolerance: Tolerance) -> tuple[Finding, ...]:
         inputs = [recorded[source][0] for source in inbound]
         expected = recorded[pair.a["name"]]
         outputs = b.run_layer(pair.b["name"], inputs)  # transposed to side B's layout and back
-        after.append(_compare(expected, outputs, tolerance))
-        before.append(_as_is(b, pair.b["name"], inputs, expected, tolerance))
+        after.append(_compare(expected, outputs, tolerances.isolated(pair.a["name"])))
+        before.append(_as_is(b, pair.b["name"], inputs, expected, tolerances.isolated(pair.a["name"])))
     if not after or any(not isinstance(m, LayerMetrics) for m in after):
         return ()
     proven = combine(after)
@@ -58,16 +60,17 @@ def _axes(ndim: int, a_layout: str) -> tuple:
     return (0, *range(2, ndim), 1) if a_layout == "channels_first" else (0, ndim - 1, *range(1, ndim - 1))
 
 
-def _compare(expected, outputs, tolerance) -> LayerMetrics | str:
+def _compare(expected, outputs, rule) -> LayerMetrics | str:
     if len(outputs) != len(expected) or any(x.shape != y.shape for x, y in zip(expected, outputs)):
         return "outputs of other shapes"
+    tolerance = rule.on(expected, outputs)
     return combine([compare_arrays(x, y, tolerance) for x, y in zip(expected, outputs)])
 
 
-def _as_is(b, layer: str, inputs, expected, tolerance) -> LayerMetrics | str:
+def _as_is(b, layer: str, inputs, expected, rule) -> LayerMetrics | str:
     """Side B's layer fed side A's input untransposed: an error size, or why it cannot run."""
     raw = getattr(b, "client", b)
     try:
-        return _compare(expected, raw.run_layer(layer, inputs), tolerance)
+        return _compare(expected, raw.run_layer(layer, inputs), rule)
     except KdiffError as error:
         return error.message if hasattr(error, "message") else str(error)

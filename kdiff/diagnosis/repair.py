@@ -8,6 +8,7 @@ from kdiff.diagnosis.model import ErrorSize, Finding, Unexplained
 from kdiff.diagnosis.rules import RULES
 from kdiff.errors import InputError
 from kdiff.metrics import Tolerance
+from kdiff.tolerances import Tolerances
 from kdiff.report import MATCH, DiffReport
 from kdiff.worker_calls import SideClient
 
@@ -24,8 +25,9 @@ class Diagnosis:
     repaired: DiffReport | None     # the comparison after every proven fix; None when none was applied
 
 
-def diagnose(session, sample, report: DiffReport, tolerance: Tolerance, progress) -> Diagnosis:
-    """Findings for every divergence that a rule can prove, in the order they were found."""
+def diagnose(session, sample, report: DiffReport, tolerance: Tolerance | Tolerances, progress) -> Diagnosis:
+    """Findings for every divergence that a rule can prove, in the order they were found. A layer
+    re-run alone is judged by its own rule in ``tolerance`` (kdiff.tolerances), or by a single Tolerance."""
     if report.exit_code == 0:
         return Diagnosis((), None, None)
     a, b = session.clients["a"], session.clients["b"]
@@ -65,7 +67,7 @@ def diagnose(session, sample, report: DiffReport, tolerance: Tolerance, progress
     return Diagnosis(tuple(findings), None, current if findings else None)
 
 
-def _prove(b: SideClient, evidence, tolerance: Tolerance) -> list[Finding]:
+def _prove(b: SideClient, evidence, tolerance: Tolerance | Tolerances) -> list[Finding]:
     """The fix that brings side B's layer within tolerance, kept on side B, as findings: one
     candidate alone, or else (two faults in one layer, such as a Theano kernel that is both
     flipped and padded the other way) a weights-only candidate of one rule followed by a
@@ -102,7 +104,7 @@ def _prove(b: SideClient, evidence, tolerance: Tolerance) -> list[Finding]:
     return []
 
 
-def _try(b: SideClient, evidence, tolerance: Tolerance, candidate) -> ErrorSize | None:
+def _try(b: SideClient, evidence, tolerance: Tolerance | Tolerances, candidate) -> ErrorSize | None:
     """Side B's layer with the candidate applied, re-run on side A's inputs: the error when it is
     within tolerance (the change is then kept on side B), else None (side B is left as it was)."""
     weights_only = candidate.b_weights is not None and not candidate.changes_config

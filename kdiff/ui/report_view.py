@@ -110,7 +110,8 @@ def summary(report: DiffReport) -> Text:
               for status in (MATCH, DIVERGED, PROPAGATED, ONLY_A, ONLY_B)}
     if first is None and report.exit_code == 0:
         text.append(f"All {len(report.layers)} layers match", style="bold green")
-        text.append(f" (atol {report.tolerance.atol:g}, rtol {report.tolerance.rtol:g}).")
+        text.append(" (tolerances derived per layer from dtype and reduction length)." if report.tolerance is None
+                    else f" (atol {report.tolerance.atol:g}, rtol {report.tolerance.rtol:g}).")
         _gradient_summary(report, text)
         return text
     if first is not None:
@@ -120,11 +121,14 @@ def summary(report: DiffReport) -> Text:
         text.append(f"{layer.name} ({layer.class_name}), layer {index}", style="bold")
         text.append("\n  its inputs match on both sides, but its output does not")
         if m is not None:
+            tolerance = layer.tolerance or report.tolerance
             text.append(f": max abs {fmt(m.max_abs)}, max rel {fmt(m.max_rel)}, "
-                        f"{m.out_of_tolerance:.1%} of elements outside atol {report.tolerance.atol:g} + "
-                        f"rtol {report.tolerance.rtol:g}·|x|")
+                        f"{m.out_of_tolerance:.1%} of elements outside atol {tolerance.atol:.3g} + "
+                        f"rtol {tolerance.rtol:.3g}·|x|")
             if m.nan_a or m.nan_b or m.inf_a or m.inf_b:
                 text.append(f"; NaN A/B {m.nan_a}/{m.nan_b}, Inf A/B {m.inf_a}/{m.inf_b}")
+            if report.tolerance is None and tolerance is not None and tolerance.reason:
+                text.append(f"\n  tolerance: {tolerance.reason}", style="dim")
         elif layer.note:
             text.append(f": {layer.note}")
         text.append("\n")
