@@ -19,7 +19,10 @@ with s the smaller of the two sides' largest |output| (a broken side cannot wide
                  ε        for layers that only move or select values (Reshape, MaxPooling...).
 
 ε is the output dtype's machine epsilon (float16 2^-10, bfloat16 2^-7, float32 2^-23,
-float64 2^-52; the coarser of the two sides'). A layer's output also carries the rounding
+float64 2^-52) of the dtype the layer is judged in: the finer of the two sides' (a side that
+computes in bfloat16 or float16 where the other computes in float32 does another computation,
+which the float-precision diagnosis names), but float32 when only one side computes in float64
+(a float64 reference measures the float32 side's error, not its every rounding). A layer's output also carries the rounding
 its inputs brought; the forward diff allows for it by adding the largest inbound layer's
 rtol in quadrature (independent errors): rtol = √(own² + inbound²). A layer run alone on
 side A's inputs (isolation, the diagnosis) is judged by its own rtol only.
@@ -172,7 +175,7 @@ def derive(pairs, a_inputs: list[dict] = ()) -> Tolerances:
 
 def own_rule(a: dict, b: dict, input_shape) -> LayerRule:
     """The rtol of the layer's own arithmetic: ``a`` and ``b`` are the two sides' descriptions."""
-    dtype = coarser(a.get("dtype"), b.get("dtype"))
+    dtype = judged_dtype(a.get("dtype"), b.get("dtype"))
     eps = EPSILON[dtype]
     class_name = a["class_name"]
     described = a if a.get("weight_shapes") is not None else b
@@ -199,10 +202,13 @@ def own_rule(a: dict, b: dict, input_shape) -> LayerRule:
     return _fallback(dtype, f"{class_name}: arithmetic unknown to kdiff")
 
 
-def coarser(*dtypes) -> str:
-    """The dtype with the larger epsilon (float32 for one not given or not a float kdiff knows)."""
+def judged_dtype(*dtypes) -> str:
+    """The dtype whose epsilon a layer's difference is judged by: the finer of the sides' dtypes,
+    float32 where only some sides compute in float64 (float32 for a dtype not given or not a
+    float kdiff knows)."""
     known = [d for d in dtypes if d in EPSILON] or [DEFAULT_DTYPE]
-    return max(known, key=EPSILON.__getitem__)
+    finer, coarser = min(known, key=EPSILON.__getitem__), max(known, key=EPSILON.__getitem__)
+    return DEFAULT_DTYPE if finer == "float64" and coarser != "float64" else finer
 
 
 def _reduction(dtype: str, terms: int, what: str) -> LayerRule:

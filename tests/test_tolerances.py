@@ -55,9 +55,16 @@ def test_half_precision_outputs_get_their_own_epsilon():
     assert "bfloat16" in bf16.reason
 
 
-def test_the_coarser_side_decides_the_dtype():
+def test_a_side_in_lower_precision_is_judged_by_the_other_sides_float32():
+    """A bfloat16 or float16 layer against a float32 one is another computation (float-precision
+    names it), so it is judged as float32; two 16-bit sides as 16-bit; float32 against a float64
+    reference as float32, and two float64 sides as float64."""
     a = layer("d", "Dense", (None, 8), [(256, 8)])
-    assert own_rule(a, dict(a, dtype="float16"), None).rtol == own(dict(a, dtype="float16")).rtol
+    assert own_rule(a, dict(a, dtype="bfloat16"), None).rtol == own(a).rtol
+    assert own_rule(dict(a, dtype="float16"), dict(a, dtype="float16"), None).rtol == own(dict(a, dtype="float16")).rtol
+    assert own_rule(dict(a, dtype="float16"), dict(a, dtype="bfloat16"), None).rtol == own(dict(a, dtype="float16")).rtol
+    assert own_rule(dict(a, dtype="float64"), a, None).rtol == own(a).rtol
+    assert own_rule(dict(a, dtype="float64"), dict(a, dtype="float64"), None).rtol == own(dict(a, dtype="float64")).rtol
 
 
 def test_moving_values_allows_one_ulp_and_averages_scale_with_the_pool():
