@@ -15,10 +15,14 @@ from kdiff.errors import InputError
 
 SUPPORTED_LAYERS = frozenset("""
 InputLayer Dense Activation Dropout Flatten Reshape Permute RepeatVector Embedding
-Conv1D Conv2D Conv3D Convolution1D Convolution2D Convolution3D
-MaxPooling1D MaxPooling2D AveragePooling1D AveragePooling2D
-GlobalMaxPooling1D GlobalMaxPooling2D GlobalAveragePooling1D GlobalAveragePooling2D
-ZeroPadding1D ZeroPadding2D Cropping2D UpSampling2D BatchNormalization
+Conv1D Conv2D Conv3D Convolution1D Convolution2D Convolution3D AtrousConvolution1D AtrousConvolution2D
+Conv2DTranspose Conv3DTranspose Deconvolution2D SeparableConv1D SeparableConv2D SeparableConvolution2D
+DepthwiseConv2D
+MaxPooling1D MaxPooling2D MaxPooling3D AveragePooling1D AveragePooling2D AveragePooling3D
+GlobalMaxPooling1D GlobalMaxPooling2D GlobalMaxPooling3D
+GlobalAveragePooling1D GlobalAveragePooling2D GlobalAveragePooling3D
+ZeroPadding1D ZeroPadding2D ZeroPadding3D Cropping1D Cropping2D Cropping3D
+UpSampling1D UpSampling2D UpSampling3D BatchNormalization
 LSTM GRU SimpleRNN Bidirectional TimeDistributed
 Add Concatenate Multiply Average Merge LeakyReLU PReLU ELU Softmax Lambda
 Sequential Model Functional

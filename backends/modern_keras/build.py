@@ -16,6 +16,8 @@ from backends.modern_keras.legacy_config import LayerSpec, ModelDescription, Ten
 _CONV = ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
          "activation", "use_bias")
 _POOL = ("pool_size", "strides", "padding", "data_format")
+_DEPTHWISE = ("kernel_size", "strides", "padding", "data_format", "dilation_rate", "depth_multiplier",
+              "activation", "use_bias")
 _RNN = ("units", "activation", "use_bias", "return_sequences", "return_state",
         "go_backwards", "unroll")
 
@@ -35,13 +37,21 @@ LAYER_ARGUMENTS = {
     "Masking": ("mask_value",),
     "Embedding": ("input_dim", "output_dim", "mask_zero"),
     "Conv1D": _CONV, "Conv2D": _CONV, "Conv3D": _CONV,
-    "MaxPooling1D": _POOL, "MaxPooling2D": _POOL,
-    "AveragePooling1D": _POOL, "AveragePooling2D": _POOL,
+    "Conv2DTranspose": _CONV + ("output_padding",), "Conv3DTranspose": _CONV + ("output_padding",),
+    "SeparableConv1D": _CONV + ("depth_multiplier",), "SeparableConv2D": _CONV + ("depth_multiplier",),
+    "DepthwiseConv2D": _DEPTHWISE,
+    "MaxPooling1D": _POOL, "MaxPooling2D": _POOL, "MaxPooling3D": _POOL,
+    "AveragePooling1D": _POOL, "AveragePooling2D": _POOL, "AveragePooling3D": _POOL,
     "GlobalMaxPooling1D": ("data_format",), "GlobalMaxPooling2D": ("data_format",),
+    "GlobalMaxPooling3D": ("data_format",),
     "GlobalAveragePooling1D": ("data_format",), "GlobalAveragePooling2D": ("data_format",),
+    "GlobalAveragePooling3D": ("data_format",),
     "ZeroPadding1D": ("padding",), "ZeroPadding2D": ("padding", "data_format"),
+    "ZeroPadding3D": ("padding", "data_format"),
     "Cropping1D": ("cropping",), "Cropping2D": ("cropping", "data_format"),
+    "Cropping3D": ("cropping", "data_format"),
     "UpSampling1D": ("size",), "UpSampling2D": ("size", "data_format", "interpolation"),
+    "UpSampling3D": ("size", "data_format"),
     "BatchNormalization": ("axis", "momentum", "epsilon", "center", "scale"),
     "SimpleRNN": _RNN,
     "LSTM": _RNN + ("recurrent_activation", "unit_forget_bias"),

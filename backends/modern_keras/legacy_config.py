@@ -22,11 +22,13 @@ from backends.errors import ModelInputError, UnsupportedLayerError
 SUPPORTED_CLASSES = frozenset({
     "InputLayer", "Dense", "Activation", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
     "GaussianNoise", "GaussianDropout", "Flatten", "Reshape", "Permute", "RepeatVector",
-    "Masking", "Embedding", "Conv1D", "Conv2D", "Conv3D",
-    "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
-    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
-    "GlobalAveragePooling2D", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D",
-    "UpSampling1D", "UpSampling2D", "BatchNormalization", "SimpleRNN", "LSTM", "GRU",
+    "Masking", "Embedding", "Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "Conv3DTranspose",
+    "SeparableConv1D", "SeparableConv2D", "DepthwiseConv2D",
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
+    "AveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
+    "UpSampling1D", "UpSampling2D", "UpSampling3D", "BatchNormalization", "SimpleRNN", "LSTM", "GRU",
     "Bidirectional", "TimeDistributed", "Add", "Subtract", "Multiply", "Average", "Maximum",
     "Minimum", "Concatenate", "Dot", "LeakyReLU", "PReLU", "ELU", "ReLU", "Softmax", "Lambda",
     "Sequential",
@@ -39,7 +41,10 @@ WRAPPER_CLASSES = ("Bidirectional", "TimeDistributed")
 KERAS1_CLASS_RENAMES = {
     "Convolution1D": "Conv1D", "Convolution2D": "Conv2D", "Convolution3D": "Conv3D",
     "AtrousConvolution1D": "Conv1D", "AtrousConvolution2D": "Conv2D",
+    "Deconvolution2D": "Conv2DTranspose", "SeparableConvolution2D": "SeparableConv2D",
 }
+# Convolutions whose Keras 1 config gives the kernel as nb_row, nb_col.
+KERAS1_ROW_COL_KERNELS = ("Conv2D", "Conv2DTranspose", "SeparableConv2D")
 
 # Keras 1 argument name -> Keras 2 argument name, for every layer (after the per-class
 # renames in KERAS1_CLASS_ARGUMENT_RENAMES). Mirrors keras/legacy/interfaces.py of 2.x.
@@ -66,13 +71,18 @@ KERAS1_CLASS_ARGUMENT_RENAMES = {
     "PReLU": {"init": "alpha_initializer"},
     "BatchNormalization": {"gamma_init": "gamma_initializer", "beta_init": "beta_initializer"},
     "UpSampling1D": {"length": "size"},
+    "SeparableConv2D": {"init": "depthwise_initializer"},
 }
 DATA_FORMATS = {"th": "channels_first", "tf": "channels_last",
                 "channels_first": "channels_first", "channels_last": "channels_last"}
 # Layers whose Keras 1 config carries `dim_ordering` (Keras 2: `data_format`).
-IMAGE_LAYERS = ("Conv2D", "Conv3D", "MaxPooling2D", "AveragePooling2D", "GlobalMaxPooling2D",
-                "GlobalAveragePooling2D", "ZeroPadding2D", "Cropping2D", "UpSampling2D",
-                "SpatialDropout2D")
+IMAGE_LAYERS = ("Conv2D", "Conv3D", "Conv2DTranspose", "SeparableConv2D", "MaxPooling2D",
+                "AveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling2D", "ZeroPadding2D",
+                "Cropping2D", "UpSampling2D", "SpatialDropout2D", "MaxPooling3D", "AveragePooling3D",
+                "GlobalMaxPooling3D", "GlobalAveragePooling3D", "ZeroPadding3D", "Cropping3D",
+                "UpSampling3D")
+# Class-name prefixes of the convolutions (plain, transposed, separable, depthwise).
+CONVOLUTION_PREFIXES = ("Conv", "SeparableConv", "DepthwiseConv")
 # Keras 1 `Merge` modes -> Keras 2 merge layer classes.
 MERGE_MODES = {"sum": "Add", "mul": "Multiply", "concat": "Concatenate", "ave": "Average",
                "max": "Maximum", "dot": "Dot"}
@@ -341,8 +351,10 @@ def _keras1_to_keras2(class_name: str, config: dict, name: str, version: str):
                                     "only mode=0 (feature-wise, moving statistics) is supported")
     renames = {**KERAS1_ARGUMENT_RENAMES, **KERAS1_CLASS_ARGUMENT_RENAMES.get(class_name, {})}
     out = {renames.get(key, key): value for key, value in config.items()}
-    if class_name == "Conv2D":
+    if class_name in KERAS1_ROW_COL_KERNELS:
         out["kernel_size"] = [config["nb_row"], config["nb_col"]]
+    if class_name == "Conv2DTranspose":
+        out.pop("output_shape", None)       # Keras 2 dropped it: the output size follows from the input
     if class_name == "Conv3D":
         out["kernel_size"] = [config["kernel_dim1"], config["kernel_dim2"], config["kernel_dim3"]]
     if class_name in ("MaxPooling1D", "AveragePooling1D") and out.get("strides") is None:
@@ -352,7 +364,7 @@ def _keras1_to_keras2(class_name: str, config: dict, name: str, version: str):
     if "data_format" in out:
         out["data_format"] = DATA_FORMATS[out["data_format"]]
     if out.get("padding") not in (None, "valid", "same") and class_name not in (
-            "ZeroPadding1D", "ZeroPadding2D"):
+            "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"):
         raise UnsupportedLayerError(f"{class_name}(border_mode='{out['padding']}')", name)
     if class_name == "LSTM":
         out["unit_forget_bias"] = config.get("forget_bias_init", "one") == "one"
@@ -443,13 +455,16 @@ def _fill_keras2_defaults(class_name: str, config: dict, name: str, version: str
         config.setdefault("momentum", 0.99)
         config.setdefault("center", True)
         config.setdefault("scale", True)
-    if class_name in ("Dense", "Conv1D", "Conv2D", "Conv3D"):
+    if class_name == "Dense" or class_name.startswith(CONVOLUTION_PREFIXES):
         config.setdefault("activation", "linear")
         config.setdefault("use_bias", True)
-    if class_name.startswith(("Conv", "MaxPooling", "AveragePooling", "GlobalMax",
-                              "GlobalAverage", "ZeroPadding", "Cropping", "UpSampling")):
+    if class_name.startswith(("SeparableConv", "DepthwiseConv")):
+        config.setdefault("depth_multiplier", 1)
+    if class_name.startswith(CONVOLUTION_PREFIXES + ("MaxPooling", "AveragePooling", "GlobalMax",
+                                                     "GlobalAverage", "ZeroPadding", "Cropping",
+                                                     "UpSampling")):
         config["data_format"] = DATA_FORMATS[config.get("data_format") or "channels_last"]
-    if class_name.startswith(("Conv", "MaxPooling", "AveragePooling")):
+    if class_name.startswith(CONVOLUTION_PREFIXES + ("MaxPooling", "AveragePooling")):
         config.setdefault("padding", "valid")
     if class_name == "Bidirectional":
         config.setdefault("merge_mode", "concat")

@@ -5,6 +5,11 @@ convolution kernel flip, no Dense row permutation after Flatten). Only the layou
 tensor's shape forces are made, exactly as Keras 2's `preprocess_weights_for_loading` made
 them for Keras 1 files:
 - Keras 1 'th' Conv2D/Conv3D kernels (out, in, rows, cols[, depth]) -> (rows, cols, ..., in, out);
+- Keras 1 Deconvolution2D kernels ('th' (out, in, rows, cols), 'tf' (rows, cols, in, out)) ->
+  Keras 2's Conv2DTranspose layout (rows, cols, out, in);
+- Keras 1 'th' SeparableConvolution2D kernels (multiplier, in, rows, cols) and (out, in·multiplier,
+  1, 1) -> (rows, cols, in, multiplier) and (1, 1, in·multiplier, out) (Keras 1 had it on TensorFlow
+  only, which read them so);
 - Keras 1 Conv1D kernels (k, 1, in, out) (1.1: (out, in, k, 1)) -> (k, in, out);
 - Keras 1 LSTM/GRU per-gate arrays -> one kernel, recurrent kernel and bias in Keras 2
   gate order (LSTM i, f, c, o from the stored i, c, f, o; GRU z, r, h);
@@ -21,7 +26,7 @@ import numpy as np
 from backends.errors import ModelInputError
 from backends.modern_keras.legacy_config import LayerSpec, ModelDescription
 
-CONV_CLASSES = ("Conv1D", "Conv2D", "Conv3D")
+CONV_CLASSES = ("Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose")  # Keras 2's list for its fallback
 
 
 @dataclass
@@ -156,6 +161,11 @@ def _keras1_layout(spec: LayerSpec, arrays: list[np.ndarray]) -> list[np.ndarray
         arrays[0] = kernel[:, 0, :, :]
     if kind == "Conv2D" and channels_first and arrays[0].ndim == 4:
         arrays[0] = np.transpose(arrays[0], (2, 3, 1, 0))
+    if kind == "Conv2DTranspose" and arrays[0].ndim == 4:
+        arrays[0] = np.transpose(arrays[0], (2, 3, 0, 1) if channels_first else (0, 1, 3, 2))
+    if kind == "SeparableConv2D" and channels_first and arrays[0].ndim == 4:
+        # (multiplier, in, rows, cols) and (out, in * multiplier, 1, 1), as Keras 1's TF backend read them
+        arrays[:2] = [np.transpose(kernel, (2, 3, 1, 0)) for kernel in arrays[:2]]
     if kind == "Conv3D" and channels_first and arrays[0].ndim == 5:
         arrays[0] = np.transpose(arrays[0], (2, 3, 4, 1, 0))
     if kind == "LSTM" and len(arrays) == 12:    # stored i, c, f, o -> i, f, c, o

@@ -1,5 +1,10 @@
 """Theano's conv2d flips the kernel (true convolution); TensorFlow, JAX and PyTorch compute
-cross-correlation. A Theano-era kernel loaded as stored is off by a flip of its spatial axes."""
+cross-correlation. A Theano-era kernel loaded as stored is off by a flip of its spatial axes.
+
+Transposed convolutions flip too (Theano's gradient of its flipping conv; kernel (rows, cols, out, in),
+spatial axes first as for the others). Separable and depthwise convolutions do not: Keras 2.3.1's Theano
+backend reverses their depthwise kernel before its flipping conv2d, so they load as stored (checked on the
+real Keras 2.3.1/Theano file tests/fixtures/k2_more_layers)."""
 from __future__ import annotations
 
 from kdiff.diagnosis.model import Candidate, LayerEvidence, kernel_of
