@@ -1,22 +1,21 @@
 """BatchNormalization's moving statistics in a training step (Keras 3, tf_keras).
 
-The steps run in inference mode, so the moving mean and variance are updated apart: each
-BatchNormalization layer's input for the step's batch (inference mode, i.e. Dropout passing
+Each BatchNormalization layer's input for the step's batch (inference mode, i.e. Dropout passing
 through) is given to the layer itself in training mode, whose own update rule moves the
-statistics. A trial re-runs that update from the step's starting values with another momentum."""
+statistics (see backends/moving_statistics.py)."""
 from __future__ import annotations
 
 import numpy as np
 
 from backends.modern_keras.loading import _graph_nodes, _node_inputs
-from backends.training_common import BATCH_NORMALIZATION, StatisticsStep, batch_moments
+from backends import moving_statistics
+from backends.training_common import BATCH_NORMALIZATION
 
 
-class MovingStatistics:
+class MovingStatistics(moving_statistics.MovingStatistics):
     def __init__(self, keras, model, to_tensor):
+        super().__init__()
         self.to_tensor = to_tensor
-        self.layers = []       # (layer, [(kind, variable)]) of every BatchNormalization layer, in graph order
-        self.described = []
         tensors, seen = [], set()
         for layer, _, node in _graph_nodes(model):
             if id(layer) in seen or type(layer).__name__ not in BATCH_NORMALIZATION:
@@ -36,53 +35,22 @@ class MovingStatistics:
                                        "shape": [int(d) for d in variable.shape],
                                        "momentum": float(layer.momentum), "epsilon": float(layer.epsilon)})
         self.capture = keras.Model(inputs=model.inputs, outputs=tensors) if tensors else None
-        self.snapshot = None   # (values before, each layer's input) as the last step started
 
-    def describe(self) -> list[dict]:
-        return list(self.described)
+    def _layer_inputs(self, inputs: list) -> list:
+        outputs = self.capture.predict_on_batch(inputs[0] if len(inputs) == 1 else inputs)
+        return outputs if isinstance(outputs, (list, tuple)) else [outputs]
 
-    def step(self, inputs: list) -> StatisticsStep:
-        """Update every layer's moving statistics from this batch, as training mode would."""
-        if self.capture is None:
-            return StatisticsStep()
-        layer_inputs = self.capture.predict_on_batch(inputs[0] if len(inputs) == 1 else list(inputs))
-        if not isinstance(layer_inputs, (list, tuple)):
-            layer_inputs = [layer_inputs]
-        layer_inputs = [np.asarray(x) for x in layer_inputs]
-        before = self._values()
-        self.snapshot = (before, layer_inputs)
-        batch, samples = [], []
-        for (layer, statistics), x in zip(self.layers, layer_inputs):
-            mean, variance, count = batch_moments(x, _axes(layer))
-            batch += [mean if kind == "mean" else variance for kind, _ in statistics]
-            samples += [count] * len(statistics)
-            self._update(layer, x)
-        return StatisticsStep(before, self._values(), batch, samples)
+    def _axes(self, layer) -> list[int]:
+        axis = layer.axis
+        return list(axis) if isinstance(axis, (list, tuple)) else [int(axis)]
 
-    def trial(self, layers: dict) -> list:
-        """The updates the last step would have made with each named layer's settings changed."""
-        if self.snapshot is None:
-            return []
-        before, layer_inputs = self.snapshot
-        current = self._values()
-        self._assign(before)
+    def _update(self, layer, x: np.ndarray, momentum: float) -> None:
+        saved = layer.momentum
+        layer.momentum = momentum
         try:
-            for (layer, _), x in zip(self.layers, layer_inputs):
-                saved = layer.momentum
-                layer.momentum = float(layers.get(layer.name, {}).get("momentum", saved))
-                try:
-                    self._update(layer, x)
-                finally:
-                    layer.momentum = saved
-            return [np.asarray(after, dtype=b.dtype) - b for b, after in zip(before, self._values())]
+            layer(self.to_tensor(x), training=True)
         finally:
-            self._assign(current)
-
-    def _update(self, layer, x: np.ndarray) -> None:
-        layer(self.to_tensor(x), training=True)
-
-    def _variables(self) -> list:
-        return [variable for _, statistics in self.layers for _, variable in statistics]
+            layer.momentum = saved
 
     def _values(self) -> list:
         return [np.array(variable.numpy()) for variable in self._variables()]
@@ -90,8 +58,3 @@ class MovingStatistics:
     def _assign(self, values: list) -> None:
         for variable, value in zip(self._variables(), values):
             variable.assign(value)
-
-
-def _axes(layer) -> list[int]:
-    axis = layer.axis
-    return list(axis) if isinstance(axis, (list, tuple)) else [int(axis)]
