@@ -8,6 +8,7 @@ import sys
 import zipfile
 
 import h5py
+import numpy as np
 
 
 def kdiff_json(tmp_path, *args, gradients: bool = False):
@@ -19,6 +20,25 @@ def kdiff_json(tmp_path, *args, gradients: bool = False):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode in (0, 1), result.stdout + result.stderr
     return json.loads(out.read_text()), result
+
+
+PLAIN_KERAS3_PREDICT = """
+import sys, numpy as np, keras
+model = keras.saving.load_model(sys.argv[1])
+print(float(np.abs(model.predict(np.load(sys.argv[2]), verbose=0) - np.load(sys.argv[3])).max()))
+"""
+
+
+def plain_keras3_error(python: str, tmp_path, model_file, sample_path, expected: np.ndarray) -> float:
+    """Max |prediction - expected| of a written model loaded and run by plain Keras 3 in a process
+    of its own (``python``: a kdiff environment's interpreter; kdiff is not on its path)."""
+    target = tmp_path / "expected.npy"
+    np.save(target, expected)
+    plain = subprocess.run([python, "-c", PLAIN_KERAS3_PREDICT, str(model_file), str(sample_path), str(target)],
+                           capture_output=True, text=True, timeout=300,
+                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert plain.returncode == 0, plain.stderr
+    return float(plain.stdout.strip().splitlines()[-1])
 
 
 def causes(report):

@@ -3,14 +3,12 @@ convolutions Theano pads symmetrically (an even kernel, stride 2 on an even size
 at stride 2 on an odd size, a Conv1D), together with the kernel flip on the same layer, and stay
 silent on the odd stride-1 convolution beside them (where only the flip fires) and on a pair that
 pads the same way. Real workers throughout."""
-import subprocess
 
 import numpy as np
 import pytest
 
 from tests.conftest import fixture_dir
-from tests.diagnosis_files import causes, kdiff_json
-from tests.test_diagnosis_rules import PLAIN_KERAS3_PREDICT
+from tests.diagnosis_files import causes, kdiff_json, plain_keras3_error
 
 pytestmark = pytest.mark.slow
 FOLDER = fixture_dir("k2_same_padding")
@@ -45,13 +43,9 @@ def test_fires_with_the_flip_where_theano_pads_otherwise_and_the_repair_reproduc
     assert report["after_fixes"]["all_match"] is True and report["after_fixes"]["first_grad_divergence"] is None
     assert all(layer["grad_match"] for layer in report["after_fixes"]["layers"])
     assert result.returncode == 0 and report["written"]["verified"] is True
-    expected = tmp_path / "expected.npy"
-    np.save(expected, np.load(FOLDER / "activations.npz")["dense_1"])
-    plain = subprocess.run([env_python("tensorflow"), "-c", PLAIN_KERAS3_PREDICT, str(out / "model.keras"),
-                            str(FOLDER / "sample.npy"), str(expected)], capture_output=True, text=True,
-                           timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
-    assert plain.returncode == 0, plain.stderr
-    assert float(plain.stdout.strip().splitlines()[-1]) < 1e-5
+    expected = np.load(FOLDER / "activations.npz")["dense_1"]
+    assert plain_keras3_error(env_python("tensorflow"), tmp_path, out / "model.keras", FOLDER / "sample.npy",
+                              expected) < 1e-5
 
 
 def test_stays_silent_where_both_sides_pad_the_same_way(envs, tmp_path):

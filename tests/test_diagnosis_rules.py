@@ -4,7 +4,6 @@ where it must stay silent (a matching pair, in tests/test_diagnosis.py, and a di
 cause, below). Real workers throughout."""
 import json
 import shutil
-import subprocess
 import zipfile
 
 import h5py
@@ -12,16 +11,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import fixture_dir
-from tests.diagnosis_files import causes, edited_keras_archive, kdiff_json, keras_layer_config, legacy_layer
+from tests.diagnosis_files import (causes, edited_keras_archive, kdiff_json, keras_layer_config, legacy_layer,
+                                   plain_keras3_error)
 
 pytestmark = pytest.mark.slow
-
-PLAIN_KERAS3_PREDICT = """
-import sys, numpy as np, keras
-model = keras.saving.load_model(sys.argv[1])
-print(float(np.abs(model.predict(np.load(sys.argv[2]), verbose=0) - np.load(sys.argv[3])).max()))
-"""
-
 
 @pytest.fixture(scope="module")
 def envs(env_python):
@@ -46,13 +39,9 @@ def test_activation_definition_fires_on_keras1_hard_sigmoid_and_the_repair_loads
     assert_proven(finding, 1e-2)
     assert "[1.2, 1.2, 1.0, 1.2]" in finding["code"] and "relu6(x + 3) / 6" in finding["fix"]
     assert result.returncode == 0 and report["written"]["verified"] is True
-    expected = tmp_path / "expected.npy"
-    np.save(expected, np.load(folder / "activations.npz")["dense_2"])
-    plain = subprocess.run([env_python("tensorflow"), "-c", PLAIN_KERAS3_PREDICT, str(out / "model.keras"),
-                            str(folder / "sample.npy"), str(expected)], capture_output=True, text=True,
-                           timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
-    assert plain.returncode == 0, plain.stderr
-    assert float(plain.stdout.strip().splitlines()[-1]) < 1e-5
+    expected = np.load(folder / "activations.npz")["dense_2"]
+    assert plain_keras3_error(env_python("tensorflow"), tmp_path, out / "model.keras", folder / "sample.npy",
+                              expected) < 1e-5
 
 
 def test_activation_definition_fires_on_a_keras2_gru_with_hard_sigmoid(envs, tmp_path):

@@ -10,7 +10,6 @@ import pytest
 
 from tests.conftest import fixture_dir
 from tests.diagnosis_files import causes, kdiff_json
-from tests.test_diagnosis_rules import PLAIN_KERAS3_PREDICT
 
 pytestmark = pytest.mark.slow
 

@@ -8,15 +8,13 @@ On the real Keras 2.3.1 Theano file `k2_more_layers` and the real Keras 1.2.2 on
   kernels before Theano's flipping conv2d, so those load as stored), proves each, and writes a model
   that plain Keras 3 loads and that reproduces Theano;
 - two modern workers on the same file agree (no findings)."""
-import subprocess
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from tests.conftest import fixture_dir
-from tests.diagnosis_files import causes, kdiff_json
-from tests.test_diagnosis_rules import PLAIN_KERAS3_PREDICT
+from tests.diagnosis_files import causes, kdiff_json, plain_keras3_error
 
 pytestmark = pytest.mark.slow
 FLIP = "conv-kernel-flip"
@@ -84,13 +82,9 @@ def test_fix_flips_where_theano_flips_and_the_repair_reproduces_theano_in_plain_
     assert report["after_fixes"]["all_match"] is True and report["after_fixes"]["first_grad_divergence"] is None
     assert all(layer["grad_match"] for layer in report["after_fixes"]["layers"])
     assert result.returncode == 0 and report["written"]["verified"] is True
-    target = tmp_path / "expected.npy"
-    np.save(target, np.load(fixture_dir(name) / "activations.npz")["dense_1"])
-    plain = subprocess.run([env_python("tensorflow"), "-c", PLAIN_KERAS3_PREDICT, str(out / "model.keras"),
-                            str(fixture_dir(name) / "sample.npy"), str(target)], capture_output=True, text=True,
-                           timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
-    assert plain.returncode == 0, plain.stderr
-    assert float(plain.stdout.strip().splitlines()[-1]) < 1e-5
+    expected = np.load(fixture_dir(name) / "activations.npz")["dense_1"]
+    assert plain_keras3_error(env_python("tensorflow"), tmp_path, out / "model.keras",
+                              fixture_dir(name) / "sample.npy", expected) < 1e-5
 
 
 @pytest.mark.parametrize("name, a, b", [("k2_more_layers", "tensorflow", "jax"),
