@@ -4,7 +4,9 @@
    the probe, with the probe idle, and with a snapshot every 100 steps, as ratios to the plain
    loop, measured in the same process in alternating phases;
 2. the time to take (in the job) and to take and receive (at the coordinator) one snapshot, by
-   model size.
+   model size; like ``kdiff attach``, the coordinator names the model file it holds (by the hash the
+   probe gives), so the file goes with the first snapshot only (``capture_with_model_file_s``: one
+   that carries it).
 
 Usage: ``python benchmarks/attach_overhead.py [--width 512] [--rounds 3]``. Writes
 benchmarks/results/attach_overhead.json and prints it."""
@@ -31,7 +33,8 @@ SNAPSHOT_EVERY = 100
 
 def start_job(*args: str) -> tuple[subprocess.Popen, str, int]:
     job = subprocess.Popen([str(ensure_env("tensorflow")), str(JOB), *args], stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True)
+                           stderr=subprocess.DEVNULL, text=True,
+                           env={**os.environ, "PYTHONPATH": str(HERE.parent)})  # this checkout's probe
     _, endpoint, params = job.stdout.readline().split()
     return job, endpoint, int(params)
 
@@ -43,6 +46,7 @@ def overhead(width: int, steps: int, rounds: int) -> dict:
     client = ProbeClient(endpoint)
     phases: dict[str, list[float]] = {"plain": [], "idle": [], "snapshots": []}
     snapshots = 0
+    held = {}
     try:
         while True:
             line = json.loads(job.stdout.readline())
@@ -54,8 +58,9 @@ def overhead(width: int, steps: int, rounds: int) -> dict:
             elif line["start"] == "snapshots":
                 first = line["first_step"]
                 for at_step in range(first + SNAPSHOT_EVERY - 1, first + steps, SNAPSHOT_EVERY):
-                    client.request("snapshot", at_step=at_step)
-                    client.receive({"snapshot"}, time.monotonic() + 120)
+                    client.request("snapshot", at_step=at_step, **held)
+                    header, _ = client.receive({"snapshot"}, time.monotonic() + 120)
+                    held = {"model_hash": header["model_hash"]}
                     snapshots += 1
         job.wait(timeout=60)
     finally:
@@ -75,21 +80,25 @@ def overhead(width: int, steps: int, rounds: int) -> dict:
 def snapshot_times(width: int, repeats: int) -> dict:
     job, endpoint, params = start_job("serve", "--width", str(width))
     client = ProbeClient(endpoint)
-    captured, received, megabytes = [], [], 0.0
+    captured, received, megabytes, held = [], [], 0.0, {}
     try:
-        for _ in range(repeats + 1):  # the first builds the per-layer gradient model: not counted
+        for _ in range(repeats + 1):  # the first builds and compiles the one-pass model: not counted
             started = time.perf_counter()
-            client.request("snapshot")
+            client.request("snapshot", **held)
             header, arrays = client.receive({"snapshot"}, time.monotonic() + 300)
             received.append(time.perf_counter() - started)
             captured.append(header["capture_seconds"])
-            megabytes = sum(array.nbytes for array in arrays.values()) / 2**20
+            megabytes = sum(array.nbytes for key, array in arrays.items() if key != "model_file") / 2**20
+            held = {"model_hash": header["model_hash"]}
+        client.request("snapshot")   # as a coordinator that does not hold the model file yet
+        with_file = client.receive({"snapshot"}, time.monotonic() + 300)[0]["capture_seconds"]
     finally:
         client.close()
         job.kill()
         job.wait()
     return {"width": width, "parameters": params, "megabytes": megabytes,
             "first_capture_s": captured[0], "capture_s": statistics.median(captured[1:]),
+            "capture_with_model_file_s": with_file,
             "requested_to_received_s": statistics.median(received[1:])}
 
 

@@ -1,7 +1,9 @@
-"""Attaching to a real Keras 3 training job (TensorFlow backend) in its own process: the
-snapshot is replayed against another backend, and the job ends with bit-identical weights
-whatever the coordinator did: attached, refused for a wrong key, or killed mid-snapshot."""
+"""Attaching to a real Keras 3 training job in its own process (TensorFlow backend, and ``fit`` on
+JAX and PyTorch): the snapshot holds the state of the step it was taken at and is replayed against
+another backend, and the job ends with bit-identical weights whatever the coordinator did:
+attached, refused for a wrong key, or killed mid-snapshot."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,22 +13,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kdiff.attach.client import ProbeClient
+from kdiff.attach.snapshot import check_snapshot
 from kdiff.probe.keys import make_keys
 from tests.helpers import wait_until_gone
 
 pytestmark = pytest.mark.slow
 
 JOB = Path(__file__).parent / "attach_job.py"
+ROOT = JOB.parent.parent   # the job imports this kdiff whatever checkout its environment's .pth names now
 STEPS = 300
 
 
 class Job:
     """The training job running in the tensorflow environment; stopped by the test in any case."""
 
-    def __init__(self, python: str, out: Path, *args: str):
+    def __init__(self, python: str, out: Path, *args: str, backend: str = "tensorflow"):
         self.out = out
         self.process = subprocess.Popen([python, str(JOB), str(out), "--steps", str(STEPS), *args],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env={**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)})
         line = self.process.stdout.readline().split() if "--endpoint" in args else ["", ""]
         self.endpoint = line[1] if len(line) == 2 else None
 
@@ -34,7 +40,9 @@ class Job:
         out, err = self.process.communicate(timeout=timeout)
         assert self.process.returncode == 0 and out.strip().endswith("done"), err[-3000:]
         with np.load(self.out) as stored:
-            return {key: stored[key] for key in stored.files}
+            found = {key: stored[key] for key in stored.files}
+        loss = Path(str(self.out) + ".loss")
+        return {**found, "keras_loss": np.float64(float(loss.read_text()))} if loss.exists() else found
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -46,8 +54,8 @@ class Job:
 def job(env_python, tmp_path):
     started = []
 
-    def start(*args: str) -> Job:
-        started.append(Job(env_python("tensorflow"), tmp_path / f"weights-{len(started)}.npz", *args))
+    def start(*args: str, backend: str = "tensorflow") -> Job:
+        started.append(Job(env_python(backend), tmp_path / f"weights-{len(started)}.npz", *args, backend=backend))
         return started[-1]
 
     yield start
@@ -60,14 +68,15 @@ def unattached(env_python, tmp_path_factory):
     """Final weights and optimizer state of jobs no one attached to, by training style."""
     cache = {}
 
-    def weights(*style: str) -> dict[str, np.ndarray]:
-        if style not in cache:
-            job = Job(env_python("tensorflow"), tmp_path_factory.mktemp("plain") / "weights.npz", *style, "--pace", "0")
+    def weights(*style: str, backend: str = "tensorflow") -> dict[str, np.ndarray]:
+        if (backend, style) not in cache:
+            job = Job(env_python(backend), tmp_path_factory.mktemp("plain") / "weights.npz", *style, "--pace", "0",
+                      backend=backend)
             try:
-                cache[style] = job.finish()
+                cache[(backend, style)] = job.finish()
             finally:
                 job.stop()
-        return cache[style]
+        return cache[(backend, style)]
 
     return weights
 
@@ -135,3 +144,84 @@ def test_a_coordinator_killed_mid_snapshot_leaves_the_job_running_normally(job, 
         coordinator.wait()
     assert_bit_identical(running.finish(timeout=120), unattached())
     assert wait_until_gone([coordinator.pid], 5) == []
+
+
+def snapshot_state(snapshot) -> list[np.ndarray]:
+    """The snapshot's weights (model.weights order for these models: layer by layer) and optimizer slots."""
+    weights = [value for index in range(len(snapshot.layers)) for _, value in snapshot.weights(index)]
+    return weights + [snapshot.arrays[f"s{k}"] for k in range(len(snapshot.header["optimizer_slots"]))]
+
+
+def take_snapshot(endpoint: str, at_step: int, backend: str):
+    client = ProbeClient(endpoint)
+    try:
+        assert client.hello(60)["backend"] == backend
+        client.request("snapshot", at_step=at_step)
+        snapshot = check_snapshot(*client.receive({"snapshot"}, time.monotonic() + 120))
+    finally:
+        client.close()
+    assert snapshot.step == at_step and snapshot.backend == backend
+    return snapshot
+
+
+def assert_snapshot_is_the_state_of_its_step(snapshot, trained_up_to_the_step: dict) -> None:
+    """Weights and optimizer slots bit-identical to a job trained on the steps before it, and the loss
+    Keras itself computes on the step's batch with them (float rounding apart: another compiled graph)."""
+    expected = [trained_up_to_the_step[f"arr_{i}"] for i in range(len(trained_up_to_the_step) - 1)]
+    state = snapshot_state(snapshot)
+    assert len(state) == len(expected) and all(a.dtype == b.dtype and np.array_equal(a, b)
+                                               for a, b in zip(state, expected))
+    assert snapshot.loss == pytest.approx(float(trained_up_to_the_step["keras_loss"]), rel=1e-5)
+
+
+AT_STEP = 60
+
+
+@pytest.mark.parametrize("backend, against", [("jax", "tensorflow"), ("torch", "torch")])
+def test_keras_probe_inside_fit_sees_the_current_step_and_the_job_ends_bit_identical(env_python, job, unattached,
+                                                                                     backend, against):
+    """On JAX, fit keeps the state outside the model's variables during an epoch: the snapshot must still
+    hold the weights and optimizer slots the step starts from, i.e. those of a job trained up to that step."""
+    env_python(against)
+    running = job("--endpoint", "tcp://127.0.0.1:*", "--fit", "--pace", "0.02", backend=backend)
+    snapshot = take_snapshot(running.endpoint, AT_STEP, backend)
+    result = kdiff("attach", running.endpoint, "--against", against, "--json", "-", "--no-diagnose")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["step"] > AT_STEP
+    assert all(layer["status"] == "match" and layer["grad"]["match"] for layer in report["layers"])
+    assert_bit_identical(running.finish(), unattached("--fit", backend=backend))
+    assert_snapshot_is_the_state_of_its_step(snapshot, unattached("--fit", "--train-steps", str(AT_STEP),
+                                                                  backend=backend))
+
+
+@pytest.mark.parametrize("style", [("--two-io",), ("--two-io", "--fit")], ids=["own-loop", "fit"])
+def test_a_model_with_two_inputs_and_two_outputs(env_python, job, unattached, style):
+    env_python("jax")
+    running = job("--endpoint", "tcp://127.0.0.1:*", "--pace", "0.02", *style)
+    snapshot = take_snapshot(running.endpoint, AT_STEP, "tensorflow")
+    assert [x.shape for x in snapshot.inputs] == [(16, 8, 8, 1), (16, 4)]
+    assert [p.shape for p in snapshot.output_grads] == [(16, 10), (16, 1)]
+    result = kdiff("attach", running.endpoint, "--against", "jax", "--json", "-")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    names = [layer["name"] for layer in report["layers"]]
+    assert {"conv", "embed", "joined", "label", "value"} <= set(names)
+    assert all(layer["status"] == "match" and layer["grad"]["match"] for layer in report["layers"])
+    assert set(report["layers"][names.index("embed")]["weight_grads"]) == {"embed/kernel", "embed/bias"}
+    assert report["sample"]["shape"] == [[16, 8, 8, 1], [16, 4]]
+    assert_bit_identical(running.finish(), unattached(*style))
+    assert_snapshot_is_the_state_of_its_step(snapshot, unattached(*style, "--train-steps", str(AT_STEP)))
+
+
+def test_a_divergence_in_a_snapshot_is_diagnosed_like_the_offline_command(job):
+    """Against a float64 reference with no tolerance at all, every difference is float32 rounding: the
+    diagnosis must name it (it reads the snapshot side's layer configs and outputs) and prove it."""
+    running = job("--endpoint", "tcp://127.0.0.1:*")
+    result = kdiff("attach", running.endpoint, "--against", "tensorflow:float64", "--atol", "0", "--rtol", "0",
+                   "--json", "-")
+    assert result.returncode == 1, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["first_divergence"]["layer"] == "conv"
+    assert [(f["cause"], f["layer"], f["verified"]) for f in report["findings"]][:1] == [("float-precision", "conv", True)]
+    running.stop()

@@ -92,15 +92,51 @@ def test_keys_are_not_overwritten(tmp_path):
         make_keys(str(tmp_path))
 
 
-def test_a_snapshot_missing_a_layer_output_is_refused():
-    header = {"step": 3, "loss": 0.5, "backend": "tensorflow", "versions": {}, "device": "cpu", "inputs": [],
-              "optimizer_slots": [], "capture_seconds": 0.1,
-              "layers": [{"name": "d", "class_name": "Dense", "inbound": ["input:x"], "output_shapes": [[None, 2]],
-                          "weights": ["d/kernel"]}]}
-    arrays = {"model_file": np.zeros(4, np.uint8), "x": np.zeros((1, 2)), "y": np.zeros(1), "output_grad": np.zeros(2),
-              "g0.0": np.zeros(2), "w0.0": np.zeros(2), "wg0.0": np.zeros(2)}
+SNAPSHOT_HEADER = {"step": 3, "loss": 0.5, "backend": "tensorflow", "versions": {}, "device": "cpu", "inputs": [{}],
+                   "outputs": ["d"], "optimizer_slots": [], "capture_seconds": 0.1, "model_hash": "ab12",
+                   "layers": [{"name": "d", "class_name": "Dense", "inbound": ["input:x"], "output_shapes": [[None, 2]],
+                               "weights": ["d/kernel"]}]}
+SNAPSHOT_ARRAYS = {"model_file": np.zeros(4, np.uint8), "x0": np.zeros((1, 2)), "y0": np.zeros(1), "p0": np.zeros(2),
+                   "g0.0": np.zeros(2), "w0.0": np.zeros(2), "wg0.0": np.zeros(2)}
+
+
+def test_a_snapshot_missing_a_layer_output_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDIFF_HOME", str(tmp_path))
     with pytest.raises(ProtocolError, match="missing \\['o0.0'\\]"):
-        check_snapshot(header, arrays)
-    assert check_snapshot(header, {**arrays, "o0.0": np.zeros(2)}).step == 3
+        check_snapshot(SNAPSHOT_HEADER, SNAPSHOT_ARRAYS)
+    assert check_snapshot(SNAPSHOT_HEADER, {**SNAPSHOT_ARRAYS, "o0.0": np.zeros(2)}).step == 3
     with pytest.raises(ProtocolError, match="'loss'"):
-        check_snapshot({**header, "loss": None}, {**arrays, "o0.0": np.zeros(2)})
+        check_snapshot({**SNAPSHOT_HEADER, "loss": None}, {**SNAPSHOT_ARRAYS, "o0.0": np.zeros(2)})
+
+
+def test_a_snapshot_of_two_inputs_and_two_outputs_needs_each_ones_arrays(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDIFF_HOME", str(tmp_path))
+    header = {**SNAPSHOT_HEADER, "inputs": [{}, {}], "outputs": ["d", "e"]}
+    arrays = {**SNAPSHOT_ARRAYS, "o0.0": np.zeros(2), "x1": np.ones((1, 3)), "y1": np.zeros(1)}
+    with pytest.raises(ProtocolError, match="missing \\['p1'\\]"):
+        check_snapshot(header, arrays)
+    snapshot = check_snapshot(header, {**arrays, "p1": np.ones(2)})
+    assert [x.shape for x in snapshot.inputs] == [(1, 2), (1, 3)] and len(snapshot.output_grads) == 2
+
+
+def test_the_model_file_is_kept_by_hash_and_needed_only_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDIFF_HOME", str(tmp_path))
+    without_file = {key: value for key, value in SNAPSHOT_ARRAYS.items() if key != "model_file"}
+    without_file["o0.0"] = np.zeros(2)
+    with pytest.raises(ProtocolError, match="no model file came"):
+        check_snapshot(SNAPSHOT_HEADER, without_file)
+    check_snapshot(SNAPSHOT_HEADER, {**without_file, "model_file": np.arange(5, dtype=np.uint8)})
+    snapshot = check_snapshot(SNAPSHOT_HEADER, without_file)
+    model = snapshot.write(tmp_path / "replay")
+    assert model.read_bytes() == bytes(range(5))
+    assert "model_file" not in snapshot.arrays
+    with pytest.raises(ProtocolError, match="model_hash"):
+        check_snapshot({**SNAPSHOT_HEADER, "model_hash": "../../etc"}, without_file)
+
+
+@pytest.mark.parametrize("model_hash", ["../x", "ABC", 5, "a" * 65])
+def test_a_snapshot_request_names_a_model_hash_only_as_hex(model_hash):
+    with pytest.raises(ProtocolError, match="model_hash"):
+        parse_request(b"peer", encode({"type": "request", "request": "snapshot", "model_hash": model_hash}))
+    assert parse_request(b"peer", encode({"type": "request", "request": "snapshot", "model_hash": "0f" * 16})
+                         ).model_hash == "0f" * 16

@@ -12,7 +12,7 @@ from rich.console import Console
 from kdiff.attach.client import ProbeClient, ProbeUnreachable
 from kdiff.attach.precision import write_float64_copy
 from kdiff.attach.replay import live_side, replay, require_same_batch
-from kdiff.attach.snapshot import Snapshot, check_snapshot
+from kdiff.attach.snapshot import Snapshot, cached_model, check_snapshot
 from kdiff.cli import CommandParser
 from kdiff.diff import DiffOptions, Side
 from kdiff.environments import BACKENDS
@@ -116,8 +116,10 @@ def take_snapshots(clients: list[ProbeClient], at_step: int | None, timeout: flo
         client.request("attach")
     if at_step is None and len(clients) > 1:
         at_step = max(hello["step"] for hello in hellos) + 1
-    for client in clients:
-        client.request("snapshot", **({"at_step": at_step} if at_step is not None else {}))
+    for client, hello in zip(clients, hellos):
+        held = hello.get("model_hash")   # the model file is sent only if this machine does not keep it yet
+        client.request("snapshot", **({"at_step": at_step} if at_step is not None else {}),
+                       **({"model_hash": held} if isinstance(held, str) and held and cached_model(held) else {}))
     found: dict[int, Snapshot] = {}
     deadline = time.monotonic() + timeout
     while len(found) < len(clients):

@@ -4,8 +4,13 @@ classification and diagnosis as the offline command (kdiff.diff.DiffSession). Th
 side is a replay worker (kdiff.attach.replay_worker) serving what the probe captured.
 
 Gradients are those of the run's own training loss: both sides differentiate
-``sum(output * P)`` with ``P`` the run's d loss / d output, which by the chain rule gives
-the training loss's gradient for every layer output and weight."""
+``sum_k sum(output_k * P_k)`` with ``P_k`` the run's d loss / d output k, which by the chain rule
+gives the training loss's gradient for every layer output and weight.
+
+A reference worker loads the snapshot's model file for the architecture and is then given the
+snapshot's weights, layer by layer (the cached file may hold an earlier snapshot's). A model with
+several inputs is compared layer by layer here (the offline comparison takes one sample); the
+diagnosis then does not run (it re-runs the offline comparison, which takes one input)."""
 from __future__ import annotations
 
 import sys
@@ -16,11 +21,11 @@ import numpy as np
 
 from kdiff.alignment import LayerPair
 from kdiff.attach.snapshot import Snapshot
-from kdiff.diff import DiffOptions, DiffSession, Progress, Side
+from kdiff.diff import DiffOptions, DiffSession, Progress, Side, _classify, _compare_outputs
 from kdiff.errors import InputError
 from kdiff.gradients import GradientDiff, gradient_tolerance
 from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
-from kdiff.report import DiffReport
+from kdiff.report import BackendInfo, DiffReport
 from kdiff.streams import stream_pairs
 from kdiff.workers import WorkerPool
 
@@ -37,24 +42,68 @@ def live_side(name: str, snapshot: Snapshot, folder: Path, label: str = "live") 
 def replay(a: Side, b: Side, snapshot: Snapshot, batch_path: str, options: DiffOptions, progress: Progress,
            diagnose: bool) -> DiffReport:
     """Side A replays ``snapshot``; side B is a reference worker or another snapshot's replay."""
-    batch = snapshot.arrays["x"]
+    inputs = snapshot.inputs
     with DiffSession(a, b, replace(options, gradients=False), progress) as session:
-        report = session.compare(batch, batch_path)
+        if b.worker_module != REPLAY_WORKER:
+            progress.stage(f"giving the reference the weights of step {snapshot.step}")
+            give_weights(session, snapshot)
+        if len(inputs) == 1:
+            report = session.compare(inputs[0], batch_path)
+        else:
+            report = compare_inputs(session, inputs, batch_path, options)
         progress.stage("differentiating the run's loss on both sides")
         grads = compare_training_gradients(session.pool, session.pairs, snapshot, options.tolerance,
                                            options.timeouts.call)
         report = replace(report, layers=tuple(replace(layer, grad=grads.get(layer.name)) for layer in report.layers))
-        if diagnose and report.exit_code != 0:
+        if diagnose and report.exit_code != 0 and len(inputs) == 1:
             from kdiff.diagnosis.repair import diagnose as run_diagnosis
 
-            found = run_diagnosis(session, batch, report, options.tolerance, progress)
+            found = run_diagnosis(session, inputs[0], report, options.tolerance, progress)
             report = replace(report, findings=found.findings, unexplained=found.unexplained, repaired=found.repaired)
     return report
 
 
+def give_weights(session: DiffSession, snapshot: Snapshot) -> None:
+    """Every layer of side B (the reference) gets the snapshot's weights of its paired layer."""
+    index = {layer["name"]: i for i, layer in enumerate(snapshot.layers)}
+    for pair in session.pairs:
+        if pair.a is not None and pair.b is not None and snapshot.layers[index[pair.a["name"]]]["weights"]:
+            session.clients["b"].set_weights(pair.b["name"], [w for _, w in snapshot.weights(index[pair.a["name"]])])
+
+
+def compare_inputs(session: DiffSession, inputs: list[np.ndarray], batch_path: str, options: DiffOptions) -> DiffReport:
+    """The forward comparison of DiffSession.compare, for a model with several inputs."""
+    metrics: dict = {}
+    shapes: dict = {}
+    total = sum(1 for pair in session.pairs if pair.a is not None and pair.b is not None)
+
+    def on_part(side: str, header: dict, arrays: dict) -> list:
+        outputs = [arrays[key] for key in sorted(arrays, key=int)]
+        shapes[(side, header.get("layer"))] = tuple(tuple(out.shape) for out in outputs)
+        return outputs
+
+    def on_pair(a_layer: str, a_outputs: list, b_outputs: list) -> None:
+        metrics[a_layer] = _compare_outputs(a_outputs, b_outputs, options.tolerance)
+        session.progress.layer_done(len(metrics), total)
+
+    session.progress.stage("running the batch through both models")
+    stream_pairs(session.pool, session.pairs, "forward", {str(i): x for i, x in enumerate(inputs)},
+                 options.timeouts.call, on_part, on_pair)
+    infos = tuple(BackendInfo(side=side.name, name=side.backend, versions=session.hellos[side.name].get("versions", {}),
+                              device=session.hellos[side.name].get("device", ""), python=session.pythons[side.name],
+                              env=session.envs[side.name], model=side.model, weights=side.weights or "")
+                  for side in session.sides)
+    return DiffReport(backends=infos, layers=tuple(_classify(session.pairs, metrics, shapes, {}, {})),
+                      tolerance=options.tolerance,
+                      sample={"path": batch_path, "shape": [list(x.shape) for x in inputs],
+                              "dtype": [x.dtype.str for x in inputs]},
+                      notes=("the diagnosis does not run for a model with several inputs yet",))
+
+
 def require_same_batch(a: Snapshot, b: Snapshot) -> None:
-    x, y = a.arrays["x"], b.arrays["x"]
-    if x.shape != y.shape or not np.array_equal(x, y):
+    same = len(a.inputs) == len(b.inputs) and all(x.shape == y.shape and np.array_equal(x, y)
+                                                  for x, y in zip(a.inputs, b.inputs))
+    if not same:
         raise InputError("attach-batches-differ", f"the two runs trained on different batches at steps {a.step} and "
                          f"{b.step}, so their layer outputs cannot be compared",
                          "feed both runs the same data in the same order (same seed, no shuffling differences)")
@@ -63,7 +112,8 @@ def require_same_batch(a: Snapshot, b: Snapshot) -> None:
 def compare_training_gradients(pool: WorkerPool, pairs: list[LayerPair], snapshot: Snapshot, tolerance: Tolerance,
                                timeout: float) -> dict[str, GradientDiff]:
     """Every layer's output and weight gradients of the run's loss, both sides, keyed by side A's layer name."""
-    arrays = {"x0": snapshot.arrays["x"], "p0": snapshot.arrays["output_grad"]}
+    arrays = {f"x{i}": x for i, x in enumerate(snapshot.inputs)}
+    arrays.update({f"p{k}": p for k, p in enumerate(snapshot.output_grads)})
     results: dict[str, GradientDiff] = {}
 
     def on_part(side: str, header: dict, part: dict):

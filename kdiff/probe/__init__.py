@@ -3,7 +3,7 @@
 Importable in the training job's own environment with nothing beyond numpy and pyzmq; the
 job's framework is only used, never imported, by the probe::
 
-    model.fit(x, y, callbacks=[kdiff.probe.KerasProbe("tcp://127.0.0.1:5557")])
+    model.fit(x, y, callbacks=[kdiff.probe.KerasProbe("tcp://127.0.0.1:5557")])   # any Keras 3 backend
 
     probe = kdiff.probe.Probe(model, "tcp://127.0.0.1:5557")   # a loop of your own
     for batch in batches:

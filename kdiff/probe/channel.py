@@ -6,11 +6,13 @@ send is non-blocking (a message to a peer that is gone, slow or over its high-wa
 dropped, never waited for), and closing discards unsent messages.
 
 Requests (``{"type": "request", "request": NAME, ...}``):
-  hello      -> ``{"type": "hello", "protocol", "step", "backend", "model", "pid"}``
+  hello      -> ``{"type": "hello", "protocol", "step", "backend", "model", "model_hash", "pid"}``
   attach     -> ``{"type": "attached", "step"}``, then ``{"type": "metrics", "step", "loss", "grad_norm"}``
                 every step until ``detach``
   snapshot   -> ``{"type": "snapshot-pending", "at_step"}`` now (``at_step``: optional, default the
-                next step), then ``{"type": "snapshot", ...}`` with the arrays at that step boundary
+                next step), then ``{"type": "snapshot", ...}`` with the arrays at that step boundary;
+                ``model_hash`` (optional): the model file the coordinator holds already, which is then
+                not sent again (kdiff.probe.capture.Capture.model_hash)
   detach     -> ``{"type": "detached"}``; pending snapshots for that peer are dropped
 Anything else gets ``{"type": "error", "message"}``.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket as socket_module
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
@@ -26,6 +29,7 @@ import zmq
 
 from kdiff.wire import PROTOCOL_VERSION, ProtocolError, decode, encode
 
+HASH = re.compile(r"[0-9a-f]{1,64}")
 REQUESTS = ("hello", "attach", "detach", "snapshot")
 SEND_HWM = 64             # queued messages per peer before further ones are dropped
 MAX_REQUESTS_PER_STEP = 16  # a flood of requests costs the job at most this many decodes per step
@@ -40,12 +44,14 @@ class Request:
     peer: bytes
     name: str
     at_step: int | None = None
+    model_hash: str | None = None
 
 
 @dataclass
 class Peers:
     attached: set = field(default_factory=set)     # peers receiving per-step metrics
     snapshots: dict = field(default_factory=dict)  # peer -> step at which to capture
+    held_models: dict = field(default_factory=dict)  # peer -> the hash of the model file it holds
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -119,9 +125,9 @@ class ProbeChannel:
         except zmq.ZMQError as exc:
             return "gone" if exc.errno == zmq.EHOSTUNREACH else "dropped"
 
-    def hello(self, step: int, backend: str, model_name: str) -> dict:
+    def hello(self, step: int, backend: str, model_name: str, model_hash: str = "") -> dict:
         return {"type": "hello", "protocol": PROTOCOL_VERSION, "step": step, "backend": backend,
-                "model": model_name, "pid": os.getpid()}
+                "model": model_name, "model_hash": model_hash, "pid": os.getpid()}
 
     def close(self) -> None:
         self.socket.close(linger=0)
@@ -139,4 +145,7 @@ def parse_request(peer: bytes, frames: list) -> Request:
     at_step = header.get("at_step")
     if at_step is not None and (type(at_step) is not int or at_step < 0):
         raise ProtocolError(f"at_step must be a non-negative integer, got {at_step!r}")
-    return Request(peer, header["request"], at_step)
+    model_hash = header.get("model_hash")
+    if model_hash is not None and (type(model_hash) is not str or not HASH.fullmatch(model_hash)):
+        raise ProtocolError("model_hash must be a hexadecimal string of at most 64 digits")
+    return Request(peer, header["request"], at_step, model_hash)

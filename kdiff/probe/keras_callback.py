@@ -7,12 +7,21 @@ back unchanged:
   - PyTorch backend: the step receives ``[batch]``;
   - TensorFlow backend and tf_keras: the step receives an iterator; the batch is taken from it
     and the step is given a one-batch iterator of the same element spec instead (the same
-    compiled step runs, on the same values).
-On the JAX backend ``fit`` keeps the weights outside the model while it runs, so a callback
-cannot read them: use ``Probe`` in a loop of your own there."""
+    compiled step runs, on the same values);
+  - JAX backend: the step receives ``(state, iterator)``. ``fit`` keeps the training state (weights,
+    optimizer slots, metrics) in its own arrays during an epoch and writes it back to the model's
+    variables only at the end (keras/src/backend/jax/trainer.py, ``jax_state_sync``), so the
+    variables are stale or emptied mid-epoch. When the probe needs the model, the variables are
+    given copies of ``state`` -- the state this very step starts from -- for the length of the
+    capture, and then put back exactly as ``fit`` left them (its ``_jax_state`` and
+    ``_jax_state_synced`` too). The step itself then runs on the untouched ``state`` and the batch
+    taken from the iterator (handed back in front of it).
+The callback never reads ``self.model`` during ``fit`` (on JAX, Keras's ``Callback.model``
+forces a state sync): the probe holds the model from ``on_train_begin``."""
 from __future__ import annotations
 
 import functools
+import itertools
 import sys
 
 from kdiff.probe.capture import keras_of
@@ -43,18 +52,16 @@ def _callback_class(keras):
             self.probe.model = self.model
             model_keras = keras_of(self.model)
             backend = "tf-keras" if model_keras.__name__ == "tf_keras" else model_keras.backend.backend()
-            if backend == "jax":
-                raise RuntimeError("KerasProbe cannot read the weights during fit on the JAX backend; "
-                                   "use kdiff.probe.Probe in a training loop of your own")
             if _steps_per_execution(self.model) != 1:
                 raise RuntimeError("KerasProbe needs steps_per_execution=1 (one batch per step)")
-            self._unwrapped = self.model.train_function
-            take = _take_from_data if backend == "torch" else _take_from_iterator
-            self.model.train_function = functools.partial(_step_with_probe, self.probe, self._unwrapped, take)
+            model = self.probe.model
+            self._unwrapped = model.train_function
+            take = {"torch": _take_from_data, "jax": _take_from_jax}.get(backend, _take_from_iterator)
+            model.train_function = functools.partial(_step_with_probe, self.probe, self._unwrapped, take)
 
         def on_train_end(self, logs=None):
             if self._unwrapped is not None:
-                self.model.train_function = self._unwrapped
+                self.probe.model.train_function = self._unwrapped
                 self._unwrapped = None
             self.probe.close()
 
@@ -71,19 +78,62 @@ def _step_with_probe(probe: Probe, train_function, take, *args):
     taken = {}
 
     def batch():
-        taken["batch"], taken["args"] = take(args)
+        taken["batch"], taken["args"], taken["restore"] = take(probe.model, args)
         return taken["batch"]
 
-    probe.step(batch)
+    try:
+        probe.step(batch)
+    finally:
+        if "restore" in taken:
+            taken["restore"]()
     return train_function(*taken.get("args", args))
 
 
-def _take_from_data(args: tuple) -> tuple:
+def _nothing() -> None:
+    pass
+
+
+def _take_from_data(model, args: tuple) -> tuple:
     """PyTorch: ``train_function([batch])``."""
-    return args[0][0], args
+    return args[0][0], args, _nothing
 
 
-def _take_from_iterator(args: tuple) -> tuple:
+def _take_from_jax(model, args: tuple) -> tuple:
+    """JAX: ``train_function(state, iterator)``; the batch, the arguments with the batch put back in
+    front of the iterator, and the function putting the model's variables back as ``fit`` left them
+    (they hold copies of ``state`` until then)."""
+    import jax.numpy as jnp
+
+    state, iterator, *rest = args
+    groups = [model.trainable_variables, model.non_trainable_variables,
+              model.optimizer.variables if model.optimizer is not None else [], model.metrics_variables]
+    pairs = [(variable, value) for group, values in zip(groups, state) for variable, value in zip(group, values)]
+    if len(state) != 4 or any(len(group) != len(values) for group, values in zip(groups, state)):
+        raise RuntimeError("KerasProbe: this Keras's JAX training state is not (trainable, non-trainable, "
+                           "optimizer, metrics) variables")
+    left = [(variable, variable._value) for variable, _ in pairs]
+    flags = (getattr(model, "_jax_state", None), getattr(model, "_jax_state_synced", True))
+
+    def restore() -> None:
+        for variable, value in left:
+            variable._value = value
+        model._jax_state, model._jax_state_synced = flags
+
+    try:
+        for variable, value in pairs:   # copies: a capture's own compiled calls may donate what they are given
+            variable._value = jnp.array(value, copy=True)
+    except BaseException:
+        restore()
+        raise
+    try:
+        data = next(iterator)
+    except BaseException:
+        restore()
+        raise
+    return data, (state, itertools.chain([data], iterator), *rest), restore
+
+
+def _take_from_iterator(model, args: tuple) -> tuple:
     """TensorFlow: ``train_function(iterator)``; the batch, and the arguments with an iterator yielding it."""
     import tensorflow as tf
 
@@ -93,4 +143,4 @@ def _take_from_iterator(args: tuple) -> tuple:
     replay = iter(tf.data.Dataset.from_tensor_slices(data).batch(batch_size))
     if replay.element_spec != iterator.element_spec:  # a fixed batch dimension: match it exactly
         replay = iter(tf.data.Dataset.from_tensors(data))
-    return data, (replay, *args[1:])
+    return data, (replay, *args[1:]), _nothing

@@ -35,8 +35,10 @@ class Probe:
         return bool(self.channel.peers.attached or self.channel.peers.snapshots)
 
     def step(self, batch, step: int | None = None) -> None:
-        """A step boundary: ``batch`` is (x, y) for the step about to run, or a function returning
-        it (called only when the probe needs it); ``step`` its number (default: one more than the last)."""
+        """A step boundary: ``batch`` is (x, y) or (x, y, sample_weight) for the step about to run
+        (x and y each an array, a list of arrays, or a dict by input/output name), or a function
+        returning it (called only when the probe needs it); ``step`` its number (default: one more
+        than the last)."""
         number = self.next_step if step is None else step
         self.next_step = number + 1
         for request in self.channel.requests():
@@ -61,13 +63,15 @@ class Probe:
     def _answer(self, request: Request, number: int) -> None:
         peers = self.channel.peers
         if request.name == "hello":
-            self._send(request.peer, self.channel.hello(number, self._backend(), getattr(self.model, "name", "")))
+            self._send(request.peer, self.channel.hello(number, self._backend(), getattr(self.model, "name", ""),
+                                                        self._model_hash()))
         elif request.name == "attach":
             peers.attached.add(request.peer)
             self._send(request.peer, {"type": "attached", "step": number})
         elif request.name == "detach":
             peers.attached.discard(request.peer)
             peers.snapshots.pop(request.peer, None)
+            peers.held_models.pop(request.peer, None)
             self._send(request.peer, {"type": "detached", "step": number})
         elif request.at_step is not None and request.at_step < number:
             self._send(request.peer, {"type": "error", "message": f"step {request.at_step} has passed: the job is "
@@ -75,6 +79,7 @@ class Probe:
         else:
             at_step = number if request.at_step is None else request.at_step
             peers.snapshots[request.peer] = at_step
+            peers.held_models[request.peer] = request.model_hash
             self._send(request.peer, {"type": "snapshot-pending", "at_step": at_step})
 
     def _serve_step(self, batch, number: int) -> None:
@@ -82,16 +87,21 @@ class Probe:
         due = [peer for peer, at_step in peers.snapshots.items() if at_step == number]
         if not peers.attached and not due:
             return  # a snapshot asked for a later step: nothing to do yet
-        x, y = split_batch(batch() if callable(batch) else batch)
         capture = self._capturer()
-        if peers.attached:
-            metrics = {"type": "metrics", "step": number, **capture.live_metrics(x, y)}
+        xs, ys = split_batch(batch() if callable(batch) else batch, capture.input_names, capture.output_names)
+        if peers.attached and not due:   # a snapshot's own pass gives the step's metrics as well
+            metrics = {"type": "metrics", "step": number, **capture.live_metrics(xs, ys)}
             for peer in list(peers.attached):
                 self._send(peer, metrics)
         if due:
             started = time.perf_counter()
-            header, arrays = capture.snapshot(x, y, number)
+            held = {peers.held_models.pop(peer, None) for peer in due}
+            header, arrays = capture.snapshot(xs, ys, number, held.pop() if len(held) == 1 else None)
             header["capture_seconds"] = time.perf_counter() - started
+            if peers.attached:
+                metrics = {"type": "metrics", "step": number, "loss": header["loss"], "grad_norm": header["grad_norm"]}
+                for peer in list(peers.attached):
+                    self._send(peer, metrics)
             for peer in due:
                 del peers.snapshots[peer]
                 self._send(peer, header, arrays)
@@ -107,11 +117,18 @@ class Probe:
         except (CaptureError, AttributeError, TypeError):  # no model yet (KerasProbe before fit), or no loss
             return ""
 
+    def _model_hash(self) -> str:
+        try:
+            return self._capturer().model_hash()
+        except Exception:  # noqa: BLE001 -- a hello is answered whatever the model is
+            return ""
+
     def _send(self, peer: bytes, header: dict, arrays: dict | None = None) -> None:
         """Send without waiting; a peer that is gone is forgotten."""
         if self.channel.send(peer, header, arrays) == "gone":
             self.channel.peers.attached.discard(peer)
             self.channel.peers.snapshots.pop(peer, None)
+            self.channel.peers.held_models.pop(peer, None)
 
     def _fail_everyone(self, message: str) -> None:
         peers = self.channel.peers
@@ -120,3 +137,4 @@ class Probe:
             self._send(peer, {"type": "error", "message": message})
         peers.attached.clear()
         peers.snapshots.clear()
+        peers.held_models.clear()
