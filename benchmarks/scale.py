@@ -114,9 +114,9 @@ def profile_compare(session, sample, diff_module, gradients_module, partners) ->
     original_forward = diff_module._compare_outputs
     original_gradient = gradients_module._compare
 
-    def receive_any(pending, deadline):
+    def receive_any(pending, deadline, hold=()):
         t = time.perf_counter()
-        side, header, arrays = original_receive(pending, deadline)
+        side, header, arrays = original_receive(pending, deadline, hold)
         now = time.perf_counter()
         clock["receive_s"] += now - t
         size = sum(a.nbytes for a in arrays.values()) if arrays else 0
