@@ -189,8 +189,11 @@ def main() -> None:
     parser.add_argument("--model", choices=("mobilenetv2", "resnet50"), default="mobilenetv2")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--share-cpus", action="store_true",
+                        help="let both workers use every CPU (kdiff's default) instead of KDIFF_SPLIT_CPUS=1")
     parser.add_argument("--coordinator", nargs=2, metavar=("MODEL", "SAMPLE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ["KDIFF_SPLIT_CPUS"] = "0" if args.share_cpus else "1"  # inherited by the coordinator process
     if args.coordinator:
         print(json.dumps(coordinator(*args.coordinator, args.repeats)))
         return
@@ -215,6 +218,7 @@ def main() -> None:
     results = {
         "model": f"{name} {args.size}x{args.size}, batch 8, random weights",
         "machine": f"{os.cpu_count()} cores",
+        "split_cpus": os.environ["KDIFF_SPLIT_CPUS"] == "1",
         "sides": [A, B],
         "plain": plain_results,
         "kdiff": kdiff_results,

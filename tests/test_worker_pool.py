@@ -161,3 +161,19 @@ def test_a_side_far_ahead_is_not_read_until_the_other_catches_up(model_file):
         stream_pairs(pool, pairs, "forward", {"0": np.ones((2, 4), np.float32)}, 60, on_part, on_pair)
         assert paired == [layer["name"] for layer in described["a"]] and len(paired) == 43
         assert most_unpaired == 1
+
+
+def test_the_two_sides_run_on_their_own_halves_of_the_cpus_only_when_asked(monkeypatch):
+    from kdiff.workers import cpus_for
+
+    monkeypatch.delenv("KDIFF_SPLIT_CPUS", raising=False)
+    assert cpus_for("a") == cpus_for("b") == []
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) < 2:
+        pytest.skip("one CPU: nothing to split")
+    monkeypatch.setenv("KDIFF_SPLIT_CPUS", "1")
+    a, b = cpus_for("a"), cpus_for("b")
+    assert a and b and set(a).isdisjoint(b) and sorted(a + b) == available and cpus_for("tensorflow") == []
+    with WorkerPool() as pool:
+        workers = {side: start(pool, side) for side in "ab"}
+        assert {side: sorted(os.sched_getaffinity(w.process.pid)) for side, w in workers.items()} == {"a": a, "b": b}
