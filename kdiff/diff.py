@@ -179,13 +179,7 @@ class DiffSession:
                         raise
                     # the framework could not differentiate this model; the forward diff still stands
                     notes.append(f"gradients were not compared: {failure.message}")
-        infos = tuple(
-            BackendInfo(side=side.name, name=side.backend, versions=self.hellos[side.name].get("versions", {}),
-                        device=self.hellos[side.name].get("device", ""), python=self.pythons[side.name],
-                        env=self.envs[side.name], model=side.model, weights=side.weights or "",
-                        layout=(self.bridge.b_layout if side.name == "b" else self.bridge.a_layout) or "")
-            for side in self.sides
-        )
+        infos = self.backend_infos()
         if any(pair.aligned_by == "order" for pair in self.pairs):
             notes.append("some layers have different names on the two sides and were paired by order and shape")
         return DiffReport(
@@ -195,6 +189,16 @@ class DiffSession:
             sample={"path": sample_path, "shape": list(sample.shape), "dtype": sample.dtype.str}, notes=tuple(notes),
             noise_floor=noise, gradient_loss=(self.named_loss.to_json() if self.named_loss is not None else PROJECTION)
             if grads else None,
+        )
+
+    def backend_infos(self) -> tuple[BackendInfo, BackendInfo]:
+        """What each side runs: backend, versions, device, interpreter, environment, files, layout."""
+        return tuple(
+            BackendInfo(side=side.name, name=side.backend, versions=self.hellos[side.name].get("versions", {}),
+                        device=self.hellos[side.name].get("device", ""), python=self.pythons[side.name],
+                        env=self.envs[side.name], model=side.model, weights=side.weights or "",
+                        layout=(self.bridge.b_layout if side.name == "b" else self.bridge.a_layout) or "")
+            for side in self.sides
         )
 
     def _backward(self, sample: np.ndarray, output_shapes: list[tuple]) -> dict:
@@ -318,11 +322,12 @@ def _collect_replies(pool: WorkerPool, pending: dict[str, int], timeout: float) 
     return replies
 
 
-def _forward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray, options: DiffOptions,
+def _forward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray | list, options: DiffOptions,
                          progress: Progress, bridge: LayoutBridge = LayoutBridge(),
                          tolerances: Tolerances | None = None, used: dict | None = None) -> tuple[dict, dict]:
     """Layer metrics keyed by A's layer name, and every layer's output shapes by (side, name) as each side
-    gave them. Side B's outputs are moved to side A's layout before they are compared (``bridge``);
+    gave them; ``sample`` is the model's input, or a list of them for a model with several. Side B's
+    outputs are moved to side A's layout before they are compared (``bridge``, single inputs only);
     the dump holds them as B's worker gave them. Each layer is judged by its forward rule in ``tolerances``
     (by default ``options.tolerance`` for all); ``used`` receives the tolerance each layer was judged by."""
     tolerances = as_tolerances(options.tolerance) if tolerances is None else tolerances
@@ -347,8 +352,9 @@ def _forward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.nd
         progress.layer_done(len(metrics), total)
 
     try:
-        stream_pairs(pool, pairs, "forward", {"0": sample}, options.timeouts.call, on_part, on_pair,
-                     b_arrays={"0": bridge.sample_for_b(sample)})
+        inputs = {str(i): x for i, x in enumerate(sample)} if isinstance(sample, list) else {"0": sample}
+        b_inputs = inputs if isinstance(sample, list) else {"0": bridge.sample_for_b(sample)}
+        stream_pairs(pool, pairs, "forward", inputs, options.timeouts.call, on_part, on_pair, b_arrays=b_inputs)
     finally:
         for writer in dumps.values():
             writer.close()

@@ -21,11 +21,11 @@ import numpy as np
 
 from kdiff.alignment import LayerPair
 from kdiff.attach.snapshot import Snapshot
-from kdiff.diff import DiffOptions, DiffSession, Progress, Side, _classify, _compare_outputs
+from kdiff.diff import DiffOptions, DiffSession, Progress, Side, _classify, _forward_and_compare
 from kdiff.errors import InputError
 from kdiff.gradients import GradientDiff, gradient_tolerance
 from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
-from kdiff.report import BackendInfo, DiffReport
+from kdiff.report import DiffReport
 from kdiff.streams import stream_pairs
 from kdiff.workers import WorkerPool
 
@@ -73,27 +73,9 @@ def give_weights(session: DiffSession, snapshot: Snapshot) -> None:
 
 def compare_inputs(session: DiffSession, inputs: list[np.ndarray], batch_path: str, options: DiffOptions) -> DiffReport:
     """The forward comparison of DiffSession.compare, for a model with several inputs."""
-    metrics: dict = {}
-    shapes: dict = {}
-    total = sum(1 for pair in session.pairs if pair.a is not None and pair.b is not None)
-
-    def on_part(side: str, header: dict, arrays: dict) -> list:
-        outputs = [arrays[key] for key in sorted(arrays, key=int)]
-        shapes[(side, header.get("layer"))] = tuple(tuple(out.shape) for out in outputs)
-        return outputs
-
-    def on_pair(a_layer: str, a_outputs: list, b_outputs: list) -> None:
-        metrics[a_layer] = _compare_outputs(a_outputs, b_outputs, options.tolerance)
-        session.progress.layer_done(len(metrics), total)
-
     session.progress.stage("running the batch through both models")
-    stream_pairs(session.pool, session.pairs, "forward", {str(i): x for i, x in enumerate(inputs)},
-                 options.timeouts.call, on_part, on_pair)
-    infos = tuple(BackendInfo(side=side.name, name=side.backend, versions=session.hellos[side.name].get("versions", {}),
-                              device=session.hellos[side.name].get("device", ""), python=session.pythons[side.name],
-                              env=session.envs[side.name], model=side.model, weights=side.weights or "")
-                  for side in session.sides)
-    return DiffReport(backends=infos, layers=tuple(_classify(session.pairs, metrics, shapes, {}, {})),
+    metrics, shapes = _forward_and_compare(session.pool, session.pairs, inputs, options, session.progress)
+    return DiffReport(backends=session.backend_infos(), layers=tuple(_classify(session.pairs, metrics, shapes, {}, {})),
                       tolerance=options.tolerance,
                       sample={"path": batch_path, "shape": [list(x.shape) for x in inputs],
                               "dtype": [x.dtype.str for x in inputs]},
