@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kdiff.alignment import LayerPair
-from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
+from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays, largest_finite_abs
 from kdiff.tolerances import Tolerances, as_tolerances
 from kdiff.streams import stream_pairs
 from kdiff.workers import WorkerPool
@@ -65,7 +65,7 @@ def projections(shapes: list[tuple]) -> list[np.ndarray]:
 def gradient_tolerance(tolerance: Tolerance, a: np.ndarray, b: np.ndarray) -> Tolerance:
     """Gradients are judged against their own scale: float error in a gradient is relative to
     the largest terms summed into it, not to each element, so atol grows with max |g|."""
-    scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)))
+    scale = largest_finite_abs([a, b])
     return Tolerance(atol=max(tolerance.atol * 1e-2, tolerance.rtol * scale), rtol=tolerance.rtol)
 
 

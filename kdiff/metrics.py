@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CHUNK = 1 << 18  # elements per chunk: a few MB, so each pass over a chunk stays in cache
+CHUNK = 1 << 16  # elements per chunk: its few buffers stay in cache and are reused from chunk to chunk
 
 
 @dataclass(frozen=True)
@@ -43,50 +43,104 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, tolerance: Tolerance) -> LayerM
     so does an infinity of the same sign on both sides.
 
     Element arithmetic runs in the arrays' own float dtype (the difference of two float32
-    values is exact or within one rounding of it); every sum accumulates in float64. The
-    cosine comes from the squared norms of a, b and a - b, which stays accurate near 1."""
+    values is exact or within one rounding of it), in buffers reused from chunk to chunk; each
+    chunk's sums are pairwise or BLAS sums, accumulated over the chunks in float64. The cosine
+    comes from the squared norms of a, b and a - b, which stays accurate near 1: an error in the
+    norms of a and b moves it only to second order."""
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
     dtype = np.result_type(a.dtype, b.dtype)
     if dtype.kind != "f" or dtype.itemsize < 4:
         dtype = np.dtype(np.float64)
     flat_a, flat_b = a.reshape(-1), b.reshape(-1)
-    totals = _Totals()
+    totals = _Totals(tolerance, dtype, min(CHUNK, flat_a.size))
     for start in range(0, flat_a.size, CHUNK):
         x = flat_a[start:start + CHUNK].astype(dtype, copy=False)
         y = flat_b[start:start + CHUNK].astype(dtype, copy=False)
-        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: handled as a special value below
-            diff = x - y
-        if np.isfinite(diff).all():
-            totals.add_finite(x, y, diff, tolerance)
-        else:
-            totals.add_with_specials(x, y, tolerance)
+        if not totals.add_finite(x, y):
+            totals.add_with_specials(x, y)
     return totals.metrics(flat_a.size)
 
 
-class _Totals:
-    """Running maxima and float64 sums over the chunks of one comparison."""
+def largest_finite_abs(arrays) -> float:
+    """The largest finite |value| over the arrays (0 for none), without copying them."""
+    largest = 0.0
+    for array in arrays:
+        array = np.asarray(array)
+        if not array.size:
+            continue
+        if array.dtype.kind in "biu":
+            largest = max(largest, float(np.abs(array.astype(np.float64)).max()))
+            continue
+        top, bottom = float(array.max()), float(array.min())
+        if math.isfinite(top) and math.isfinite(bottom):
+            largest = max(largest, top, -bottom)
+            continue
+        flat = array.reshape(-1)
+        for start in range(0, flat.size, CHUNK):
+            values = np.abs(flat[start:start + CHUNK])
+            values = values[np.isfinite(values)]
+            if values.size:
+                largest = max(largest, float(values.max()))
+    return largest
 
-    def __init__(self):
+
+class _Totals:
+    """Running maxima and float64 sums over the chunks of one comparison, and the chunk-sized
+    buffers its element arithmetic reuses."""
+
+    def __init__(self, tolerance: Tolerance, dtype: np.dtype, chunk: int):
+        self.tolerance = tolerance
+        self.buffers = np.empty((3, max(chunk, 1)), dtype)
+        self.outside_mask = np.empty(max(chunk, 1), bool)
+        self.tiny = np.finfo(dtype).tiny
         self.max_abs = self.max_rel = 0.0
         self.sum_abs = self.norm_a = self.norm_b = self.norm_diff = 0.0
         self.outside = self.nan_a = self.nan_b = self.inf_a = self.inf_b = 0
 
-    def add_finite(self, x: np.ndarray, y: np.ndarray, diff: np.ndarray, tolerance: Tolerance) -> None:
-        if not diff.size:
-            return
-        abs_diff = np.abs(diff)
-        scale = np.maximum(np.abs(x), np.abs(y))
-        self.max_abs = max(self.max_abs, float(abs_diff.max()))
+    def add_finite(self, x: np.ndarray, y: np.ndarray) -> bool:
+        """Add a chunk whose values and squares are all finite; False (and nothing added) otherwise."""
+        size = x.size
+        if not size:
+            return True
+        diff, scale, spare = (buffer[:size] for buffer in self.buffers)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, overflowing squares: handled below
+            np.subtract(x, y, out=diff)
+            norms = float(np.dot(x, x)), float(np.dot(y, y)), float(np.dot(diff, diff))
+        if not all(map(math.isfinite, norms)):
+            if not (np.isfinite(x).all() and np.isfinite(y).all()):
+                return False
+            # finite values whose differences or squares overflow the dtype: this chunk in float64
+            wide = _Totals(self.tolerance, np.dtype(np.float64), size)
+            wide.add_finite(x.astype(np.float64), y.astype(np.float64))
+            self._merge(wide)
+            return True
+        self.norm_a += norms[0]
+        self.norm_b += norms[1]
+        self.norm_diff += norms[2]
+        np.abs(diff, out=diff)
+        chunk_max = float(diff.max())
+        self.max_abs = max(self.max_abs, chunk_max)
+        self.sum_abs += float(diff.sum())  # pairwise: within a few roundings of the float64 sum
+        np.maximum(np.abs(x, out=scale), np.abs(y, out=spare), out=scale)
+        if chunk_max > self.tolerance.atol:  # else no element can be outside atol + rtol * scale
+            limit = np.multiply(scale, self.tolerance.rtol, out=spare)
+            limit += self.tolerance.atol
+            self.outside += int(np.count_nonzero(np.greater(diff, limit, out=self.outside_mask[:size])))
         # where scale is 0 the difference is 0 too, so the tiny floor only avoids 0/0
-        self.max_rel = max(self.max_rel, float((abs_diff / np.maximum(scale, np.finfo(scale.dtype).tiny)).max()))
-        self.outside += int(np.count_nonzero(abs_diff > tolerance.atol + tolerance.rtol * scale))
-        self.sum_abs += float(abs_diff.sum(dtype=np.float64))
-        self.norm_a += float(np.square(x).sum(dtype=np.float64))
-        self.norm_b += float(np.square(y).sum(dtype=np.float64))
-        self.norm_diff += float(np.square(diff).sum(dtype=np.float64))
+        np.maximum(scale, self.tiny, out=scale)
+        self.max_rel = max(self.max_rel, float(np.divide(diff, scale, out=scale).max()))
+        return True
 
-    def add_with_specials(self, x: np.ndarray, y: np.ndarray, tolerance: Tolerance) -> None:
+    def _merge(self, other: "_Totals") -> None:
+        self.max_abs, self.max_rel = max(self.max_abs, other.max_abs), max(self.max_rel, other.max_rel)
+        self.sum_abs += other.sum_abs
+        self.norm_a += other.norm_a
+        self.norm_b += other.norm_b
+        self.norm_diff += other.norm_diff
+        self.outside += other.outside
+
+    def add_with_specials(self, x: np.ndarray, y: np.ndarray) -> None:
         x_nan, y_nan, x_inf, y_inf = np.isnan(x), np.isnan(y), np.isinf(x), np.isinf(y)
         self.nan_a += int(x_nan.sum()); self.nan_b += int(y_nan.sum())
         self.inf_a += int(x_inf.sum()); self.inf_b += int(y_inf.sum())
@@ -96,8 +150,7 @@ class _Totals:
         if broken:
             self.outside += broken
             self.max_abs = self.max_rel = math.inf
-        x, y = x[finite], y[finite]
-        self.add_finite(x, y, x - y, tolerance)
+        self.add_finite(x[finite], y[finite])
 
     def metrics(self, size: int) -> LayerMetrics:
         if self.norm_a == 0.0 and self.norm_b == 0.0:

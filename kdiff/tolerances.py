@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from kdiff.metrics import Tolerance
+from kdiff.metrics import Tolerance, largest_finite_abs
 
 EPSILON = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7, "float32": 2.0 ** -23, "float64": 2.0 ** -52}
 DEFAULT_DTYPE = "float32"      # a worker that does not say (an old snapshot, a stand-in)
@@ -272,10 +272,4 @@ def _ratio(input_shape, output: tuple) -> int:
 
 def _scale(arrays) -> float:
     """The largest finite |value| over the arrays (0 for none)."""
-    largest = 0.0
-    for array in arrays:
-        values = np.abs(np.asarray(array, dtype=np.float64))
-        values = values[np.isfinite(values)]
-        if values.size:
-            largest = max(largest, float(values.max()))
-    return largest
+    return largest_finite_abs(arrays)

@@ -80,3 +80,19 @@ def test_float32_inputs_give_float64_accurate_metrics():
 def test_integer_and_mixed_dtypes_are_compared_in_float64():
     m = compare_arrays(np.array([1, 2, 3], np.int64), np.array([1.0, 2.0, 3.5], np.float32), Tolerance())
     assert m.max_abs == pytest.approx(0.5) and m.out_of_tolerance == pytest.approx(1 / 3)
+
+
+def test_finite_values_whose_squares_overflow_keep_an_exact_cosine():
+    a = np.array([3e30, 1.0], np.float32)  # a float32 square overflows: the norms are summed in float64
+    m = compare_arrays(a, a.copy(), Tolerance())
+    assert m.matches and m.cosine == 1.0 and (m.nan_a, m.inf_a) == (0, 0)
+    m = compare_arrays(a, np.array([-3e30, 1.0], np.float32), Tolerance())
+    assert m.cosine == pytest.approx(-1.0) and m.max_abs == pytest.approx(6e30, rel=1e-6)
+    m = compare_arrays(np.array([3e38], np.float32), np.array([-3e38], np.float32), Tolerance())
+    assert m.max_abs == pytest.approx(6e38, rel=1e-6) and m.out_of_tolerance == 1.0 and m.inf_a == 0
+
+
+def test_largest_finite_abs_skips_nan_and_inf_and_reads_integers():
+    assert metrics.largest_finite_abs([np.array([-3.0, 2.0], np.float32), np.array([1.0, np.inf, np.nan])]) == 3.0
+    assert metrics.largest_finite_abs([np.array([], np.float32), np.array([-7, 2], np.int32)]) == 7.0
+    assert metrics.largest_finite_abs([np.array([np.nan, np.inf])]) == 0.0
