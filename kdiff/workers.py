@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -123,6 +124,7 @@ class WorkerPool:
         self.inbox: dict[str, deque] = {}
         self.sequence = itertools.count(1)
         self.logdir = Path(tempfile.mkdtemp(prefix="kdiff-workers-"))
+        self.keep_logs = False  # a failure's hint names a log: it then outlives the pool
         self.closed = False
         _open_pools.add(self)
 
@@ -205,6 +207,8 @@ class WorkerPool:
         for socket in self.sockets.values():
             socket.close()
         self.context.term()
+        if not self.keep_logs:
+            shutil.rmtree(self.logdir, ignore_errors=True)
 
     def __enter__(self) -> "WorkerPool":
         return self
@@ -306,6 +310,7 @@ class WorkerPool:
 
     def _failure(self, side: str, message: str, hint: str = "", detail: str = "") -> WorkerFailure:
         worker = self.workers[side]
+        self.keep_logs = True
         return WorkerFailure(side, worker.backend, worker.last_command, message,
                              hint or f"the worker's log is {worker.log_path}",
                              detail or worker.log_tail())

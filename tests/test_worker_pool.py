@@ -39,6 +39,21 @@ def test_hello_carries_protocol_backend_versions_and_pid():
     assert worker.process.poll() is not None
 
 
+def test_worker_logs_are_removed_on_close_unless_a_failure_names_them(model_file):
+    with WorkerPool() as pool:
+        start(pool)
+        pool.call("a", "load", {"model": model_file})
+    assert not pool.logdir.exists()
+    with WorkerPool() as pool:
+        worker = start(pool)
+        worker.process.kill()
+        with pytest.raises(WorkerFailure) as failure:
+            pool.call("a", "load", {"model": model_file})
+    assert str(worker.log_path) in failure.value.hint and worker.log_path.exists()
+    worker.log_path.unlink()
+    pool.logdir.rmdir()
+
+
 def test_load_then_forward_streams_one_part_per_layer(model_file):
     with WorkerPool() as pool:
         start(pool)
