@@ -136,6 +136,26 @@ class Worker:
                                                                     loss, targets):
             yield name, [np.asarray(g) for g in output_grads], [(w, np.asarray(g)) for w, g in weight_grads]
 
+    def forward_backward(self, inputs: list[np.ndarray], projections: list[np.ndarray], loss: str | None = None,
+                         targets: list[np.ndarray] | None = None):
+        """``forward`` and ``backward`` in one call, from one pass of the model where the framework
+        allows: yields ``("output", layer, [outputs])`` for every layer (kept for 'outputs' as
+        forward's are), then ``("gradient", layer, [d loss / d output], [(weight name, d loss / d weight)])``
+        for every layer, both in topological order."""
+        self._require_loaded()
+        prepared = self._check_inputs(inputs)
+        targets = None if targets is None else [np.asarray(t) for t in targets]
+        self._last_outputs = {"input:" + spec["name"]: [x] for spec, x in zip(self._input_specs, prepared)}
+        for kind, name, *values in self._forward_backward_impl(prepared, [np.asarray(p) for p in projections],
+                                                               loss, targets):
+            if kind == "output":
+                outputs = [np.asarray(out) for out in values[0]]
+                self._last_outputs[name] = outputs
+                yield kind, name, outputs
+            else:
+                output_grads, weight_grads = values
+                yield kind, name, [np.asarray(g) for g in output_grads], [(w, np.asarray(g)) for w, g in weight_grads]
+
     def save(self, directory: str) -> list[str]:
         """Write the model as it is now (repairs included) in the framework's own format; the files written."""
         self._require_loaded()
@@ -176,6 +196,15 @@ class Worker:
     def _backward_impl(self, inputs: list[np.ndarray], projections: list[np.ndarray], loss: str | None,
                        targets: list[np.ndarray] | None):
         raise NotImplementedError
+
+    def _forward_backward_impl(self, inputs: list[np.ndarray], projections: list[np.ndarray], loss: str | None,
+                               targets: list[np.ndarray] | None):
+        """By default a forward pass, then a backward pass; a framework whose backward pass keeps
+        the layer outputs yields both from one."""
+        for name, outputs in self._forward_impl(inputs):
+            yield "output", name, outputs
+        for name, output_grads, weight_grads in self._backward_impl(inputs, projections, loss, targets):
+            yield "gradient", name, output_grads, weight_grads
 
     def _layer_config_impl(self, layer: str) -> dict:
         raise NotImplementedError

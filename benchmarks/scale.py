@@ -9,7 +9,8 @@
    (``ru_maxrss`` before the workers start and after the compares), against the largest single
    layer pair (side A's largest layer output, float32, times two);
 4. a profile of one compare: where the time goes (waiting on the workers, comparing in the
-   coordinator) and how many bytes the coordinator held, unpaired, at most.
+   coordinator), when each side's layer outputs and gradients arrived (one forward_backward call
+   per side streams both), and how many bytes the coordinator held, unpaired, at most.
 
 Usage: ``python benchmarks/scale.py [--model mobilenetv2|resnet50] [--repeats 5]``.
 Writes benchmarks/results/scale.json (scale-resnet50.json for ResNet50) and prints a table."""
@@ -120,10 +121,11 @@ def profile_compare(session, sample, diff_module, gradients_module, partners) ->
         now = time.perf_counter()
         clock["receive_s"] += now - t
         size = sum(a.nbytes for a in arrays.values()) if arrays else 0
-        events.append((now, side, header.get("type", ""), header.get("layer", ""), size))
+        kind = header.get("kind", "output") if header.get("type") == "part" else header.get("type", "")
+        events.append((now, side, kind, header.get("layer", ""), size))
         if header.get("type") == "part":
-            key = (side, header.get("layer"))
-            other = partner.get(key)
+            key = (side, header.get("layer"), kind)
+            other = (*partner.get(key[:2], (None, None)), kind)
             if other in held:
                 unpaired["now"] -= held.pop(other)
             else:
@@ -146,27 +148,24 @@ def profile_compare(session, sample, diff_module, gradients_module, partners) ->
     diff_module._compare_outputs = timed(original_forward)
     gradients_module._compare = timed(original_gradient)
     try:
-        phases = {}
+        # as DiffSession.compare runs it: one forward_backward call on each side
+        declared = session._declared_output_shapes(sample.shape[0])
+        fused = gradients_module.GradientComparison(session.pairs, sample, declared, session.tolerances,
+                                                    session.weight_maps, session.bridge)
         start = time.perf_counter()
-        _, shapes = diff_module._forward_and_compare(pool, session.pairs, sample, session.options, session.progress)
-        phases["forward_diff_s"] = time.perf_counter() - start
-        forward_events = list(events)
-        events.clear()
-        outputs = [shapes[("a", name)][0] for name in gradients_module.output_layers(session.a_layers)]
-        start2 = time.perf_counter()
-        session._backward(sample, outputs)
-        phases["backward_diff_s"] = time.perf_counter() - start2
-        backward_events = list(events)
+        diff_module._forward_and_compare(pool, session.pairs, sample, session.options, session.progress,
+                                         session.bridge, session.tolerances, {}, fused)
+        elapsed = time.perf_counter() - start
     finally:
         pool.receive_any = original_receive
         diff_module._compare_outputs = original_forward
         gradients_module._compare = original_gradient
     return {
-        **phases,
+        "forward_backward_diff_s": elapsed,
         "coordinator_blocked_receiving_s": clock["receive_s"],
         "coordinator_comparing_s": clock["compare_s"],
-        "forward": _arrivals(forward_events, start),
-        "backward": _arrivals(backward_events, start2),
+        "outputs": _arrivals([e for e in events if e[2] != "gradient"], start),
+        "gradients": _arrivals([e for e in events if e[2] != "output"], start),
         "max_unpaired_bytes": unpaired["max"], "max_unpaired_layers": unpaired["max_layers"],
     }
 
@@ -175,7 +174,7 @@ def _arrivals(events: list, start: float) -> dict:
     """Per side: seconds from the command to its first part, its last part and its reply, and bytes received."""
     out = {}
     for side in "ab":
-        parts = [e for e in events if e[1] == side and e[2] == "part"]
+        parts = [e for e in events if e[1] == side and e[2] != "reply"]
         reply = [e for e in events if e[1] == side and e[2] == "reply"]
         out[side] = {"first_part_s": parts[0][0] - start if parts else None,
                      "last_part_s": parts[-1][0] - start if parts else None,
@@ -262,10 +261,10 @@ def print_table(r: dict) -> None:
     for row in rows:
         print(f"  {row[0]:<48} {row[1]:>14}   {row[2]}")
     p = k["profile"]
-    print(f"  profile: forward diff {p['forward_diff_s']:.3f} s, backward diff {p['backward_diff_s']:.3f} s; "
+    print(f"  profile: forward+backward diff {p['forward_backward_diff_s']:.3f} s; "
           f"coordinator blocked receiving {p['coordinator_blocked_receiving_s']:.3f} s, "
           f"comparing {p['coordinator_comparing_s']:.3f} s")
-    for phase in ("forward", "backward"):
+    for phase in ("outputs", "gradients"):
         for side in "ab":
             s = p[phase][side]
             print(f"    {phase:8} side {side}: first part {s['first_part_s']:.3f} s, last part {s['last_part_s']:.3f} s,"

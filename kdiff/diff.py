@@ -13,7 +13,7 @@ from kdiff.dump import NpzWriter
 from kdiff.environments import backend_spec, env_for, ensure_env, kdiff_home
 from kdiff.element_maps import find_element_map
 from kdiff.errors import InputError, WorkerFailure
-from kdiff.gradients import PROJECTION, NamedLoss, backward_and_compare, output_layers
+from kdiff.gradients import PROJECTION, GradientComparison, NamedLoss, backward_and_compare, output_layers
 from kdiff.isolation import isolate_layers
 from kdiff.layout_client import LayoutClient
 from kdiff.layouts import LayoutBridge, layout_bridge
@@ -154,31 +154,24 @@ class DiffSession:
         a self-check of each side first (both default to the session's options)."""
         run_noise_floor = self.options.noise_floor if noise_floor is None else noise_floor
         noise = self.noise_floor(sample) if run_noise_floor else {}
-        self.progress.stage("running the sample through both models")
+        want_gradients = self.options.gradients if gradients is None else gradients
+        declared = self._declared_output_shapes(sample.shape[0]) if want_gradients else None
+        fused = None
+        if declared is not None:  # the projections are known before the forward pass: one pass on each side
+            fused = GradientComparison(self.pairs, sample, declared, self.tolerances, self.weight_maps, self.bridge,
+                                       self.named_loss)
+            self.progress.stage("running the sample through both models and differentiating them")
+        else:
+            self.progress.stage("running the sample through both models")
         used: dict[str, Tolerance] = {}
         metrics, shapes = _forward_and_compare(self.pool, self.pairs, sample, self.options, self.progress,
-                                               self.bridge, self.tolerances, used)
+                                               self.bridge, self.tolerances, used, fused)
         isolated = {}
         if self.options.isolate:
             self.progress.stage("running each of side B's layers alone on side A's inputs")
             isolated = isolate_layers(self.pairs, self.clients["a"], self.clients["b"], self.tolerances,
                                       self.progress)
-        grads, notes = {}, []
-        if self.options.gradients if gradients is None else gradients:
-            outputs = [shapes.get(("a", name)) for name in output_layers(self.a_layers)]
-            b_outputs = [tuple(self.bridge.shape_to_a(name, s) for s in shapes[("b", name)])
-                         if ("b", name) in shapes else None for name in output_layers(self.b_layers)]
-            if None in outputs or [o[0] for o in outputs] != [o[0] for o in b_outputs if o]:
-                notes.append("gradients were not compared: the two models' outputs differ in shape")
-            else:
-                self.progress.stage("differentiating both models")
-                try:
-                    grads = self._backward(sample, [o[0] for o in outputs])
-                except WorkerFailure as failure:
-                    if not self.pool.all_alive():
-                        raise
-                    # the framework could not differentiate this model; the forward diff still stands
-                    notes.append(f"gradients were not compared: {failure.message}")
+        grads, notes = self._gradients(sample, shapes, fused, declared) if want_gradients else ({}, [])
         infos = self.backend_infos()
         if any(pair.aligned_by == "order" for pair in self.pairs):
             notes.append("some layers have different names on the two sides and were paired by order and shape")
@@ -201,9 +194,48 @@ class DiffSession:
             for side in self.sides
         )
 
-    def _backward(self, sample: np.ndarray, output_shapes: list[tuple]) -> dict:
-        grads = backward_and_compare(self.pool, self.pairs, sample, output_shapes, self.tolerances,
-                                     self.options.timeouts.call, self.weight_maps, self.bridge, self.named_loss)
+    def _gradients(self, sample: np.ndarray, shapes: dict, fused: GradientComparison | None,
+                   declared: list[tuple] | None) -> tuple[dict, list[str]]:
+        """The gradient differences and notes: those the forward_backward pass gave (``fused``), or a
+        backward pass's now (the output shapes were not known in advance, or not those declared)."""
+        outputs = [shapes.get(("a", name)) for name in output_layers(self.a_layers)]
+        if fused is not None and fused.failure is not None:
+            return {}, [f"gradients were not compared: {fused.failure}"]
+        if fused is not None and [o and o[0] for o in outputs] == declared:
+            return self._backward(sample, declared, fused.results), []
+        b_outputs = [tuple(self.bridge.shape_to_a(name, s) for s in shapes[("b", name)])
+                     if ("b", name) in shapes else None for name in output_layers(self.b_layers)]
+        if None in outputs or [o[0] for o in outputs] != [o[0] for o in b_outputs if o]:
+            return {}, ["gradients were not compared: the two models' outputs differ in shape"]
+        self.progress.stage("differentiating both models")
+        try:
+            return self._backward(sample, [o[0] for o in outputs]), []
+        except WorkerFailure as failure:
+            if not self.pool.all_alive():
+                raise
+            # the framework could not differentiate this model; the forward diff still stands
+            return {}, [f"gradients were not compared: {failure.message}"]
+
+    def _declared_output_shapes(self, batch: int) -> list[tuple] | None:
+        """The model outputs' shapes for this batch as both sides declared them at load, when they are
+        known in full and agree (in side A's layout): the projections can then go out with the input."""
+        found = {}
+        for side, layers in (("a", self.a_layers), ("b", self.b_layers)):
+            found[side] = []
+            for name in output_layers(layers):
+                declared = (layers[name].get("output_shapes") or [None])[0]
+                if not declared or any(d is None for d in declared[1:]):
+                    return None
+                shape = (batch, *(int(d) for d in declared[1:]))
+                found[side].append(tuple(self.bridge.shape_to_a(name, shape)) if side == "b" else shape)
+        return found["a"] if found["a"] == found["b"] else None
+
+    def _backward(self, sample: np.ndarray, output_shapes: list[tuple], first: dict | None = None) -> dict:
+        """The gradient differences (``first`` when a forward_backward pass already gave them); where side B
+        holds a weight reordered and kdiff did not know it yet, found out and compared again."""
+        grads = first if first is not None else backward_and_compare(
+            self.pool, self.pairs, sample, output_shapes, self.tolerances, self.options.timeouts.call,
+            self.weight_maps, self.bridge, self.named_loss)
         reordered = [layer for layer, diff in grads.items() if layer not in self.weight_maps and any(
             isinstance(m, str) and m.startswith("shapes differ") for _, m in diff.weights)]
         if not reordered:
@@ -324,12 +356,18 @@ def _collect_replies(pool: WorkerPool, pending: dict[str, int], timeout: float) 
 
 def _forward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray | list, options: DiffOptions,
                          progress: Progress, bridge: LayoutBridge = LayoutBridge(),
-                         tolerances: Tolerances | None = None, used: dict | None = None) -> tuple[dict, dict]:
+                         tolerances: Tolerances | None = None, used: dict | None = None,
+                         gradients: GradientComparison | None = None) -> tuple[dict, dict]:
     """Layer metrics keyed by A's layer name, and every layer's output shapes by (side, name) as each side
     gave them; ``sample`` is the model's input, or a list of them for a model with several. Side B's
     outputs are moved to side A's layout before they are compared (``bridge``, single inputs only);
     the dump holds them as B's worker gave them. Each layer is judged by its forward rule in ``tolerances``
-    (by default ``options.tolerance`` for all); ``used`` receives the tolerance each layer was judged by."""
+    (by default ``options.tolerance`` for all); ``used`` receives the tolerance each layer was judged by.
+
+    With ``gradients``, both sides run forward and backward in one call, from one pass of the model
+    where their framework allows ('forward_backward'), and the gradients are compared into
+    ``gradients.results`` as they arrive; a side that cannot differentiate the model leaves the
+    forward diff standing and its message in ``gradients.failure``."""
     tolerances = as_tolerances(options.tolerance) if tolerances is None else tolerances
     used = {} if used is None else used
     dumps = {side: NpzWriter(Path(options.dump_dir) / f"{side}.npz") for side in "ab"} if options.dump_dir else {}
@@ -351,10 +389,27 @@ def _forward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.nd
         metrics[a_layer] = _compare_outputs(a_outputs, b_outputs, used[a_layer])
         progress.layer_done(len(metrics), total)
 
+    def on_either_part(side: str, header: dict, arrays: dict) -> tuple:
+        gradient = header.get("kind") == "gradient"
+        return gradient, (gradients.on_part if gradient else on_part)(side, header, arrays)
+
+    def on_either_pair(a_layer: str, a_kept: tuple, b_kept: tuple) -> None:
+        (gradient, a_value), (_, b_value) = a_kept, b_kept
+        (gradients.on_pair if gradient else on_pair)(a_layer, a_value, b_value)
+
     try:
-        inputs = {str(i): x for i, x in enumerate(sample)} if isinstance(sample, list) else {"0": sample}
-        b_inputs = inputs if isinstance(sample, list) else {"0": bridge.sample_for_b(sample)}
-        stream_pairs(pool, pairs, "forward", inputs, options.timeouts.call, on_part, on_pair, b_arrays=b_inputs)
+        if gradients is None:
+            inputs = {str(i): x for i, x in enumerate(sample)} if isinstance(sample, list) else {"0": sample}
+            b_inputs = inputs if isinstance(sample, list) else {"0": bridge.sample_for_b(sample)}
+            stream_pairs(pool, pairs, "forward", inputs, options.timeouts.call, on_part, on_pair, b_arrays=b_inputs)
+        else:
+            try:
+                stream_pairs(pool, pairs, "forward_backward", gradients.arrays, options.timeouts.call,
+                             on_either_part, on_either_pair, b_arrays=gradients.b_arrays, args=gradients.args)
+            except WorkerFailure as failure:
+                if len(metrics) < total or not pool.all_alive():
+                    raise
+                gradients.failure = failure.message  # the framework could not differentiate this model
     finally:
         for writer in dumps.values():
             writer.close()

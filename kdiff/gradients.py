@@ -84,38 +84,46 @@ def _compare(a: np.ndarray, b: np.ndarray, tolerance: Tolerance) -> LayerMetrics
     return compare_arrays(a, b, gradient_tolerance(tolerance, a, b))
 
 
-def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray, output_shapes: list[tuple],
-                         tolerance: Tolerance | Tolerances, timeout: float,
-                         weight_maps: dict[str, list] | None = None, bridge=None,
-                         loss: NamedLoss | None = None) -> dict[str, GradientDiff]:
-    """Gradient differences keyed by side A's layer name. ``weight_maps`` (side A's layer name ->
-    one ElementMap or None per weight) says where side B holds A's weight reordered; A's gradient
-    of that weight is reordered the same way before it is compared. ``bridge`` (kdiff.layouts) moves
-    side B's input and projections to its layout, and its output gradients back to side A's. With
-    ``loss``, both sides differentiate that loss on its labels instead of the projection. Each layer's
-    gradients are judged by its gradient rule in ``tolerance`` (kdiff.tolerances), scaled to them."""
-    weight_maps = weight_maps or {}
-    tolerances = as_tolerances(tolerance)
-    targets = ({f"y{i}": y for i, y in enumerate(loss.labels)} if loss is not None else
-               {f"p{i}": p for i, p in enumerate(projections(output_shapes))})
-    arrays = {"x0": sample, **targets}
-    b_arrays = None
-    if bridge is not None and bridge.active:
-        b_outputs = output_layers({pair.b["name"]: pair.b for pair in pairs if pair.b is not None})
-        b_arrays = {"x0": bridge.sample_for_b(sample),
-                    **{key: bridge.to_b(name, [arrays[key]])[0] if arrays[key].ndim >= 3 else arrays[key]
-                       for key, name in zip(targets, b_outputs)}}  # (sparse class ids have no layout)
-    results: dict[str, GradientDiff] = {}
+class GradientComparison:
+    """What one backward diff sends both sides, and how it pairs and compares what they stream back:
+    ``on_part``/``on_pair`` for kdiff.streams, the differences in ``results`` (keyed by side A's layer
+    name). ``weight_maps`` (side A's layer name -> one ElementMap or None per weight) says where side B
+    holds A's weight reordered; A's gradient of that weight is reordered the same way before it is
+    compared. ``bridge`` (kdiff.layouts) moves side B's input and projections to its layout, and its
+    output gradients back to side A's. With ``loss``, both sides differentiate that loss on its labels
+    instead of the projection. Each layer's gradients are judged by its gradient rule in ``tolerance``
+    (kdiff.tolerances), scaled to them."""
 
-    def on_part(side: str, header: dict, part: dict):
+    def __init__(self, pairs: list[LayerPair], sample: np.ndarray, output_shapes: list[tuple],
+                 tolerance: Tolerance | Tolerances, weight_maps: dict[str, list] | None = None, bridge=None,
+                 loss: NamedLoss | None = None):
+        self.weight_maps = weight_maps or {}
+        self.tolerances = as_tolerances(tolerance)
+        self.bridge = bridge
+        self.args = {"loss": loss.name} if loss is not None else None
+        targets = ({f"y{i}": y for i, y in enumerate(loss.labels)} if loss is not None else
+                   {f"p{i}": p for i, p in enumerate(projections(output_shapes))})
+        self.arrays = {"x0": sample, **targets}
+        self.b_arrays = None
+        if bridge is not None and bridge.active:
+            b_outputs = output_layers({pair.b["name"]: pair.b for pair in pairs if pair.b is not None})
+            self.b_arrays = {"x0": bridge.sample_for_b(sample),
+                             **{key: bridge.to_b(name, [self.arrays[key]])[0] if self.arrays[key].ndim >= 3
+                                else self.arrays[key] for key, name in zip(targets, b_outputs)}}
+            # (sparse class ids have no layout)
+        self.results: dict[str, GradientDiff] = {}
+        self.failure: str | None = None  # why a side could not differentiate the model, when it could not
+
+    def on_part(self, side: str, header: dict, part: dict):
         outputs = [part[key] for key in sorted((k for k in part if k.startswith("o")), key=lambda k: int(k[1:]))]
-        if side == "b" and b_arrays is not None:
-            outputs = bridge.to_a(header.get("layer"), outputs)
+        if side == "b" and self.b_arrays is not None:
+            outputs = self.bridge.to_a(header.get("layer"), outputs)
         weights = [part[f"w{i}"] for i in range(len(header.get("weights", ())))]
         return outputs, list(zip(header.get("weights", ()), weights))
 
-    def on_pair(a_layer: str, a_kept, b_kept) -> None:
+    def on_pair(self, a_layer: str, a_kept, b_kept) -> None:
         (a_outputs, a_weights), (b_outputs, b_weights) = a_kept, b_kept
+        tolerances = self.tolerances
         tolerance = tolerances.gradient(a_layer)
         if len(a_outputs) != len(b_outputs):
             output: LayerMetrics | str = f"{len(a_outputs)} output gradient(s) on side A, {len(b_outputs)} on B"
@@ -126,14 +134,21 @@ def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.nd
             weights = tuple((name, f"{len(a_weights)} weights on side A, {len(b_weights)} on B")
                             for name, _ in a_weights)
         else:
-            maps = weight_maps.get(a_layer) or [None] * len(a_weights)
+            maps = self.weight_maps.get(a_layer) or [None] * len(a_weights)
             summed = [tolerances.gradient(a_layer, _terms_per_weight(a_outputs, x)) for _, x in a_weights]
             weights = tuple((name, _compare(element_map(x), element_map.part_of_b(y), weight_tolerance) if element_map
                              else _compare(x, y, weight_tolerance))
                             for (name, x), (_, y), element_map, weight_tolerance
                             in zip(a_weights, b_weights, maps, summed))
-        results[a_layer] = GradientDiff(output, weights)
+        self.results[a_layer] = GradientDiff(output, weights)
 
-    stream_pairs(pool, pairs, "backward", arrays, timeout, on_part, on_pair, b_arrays=b_arrays,
-                 args={"loss": loss.name} if loss is not None else None)
-    return results
+
+def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray, output_shapes: list[tuple],
+                         tolerance: Tolerance | Tolerances, timeout: float,
+                         weight_maps: dict[str, list] | None = None, bridge=None,
+                         loss: NamedLoss | None = None) -> dict[str, GradientDiff]:
+    """Gradient differences keyed by side A's layer name, from both sides' 'backward' (see GradientComparison)."""
+    comparison = GradientComparison(pairs, sample, output_shapes, tolerance, weight_maps, bridge, loss)
+    stream_pairs(pool, pairs, "backward", comparison.arrays, timeout, comparison.on_part, comparison.on_pair,
+                 b_arrays=comparison.b_arrays, args=comparison.args)
+    return comparison.results

@@ -29,7 +29,8 @@ def stream_pairs(pool: WorkerPool, pairs: list[LayerPair], command: str, arrays:
                  b_arrays: dict | None = None, args: dict | None = None) -> None:
     """Send ``command`` (with ``args``) to both sides (side B gets ``b_arrays`` when given: the same input in its own
     layout); ``on_part(side, header, arrays)`` turns each arriving part into what is kept, and
-    ``on_pair(a_layer, a_kept, b_kept)`` receives each completed pair."""
+    ``on_pair(a_layer, a_kept, b_kept)`` receives each completed pair. A part is paired with the other
+    side's part of the partner layer and of the same ``kind`` (a command may stream several kinds)."""
     partner = partners(pairs)
     waiting: dict[str, dict[str, object]] = {"a": {}, "b": {}}
     deadline = time.monotonic() + timeout
@@ -40,14 +41,14 @@ def stream_pairs(pool: WorkerPool, pairs: list[LayerPair], command: str, arrays:
         if header["type"] == "reply":
             del pending[side]
             continue
-        layer = header.get("layer")
+        layer, kind = header.get("layer"), header.get("kind", "")
         kept = on_part(side, header, part_arrays)
         other = partner.get((side, layer))
         if other is None:
             continue
-        other_kept = waiting[other[0]].pop(other[1], None)
+        other_kept = waiting[other[0]].pop((kind, other[1]), None)
         if other_kept is None:
-            waiting[side][layer] = kept
+            waiting[side][(kind, layer)] = kept
             continue
         if side == "a":
             on_pair(layer, kept, other_kept)

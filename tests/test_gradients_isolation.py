@@ -75,7 +75,7 @@ def test_a_backend_that_cannot_differentiate_the_model_costs_only_the_gradients(
     report, result = kdiff_json(tmp_path, *legacy("k2_vgg_channels_first"), "--b", "tf-keras", "--no-diagnose",
                                 gradients=True)
     assert result.returncode == 1 and report["first_divergence"]["layer"] == "conv2d_1"
-    assert any(note.startswith("gradients were not compared: worker b (tf-keras) failed during 'backward'")
+    assert any(note.startswith("gradients were not compared: worker b (tf-keras) failed during 'forward_backward'")
                for note in report["notes"])
     assert all(layer["grad"] is None for layer in report["layers"])
 

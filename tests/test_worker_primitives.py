@@ -224,6 +224,33 @@ def test_output_gradients_follow_the_chain_rule(side, env):
     assert scaled_error(grads["dense_1"][1]["dense_1/bias"], logits_grad.sum(axis=0)) < 1e-5
 
 
+@pytest.mark.parametrize("env", ["theano", *KERAS3_ENVS])
+def test_forward_backward_gives_forward_then_backward_from_one_call(side, env):
+    """Every layer's outputs (kind "output"), then every layer's gradients (kind "gradient"), as
+    'forward' and 'backward' give them; the outputs are kept for 'outputs' (isolation asks for them)."""
+    client = loaded(side, env, FD_FIXTURE)
+    sample = sample_of(FD_FIXTURE)
+    outputs = forward(client, sample)
+    projection = projection_for(outputs["dense_1"][0])
+    expected = backward(client, sample, projection)
+    parts = streamed(client, "forward_backward", {"x0": sample, "p0": projection})
+    kinds = [header["kind"] for header, _ in parts]
+    assert kinds == ["output"] * len(outputs) + ["gradient"] * len(expected)
+    got_outputs = {header["layer"]: [arrays[k] for k in sorted(arrays, key=int)] for header, arrays in parts
+                   if header["kind"] == "output"}
+    assert list(got_outputs) == list(outputs)
+    for layer, values in outputs.items():
+        assert [v.shape for v in got_outputs[layer]] == [v.shape for v in values], layer
+        for got, want in zip(got_outputs[layer], values):
+            assert scaled_error(got, want) < 1e-5, layer
+    got_grads = {header["layer"]: ([arrays[f"o{i}"] for i in range(sum(k.startswith("o") for k in arrays))],
+                                   {name: arrays[f"w{i}"] for i, name in enumerate(header["weights"])})
+                 for header, arrays in parts if header["kind"] == "gradient"}
+    assert_same_gradients(got_grads, expected, 1e-5)
+    kept = client.pool.call(client.side, "outputs", {"layers": ["conv2d_1"]})[1]["conv2d_1:0"]
+    np.testing.assert_array_equal(kept, got_outputs["conv2d_1"][0])
+
+
 def test_keras3_backends_agree_on_gradients(side):
     """tensorflow, jax and torch on k3_cnn (Conv2D, BatchNormalization, residual Add, softmax)."""
     sample = sample_of("k3_cnn")

@@ -1,16 +1,38 @@
 """Gradients of a loss (a projection of the outputs, or a named loss on labels) with respect to
-every layer output and weight."""
+every layer output and weight; and every layer's outputs with them, from one pass."""
 from backends.commands import Call, command
 
 
 @command("backward")
 def backward(call: Call) -> None:
     count = 0
-    loss = call.args.get("loss")
-    targets = call.numbered("y") if loss is not None else None
-    for name, output_grads, weight_grads in call.worker.backward(call.numbered("x"), call.numbered("p"), loss, targets):
-        parts = {f"o{i}": grad for i, grad in enumerate(output_grads)}
-        parts.update({f"w{i}": grad for i, (_, grad) in enumerate(weight_grads)})
-        call.part({"layer": name, "weights": [weight for weight, _ in weight_grads]}, parts)
+    for name, output_grads, weight_grads in call.worker.backward(call.numbered("x"), call.numbered("p"),
+                                                                 *_loss_and_targets(call)):
+        _gradient_part(call, {"layer": name}, output_grads, weight_grads)
         count += 1
     call.reply({"layers": count})
+
+
+@command("forward_backward")
+def forward_backward(call: Call) -> None:
+    """forward's parts (kind "output"), then backward's (kind "gradient")."""
+    count = 0
+    for kind, name, *values in call.worker.forward_backward(call.numbered("x"), call.numbered("p"),
+                                                            *_loss_and_targets(call)):
+        if kind == "output":
+            call.part({"layer": name, "kind": kind}, {str(i): out for i, out in enumerate(values[0])})
+            continue
+        _gradient_part(call, {"layer": name, "kind": kind}, *values)
+        count += 1
+    call.reply({"layers": count})
+
+
+def _loss_and_targets(call: Call) -> tuple:
+    loss = call.args.get("loss")
+    return loss, call.numbered("y") if loss is not None else None
+
+
+def _gradient_part(call: Call, header: dict, output_grads: list, weight_grads: list) -> None:
+    parts = {f"o{i}": grad for i, grad in enumerate(output_grads)}
+    parts.update({f"w{i}": grad for i, (_, grad) in enumerate(weight_grads)})
+    call.part({**header, "weights": [weight for weight, _ in weight_grads]}, parts)

@@ -52,17 +52,48 @@ class LayerOps:
         """Per layer in describe_layers order: (name, [d loss / d output], [(weight name, d loss / d weight)])
         in inference mode, for loss = sum_k sum(model_output_k * projections[k]), or with `loss` (a
         Keras loss name) the batch mean of that loss on `targets` (one per output), summed."""
+        _check_targets(loss, targets, len(self.model.outputs))
+        yield from self._gradients_by_layer(*self._differentiate(inputs, projections, loss, targets)[:2])
+
+    def forward_backward(self, inputs: list[np.ndarray], projections: list[np.ndarray], loss: str | None = None,
+                         targets: list[np.ndarray] | None = None):
+        """Every layer's outputs and backward's gradients, from one pass: ("output", name, [outputs]) per
+        layer, then ("gradient", name, [d loss / d output], [(weight name, d loss / d weight)]) per layer.
+        Where the framework cannot differentiate the model, a plain forward pass's outputs come first,
+        then its error (the forward diff still stands)."""
+        _check_targets(loss, targets, len(self.model.outputs))
+        try:
+            probe_grads, grad_by_variable, outputs = self._differentiate(inputs, projections, loss, targets)
+        except Exception:
+            for name, values in forward_all(self.model, inputs):
+                yield "output", name, values
+            raise
+        position = 0
+        for layer, tensors, _ in _layer_calls(self.model):
+            yield "output", layer.name, [self._numpy(output) for output in outputs[position:position + len(tensors)]]
+            position += len(tensors)
+        for name, output_grads, weight_grads in self._gradients_by_layer(probe_grads, grad_by_variable):
+            yield "gradient", name, output_grads, weight_grads
+
+    def _differentiate(self, inputs, projections, loss, targets):
+        """One pass of the probed model: (d loss / d every layer output, by probe index), (d loss / d
+        weight, by id of the variable), and every layer's outputs in describe_layers order (tensors)."""
         from backends.modern_keras.objectives import objective
 
-        _check_targets(loss, targets, len(self.model.outputs))
         probe_model, probe_index = self._probe_model()
         probes = [None] * len(probe_index)  # zeros shaped like the layer outputs
         for tensor, zeros in self._zeros_like_outputs(inputs):
             probes[probe_index[id(tensor)]] = zeros
-        probe_grads, weight_grads = self.gradients.input_and_weight_gradients(
+        model_outputs = len(self.model.outputs)
+        loss_of = objective(self.keras, projections, loss, targets)
+        probe_grads, weight_grads, outputs = self.gradients.input_and_weight_gradients(
             probe_model, list(inputs) + probes, list(range(len(inputs), len(inputs) + len(probes))),
-            objective(self.keras, projections, loss, targets))
+            lambda outputs: loss_of(outputs[:model_outputs]))  # the rest are the layer outputs, as they were
         grad_by_variable = {id(variable): grad for variable, grad in zip(probe_model.weights, weight_grads)}
+        return probe_grads, grad_by_variable, outputs[model_outputs:]
+
+    def _gradients_by_layer(self, probe_grads, grad_by_variable):
+        _, probe_index = self._probe_model()
         for layer, outputs, _ in _layer_calls(self.model):
             yield (layer.name,
                    [probe_grads[probe_index[id(tensor)]] for tensor in outputs],
@@ -90,22 +121,27 @@ class LayerOps:
     def _probe_model(self):
         """The model rebuilt from its own layers with a zero-valued extra input added to every
         layer output: the gradient with respect to that input is the gradient with respect
-        to the layer output (a Keras model cannot differentiate by its intermediate tensors)."""
+        to the layer output (a Keras model cannot differentiate by its intermediate tensors).
+        Its outputs are the model's, then every layer's own outputs (before the zero is added)
+        in describe_layers order, so that one pass gives both."""
         if self._probed is None:
             keras = self.keras
             rebuilt = {id(t): keras.Input(batch_shape=t.shape, dtype=t.dtype, name=f"kdiff_input_{i}")
                        for i, t in enumerate(self.model.inputs)}
-            probes, probe_index = [], {}
+            probes, probe_index, layer_outputs = [], {}, {}
             for layer, _, node in _graph_nodes(self.model):
                 args, kwargs = _call_arguments(node, rebuilt)
                 for original, output in zip(_node_outputs(node), _flat(layer(*args, **kwargs))):
                     probe = keras.Input(batch_shape=output.shape, dtype=output.dtype,
                                         name=f"kdiff_probe_{len(probes)}")
                     probe_index[id(original)] = len(probes)
+                    layer_outputs[id(original)] = output
                     rebuilt[id(original)] = keras.layers.Add(name=f"kdiff_probed_{len(probes)}")([output, probe])
                     probes.append(probe)
             inputs = [rebuilt[id(t)] for t in self.model.inputs] + probes
-            self._probed = (keras.Model(inputs, [rebuilt[id(t)] for t in self.model.outputs]), probe_index)
+            every_layer = [layer_outputs[id(t)] for _, tensors, _ in _layer_calls(self.model) for t in tensors]
+            self._probed = (keras.Model(inputs, [rebuilt[id(t)] for t in self.model.outputs] + every_layer),
+                            probe_index)
         return self._probed
 
     def _numpy(self, tensor) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def stateless_loss(model, inputs: list, differentiated: list[int], objective):
-    """loss(input_values, weight_values) = objective(model outputs) in inference mode, on `inputs`
+    """loss(input_values, weight_values) = (objective(model outputs), the outputs) in inference mode, on `inputs`
     with inputs[i] replaced by input_values[j] for the j-th i in `differentiated`, and with the
     weights (model.weights) set to weight_values (`objective`: backends.modern_keras.objectives)."""
 
@@ -16,6 +16,7 @@ def stateless_loss(model, inputs: list, differentiated: list[int], objective):
         outputs, _ = model.stateless_call([values.get(id(v), v.value) for v in model.trainable_variables],
                                           [values.get(id(v), v.value) for v in model.non_trainable_variables],
                                           arguments, training=False)
-        return objective(outputs if isinstance(outputs, (list, tuple)) else [outputs])
+        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        return objective(outputs), outputs
 
     return loss

@@ -30,6 +30,9 @@ class ModernKerasWorker(KerasWorker):
         self.layer_ops = LayerOps(self.keras, loaded, self.gradients)
         return loaded
 
+    def _forward_backward_impl(self, inputs, projections, loss, targets):
+        return self.layer_ops.forward_backward(inputs, projections, loss, targets)
+
     def _layer_config_impl(self, layer):
         from backends.json_safe import json_safe
 

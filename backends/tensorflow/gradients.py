@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def input_and_weight_gradients(model, inputs, differentiated, objective):
     """For loss = objective(model(inputs) outputs) in inference mode:
-    (d loss / d inputs[i] for i in `differentiated`, d loss / d w for w in model.weights)."""
+    (d loss / d inputs[i] for i in `differentiated`, d loss / d w for w in model.weights, the outputs)."""
     import tensorflow as tf
 
     tensors = [tf.convert_to_tensor(x) for x in inputs]
@@ -12,11 +12,11 @@ def input_and_weight_gradients(model, inputs, differentiated, objective):
     with tf.GradientTape() as tape:
         tape.watch(sources)  # the weights too: a tape watches only trainable variables by itself
         outputs = model(tensors, training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        loss = objective(list(outputs))
+        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        loss = objective(outputs)
     grads = tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     grads = [tf.convert_to_tensor(g).numpy() for g in grads]  # Embedding's gradient comes as IndexedSlices
-    return grads[:len(differentiated)], grads[len(differentiated):]
+    return grads[:len(differentiated)], grads[len(differentiated):], outputs
 
 
 def _tf_variable(weight):

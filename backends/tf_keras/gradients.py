@@ -10,7 +10,7 @@ from backends.tensorflow import gradients as tensorflow_gradients
 
 
 def input_and_weight_gradients(model, inputs, differentiated, objective):
-    """(d loss / d inputs[i] for i in `differentiated`, d loss / d w for w in model.weights)."""
+    """(d loss / d inputs[i] for i in `differentiated`, d loss / d w for w in model.weights, the outputs)."""
     with _unfused_batch_normalization(model):
         return tensorflow_gradients.input_and_weight_gradients(model, inputs, differentiated, objective)
 
