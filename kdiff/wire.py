@@ -14,7 +14,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
+# 1: the first release. 2: workers answer 'forward_backward' (parts carry a "kind"), and a probe's
+# snapshot holds models with several inputs and outputs, its arrays sent without copies.
+PROTOCOL_VERSION = 2
 
 # Array kinds allowed on the wire: bool, signed and unsigned ints, floats, complex.
 ALLOWED_DTYPE_KINDS = frozenset("biufc")

@@ -1,7 +1,8 @@
 """A worker that says hello properly and then answers every call with a chosen kind of garbage.
 
 Run as ``python -m tests.rogue_worker`` with backends.serve's arguments plus
-``--option garbage=KIND``, KIND one of: not-json, object-dtype, size-mismatch, unknown-type.
+``--option garbage=KIND``, KIND one of: not-json, object-dtype, size-mismatch, unknown-type;
+or old-protocol, which says hello in the protocol version before kdiff's.
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def main() -> None:
     socket = zmq.Context().socket(zmq.DEALER)
     socket.setsockopt(zmq.IDENTITY, args.side.encode())
     socket.connect(args.endpoint)
-    socket.send_multipart(encode({"type": "hello", "protocol": PROTOCOL_VERSION, "backend": args.backend,
+    protocol = PROTOCOL_VERSION - 1 if kind == "old-protocol" else PROTOCOL_VERSION
+    socket.send_multipart(encode({"type": "hello", "protocol": protocol, "backend": args.backend,
                                   "pid": os.getpid(), "versions": {}, "device": "cpu"}))
     while True:
         frames = socket.recv_multipart()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from kdiff.errors import EXIT_WORKER_FAILED, InputError, WorkerFailure
+from kdiff.wire import PROTOCOL_VERSION
 from kdiff.workers import Timeouts, WorkerPool
 from tests.helpers import wait_until_gone
 
@@ -34,7 +35,7 @@ def start(pool, side="a", **options):
 def test_hello_carries_protocol_backend_versions_and_pid():
     with WorkerPool() as pool:
         worker = start(pool)
-        assert worker.hello["protocol"] == 1 and worker.hello["backend"] == "fake"
+        assert worker.hello["protocol"] == PROTOCOL_VERSION == 2 and worker.hello["backend"] == "fake"
         assert worker.hello["versions"] == {"numpy": np.__version__} and worker.hello["pid"] == worker.process.pid
     assert worker.process.poll() is not None
 
@@ -93,6 +94,16 @@ def test_garbage_answers_are_worker_failures_naming_side_and_command(kind, messa
             pool.call("b", "load", {"model": model_file})
         assert failure.value.exit_code == EXIT_WORKER_FAILED
         assert "worker b (rogue) failed during 'load'" in failure.value.message
+    assert wait_until_gone([worker.process.pid], 5) == []
+
+
+def test_a_worker_of_another_protocol_version_is_refused_at_hello():
+    with WorkerPool() as pool:
+        worker = pool.spawn("b", "rogue", sys.executable, {"garbage": "old-protocol"}, entry="tests.rogue_worker")
+        with pytest.raises(WorkerFailure, match=f"speaks protocol {PROTOCOL_VERSION - 1}, kdiff speaks "
+                                                f"{PROTOCOL_VERSION}") as failure:
+            pool.wait_hello("b")
+        assert "recreate it with 'kdiff env create'" in failure.value.hint
     assert wait_until_gone([worker.process.pid], 5) == []
 
 
