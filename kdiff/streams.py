@@ -4,9 +4,15 @@ Each side's part is kept only until its partner from the other side is in, then 
 and dropped: the coordinator never holds a whole model's activations. A side whose parts wait
 for partners while the other side's do not is ahead: it is not read until the other catches up,
 so its worker waits (ZeroMQ's small queues block its sends) holding its own results, and the
-coordinator holds about one layer pair at a time however far apart the two frameworks' speeds are."""
+coordinator holds about one layer pair at a time however far apart the two frameworks' speeds are.
+
+Pairs are compared in a thread of their own while the next parts arrive (numpy and ZeroMQ release
+the GIL for their work): one pair is compared while at most one more is received, so the
+coordinator holds at most two pairs."""
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from typing import Callable
 
@@ -36,24 +42,75 @@ def stream_pairs(pool: WorkerPool, pairs: list[LayerPair], command: str, arrays:
     deadline = time.monotonic() + timeout
     sent = {"a": arrays, "b": arrays if b_arrays is None else b_arrays}
     pending = {side: pool.send(side, command, args, sent[side]) for side in "ab"}
-    while pending:
-        side, header, part_arrays = pool.receive_any(pending, deadline, hold=_ahead(waiting, pending))
-        if header["type"] == "reply":
-            del pending[side]
-            continue
-        layer, kind = header.get("layer"), header.get("kind", "")
-        kept = on_part(side, header, part_arrays)
-        other = partner.get((side, layer))
-        if other is None:
-            continue
-        other_kept = waiting[other[0]].pop((kind, other[1]), None)
-        if other_kept is None:
-            waiting[side][(kind, layer)] = kept
-            continue
-        if side == "a":
-            on_pair(layer, kept, other_kept)
-        else:
-            on_pair(other[1], other_kept, kept)
+    comparing = PairComparer(on_pair)
+    try:
+        while pending:
+            side, header, part_arrays = pool.receive_any(pending, deadline, hold=_ahead(waiting, pending))
+            if header["type"] == "reply":
+                del pending[side]
+                continue
+            layer, kind = header.get("layer"), header.get("kind", "")
+            kept = on_part(side, header, part_arrays)
+            other = partner.get((side, layer))
+            if other is None:
+                continue
+            other_kept = waiting[other[0]].pop((kind, other[1]), None)
+            if other_kept is None:
+                waiting[side][(kind, layer)] = kept
+                continue
+            if side == "a":
+                comparing.put(layer, kept, other_kept)
+            else:
+                comparing.put(other[1], other_kept, kept)
+            kept = other_kept = None  # the comparing thread holds them now
+    except BaseException:
+        comparing.close(raise_error=False)  # the stream's own failure is the one to report
+        raise
+    comparing.close()
+
+
+class PairComparer:
+    """Calls ``on_pair`` on each pair handed over, in a thread of its own, one pair at a time: a
+    pair is handed over only once the one before it is compared. An exception raised by ``on_pair``
+    is raised again in the caller's thread, at the next hand-over or at ``close``."""
+
+    def __init__(self, on_pair: Callable[[str, object, object], None]):
+        self.on_pair = on_pair
+        self.idle = threading.Semaphore(1)
+        self.pairs: queue.SimpleQueue = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="kdiff-compare", daemon=True)
+        self.thread.start()
+
+    def put(self, a_layer: str, a_kept: object, b_kept: object) -> None:
+        self.idle.acquire()  # the pair before is compared and dropped
+        if self.error is not None:
+            self.idle.release()
+            self._raise_error()
+        self.pairs.put((a_layer, a_kept, b_kept))
+
+    def close(self, raise_error: bool = True) -> None:
+        """Wait for the last pair, stop the thread, and raise what ``on_pair`` raised, if anything."""
+        self.pairs.put(None)
+        self.thread.join()
+        if raise_error:
+            self._raise_error()
+
+    def _run(self) -> None:
+        while (pair := self.pairs.get()) is not None:
+            try:
+                if self.error is None:
+                    self.on_pair(*pair)
+            except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
+                self.error = exc
+            finally:
+                pair = None
+                self.idle.release()
+
+    def _raise_error(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
 
 
 def _ahead(waiting: dict[str, dict], pending: dict) -> tuple:
