@@ -164,7 +164,9 @@ def _link_kdiff(target: Path) -> None:
     for purelib in target.glob("lib/python3*/site-packages"):
         link = purelib / "kdiff-source.pth"
         if not link.is_file() or link.read_text() != wanted:
-            link.write_text(wanted)
+            written = link.with_name(f".kdiff-source.{os.getpid()}.tmp")
+            written.write_text(wanted)
+            os.replace(written, link)  # a job starting meanwhile reads the old line or the new, never half of one
 
 
 def _base_python() -> str:

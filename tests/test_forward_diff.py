@@ -13,6 +13,7 @@ pytestmark = pytest.mark.slow
 
 CONV_FIXTURES = ["k2_imdb_cnn", "k2_vgg_channels_first", "k1_th_cnn", "k2_bn_dropout_functional"]
 ALL_THEANO_FIXTURES = CONV_FIXTURES + ["k2_lstm", "k1_lstm_merge"]
+DIAGNOSED = "k2_vgg_channels_first"  # the report schema's findings
 
 
 def kdiff(*args, timeout=600):
@@ -27,13 +28,15 @@ def files(name):
 
 @pytest.fixture(scope="module")
 def theano_vs_tensorflow(env_python, tmp_path_factory):
-    """One kdiff run per fixture (theano vs tensorflow, with --json and --dump), shared by the tests."""
+    """One kdiff run per fixture (theano vs tensorflow, with --json and --dump), shared by the tests;
+    the diagnosis runs on one (the others' findings are test_diagnosis*.py's)."""
     env_python("theano"), env_python("theano-keras1"), env_python("tensorflow")
     runs = {}
     for name in ALL_THEANO_FIXTURES:
         out = tmp_path_factory.mktemp(name)
+        diagnose = () if name == DIAGNOSED else ("--no-diagnose",)
         result = kdiff(*files(name), "--a", "theano", "--b", "tensorflow", "--json", out / "r.json",
-                       "--dump", out / "d", "--no-grad")  # gradients: test_gradients_isolation.py
+                       "--dump", out / "d", "--no-grad", *diagnose)  # gradients: test_gradients_isolation.py
         runs[name] = (result, out)
     return runs
 
@@ -70,7 +73,7 @@ def test_first_divergence_is_the_first_conv_layer(theano_vs_tensorflow, name):
 
 
 def test_report_keys_are_the_stable_schema(theano_vs_tensorflow):
-    result, out = theano_vs_tensorflow["k2_vgg_channels_first"]
+    result, out = theano_vs_tensorflow[DIAGNOSED]
     report = json.loads((out / "r.json").read_text())
     assert {"kdiff_version", "backends", "layers", "first_divergence", "findings"} <= set(report)
     assert report["backends"]["a"]["name"] == "theano" and report["backends"]["b"]["name"] == "tensorflow"
