@@ -148,14 +148,16 @@ class DiffSession:
                                         tuple(self.options.labels))
         return sample
 
-    def compare(self, sample: np.ndarray, sample_path: str = "", gradients: bool | None = None,
+    def compare(self, sample: np.ndarray | list, sample_path: str = "", gradients: bool | None = None,
                 noise_floor: bool | None = None) -> DiffReport:
         """Forward diff of every layer; with ``gradients`` the backward diff too, and with ``noise_floor``
-        a self-check of each side first (both default to the session's options)."""
+        a self-check of each side first (both default to the session's options). ``sample`` is the
+        model's input, or a list of them for a model with several."""
         run_noise_floor = self.options.noise_floor if noise_floor is None else noise_floor
         noise = self.noise_floor(sample) if run_noise_floor else {}
         want_gradients = self.options.gradients if gradients is None else gradients
-        declared = self._declared_output_shapes(sample.shape[0]) if want_gradients else None
+        inputs = sample if isinstance(sample, list) else [sample]
+        declared = self._declared_output_shapes(inputs[0].shape[0]) if want_gradients else None
         fused = None
         if declared is not None:  # the projections are known before the forward pass: one pass on each side
             fused = GradientComparison(self.pairs, sample, declared, self.tolerances, self.weight_maps, self.bridge,
@@ -179,7 +181,7 @@ class DiffSession:
             backends=infos, layers=tuple(_classify(self.pairs, metrics, shapes, grads, isolated, self.bridge,
                                                       used)),
             tolerance=self.tolerances.given,
-            sample={"path": sample_path, "shape": list(sample.shape), "dtype": sample.dtype.str}, notes=tuple(notes),
+            sample=_sample_info(sample, sample_path), notes=tuple(notes),
             noise_floor=noise, gradient_loss=(self.named_loss.to_json() if self.named_loss is not None else PROJECTION)
             if grads else None,
         )
@@ -259,11 +261,15 @@ class DiffSession:
                     for m, a, b in zip(maps, a_values, b_values)]
             self.weight_maps[name] = [m if m is not None and not m.is_identity else None for m in maps]
 
-    def noise_floor(self, sample: np.ndarray) -> dict[str, dict[str, float]]:
-        """Both sides at once run the sample twice; the layers where a side disagrees with itself."""
+    def noise_floor(self, sample: np.ndarray | list) -> dict[str, dict[str, float]]:
+        """Both sides at once run the sample (or samples, one per model input) twice; the layers where a
+        side disagrees with itself."""
         self.progress.stage("running each side twice: does it agree with itself?")
-        inputs = {"a": sample, "b": self.bridge.sample_for_b(sample)}
-        pending = {side.name: self.pool.send(side.name, "self_check", arrays={"0": inputs[side.name]})
+        if isinstance(sample, list):
+            inputs = {side: {str(i): x for i, x in enumerate(sample)} for side in "ab"}
+        else:
+            inputs = {"a": {"0": sample}, "b": {"0": self.bridge.sample_for_b(sample)}}
+        pending = {side.name: self.pool.send(side.name, "self_check", arrays=inputs[side.name])
                    for side in self.sides}
         replies = _collect_replies(self.pool, pending, self.options.timeouts.call)
         return {side: reply.get("differing", {}) for side, reply in replies.items()}
@@ -467,6 +473,13 @@ def _classify(pairs: list[LayerPair], metrics: dict, shapes: dict, grads: dict, 
             aligned_by=pair.aligned_by, inbound=inbound, note=note, layout=bridge.note(pair.b["name"]),
             tolerance=(used or {}).get(name)))
     return results
+
+
+def _sample_info(sample: np.ndarray | list, path: str) -> dict:
+    """The report's account of the input: its shape and dtype, or one of each per input of a model with several."""
+    if isinstance(sample, list):
+        return {"path": path, "shape": [list(x.shape) for x in sample], "dtype": [x.dtype.str for x in sample]}
+    return {"path": path, "shape": list(sample.shape), "dtype": sample.dtype.str}
 
 
 def _first(shapes: tuple | None) -> tuple | None:

@@ -94,20 +94,23 @@ class GradientComparison:
     instead of the projection. Each layer's gradients are judged by its gradient rule in ``tolerance``
     (kdiff.tolerances), scaled to them."""
 
-    def __init__(self, pairs: list[LayerPair], sample: np.ndarray, output_shapes: list[tuple],
+    def __init__(self, pairs: list[LayerPair], sample: np.ndarray | list, output_shapes: list[tuple],
                  tolerance: Tolerance | Tolerances, weight_maps: dict[str, list] | None = None, bridge=None,
-                 loss: NamedLoss | None = None):
+                 loss: NamedLoss | None = None, projected: list[np.ndarray] | None = None):
         self.weight_maps = weight_maps or {}
         self.tolerances = as_tolerances(tolerance)
         self.bridge = bridge
         self.args = {"loss": loss.name} if loss is not None else None
-        targets = ({f"y{i}": y for i, y in enumerate(loss.labels)} if loss is not None else
-                   {f"p{i}": p for i, p in enumerate(projections(output_shapes))})
-        self.arrays = {"x0": sample, **targets}
+        if loss is not None:
+            targets = {f"y{i}": y for i, y in enumerate(loss.labels)}
+        else:  # ``projected``: given projections (attach: the run's own d loss / d output) instead of random ones
+            targets = {f"p{i}": p for i, p in enumerate(projections(output_shapes) if projected is None else projected)}
+        inputs = sample if isinstance(sample, list) else [sample]
+        self.arrays = {**{f"x{i}": x for i, x in enumerate(inputs)}, **targets}
         self.b_arrays = None
-        if bridge is not None and bridge.active:
+        if bridge is not None and bridge.active:  # (a model with one input)
             b_outputs = output_layers({pair.b["name"]: pair.b for pair in pairs if pair.b is not None})
-            self.b_arrays = {"x0": bridge.sample_for_b(sample),
+            self.b_arrays = {"x0": bridge.sample_for_b(inputs[0]),
                              **{key: bridge.to_b(name, [self.arrays[key]])[0] if self.arrays[key].ndim >= 3
                                 else self.arrays[key] for key, name in zip(targets, b_outputs)}}
             # (sparse class ids have no layout)
@@ -143,12 +146,12 @@ class GradientComparison:
         self.results[a_layer] = GradientDiff(output, weights)
 
 
-def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray, output_shapes: list[tuple],
-                         tolerance: Tolerance | Tolerances, timeout: float,
-                         weight_maps: dict[str, list] | None = None, bridge=None,
-                         loss: NamedLoss | None = None) -> dict[str, GradientDiff]:
+def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray | list,
+                         output_shapes: list[tuple], tolerance: Tolerance | Tolerances, timeout: float,
+                         weight_maps: dict[str, list] | None = None, bridge=None, loss: NamedLoss | None = None,
+                         projected: list[np.ndarray] | None = None) -> dict[str, GradientDiff]:
     """Gradient differences keyed by side A's layer name, from both sides' 'backward' (see GradientComparison)."""
-    comparison = GradientComparison(pairs, sample, output_shapes, tolerance, weight_maps, bridge, loss)
+    comparison = GradientComparison(pairs, sample, output_shapes, tolerance, weight_maps, bridge, loss, projected)
     stream_pairs(pool, pairs, "backward", comparison.arrays, timeout, comparison.on_part, comparison.on_pair,
                  b_arrays=comparison.b_arrays, args=comparison.args)
     return comparison.results
