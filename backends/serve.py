@@ -11,6 +11,7 @@ import argparse
 import ctypes
 import importlib
 import os
+import queue
 import signal
 import sys
 import threading
@@ -91,15 +92,34 @@ def error_payload(exc: BaseException) -> dict:
 
 
 class Server:
+    """Answers calls one at a time. A call's messages go out from a sender thread, in order, so a
+    command that streams goes on computing while the coordinator reads (ZeroMQ's small queues hold
+    each send until it does): a worker streams its layer outputs while it computes the gradients.
+    The socket is the sender's while a call runs, and read again only once all of it is out."""
+
     def __init__(self, socket: zmq.Socket, worker):
         self.socket = socket
         self.worker = worker
+        self.outbox: queue.Queue = queue.Queue()
+        threading.Thread(target=self._send_loop, name="kdiff-sender", daemon=True).start()
 
     def send(self, header: dict, arrays: dict | None = None) -> None:
-        self.socket.send_multipart(encode(header, arrays), copy=False)
+        self.outbox.put(encode(header, arrays))  # encoded here: an array that cannot be sent fails the call
+
+    def _send_loop(self) -> None:
+        while True:
+            frames = self.outbox.get()
+            try:
+                self.socket.send_multipart(frames, copy=False)
+            except zmq.ZMQError as exc:
+                sys.stderr.write(f"kdiff worker: could not send a message: {exc}\n")
+            finally:
+                frames = None
+                self.outbox.task_done()
 
     def serve(self) -> None:
         while True:
+            self.outbox.join()  # the last call's messages are all out: the socket is this thread's again
             frames = self.socket.recv_multipart(copy=False)
             try:
                 header, arrays = decode(frames)
@@ -110,6 +130,7 @@ class Server:
                 continue
             if cmd == "shutdown":
                 self.send({"type": "reply", "seq": seq, "result": {}})
+                self.outbox.join()
                 return
             try:
                 self.dispatch(seq, cmd, header.get("args") or {}, arrays)
@@ -148,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.IDENTITY, identity)
     socket.setsockopt(zmq.LINGER, 2000)
-    socket.setsockopt(zmq.SNDHWM, 1)  # when the coordinator does not read us, we wait, holding our results
+    socket.setsockopt(zmq.SNDHWM, 1)  # when the coordinator does not read us, our sender waits; we hold our results
     socket.connect(args.endpoint)
     server = Server(socket, None)
     try:
@@ -158,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         info = server.worker.start()
     except Exception as exc:
         server.send({"type": "error", "seq": 0, "error": error_payload(exc)})
+        server.outbox.join()
         return 1
     server.send({"type": "hello", "protocol": PROTOCOL_VERSION, "backend": args.backend,
                  "pid": os.getpid(), "python": sys.version.split()[0], **info})

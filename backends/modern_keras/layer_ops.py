@@ -20,6 +20,7 @@ class LayerOps:
         self.gradients = gradients
         self._first_nodes = {}    # layer name -> the layer's first call in the model
         self._probed = None       # (probe model, {id(layer output tensor): probe index}), built once
+        self._zero_probes = {}    # input shapes -> the probes' zero values (framework tensors), made once
 
     def weights(self, layer: str) -> list[tuple[str, np.ndarray]]:
         return [(_weight_name(variable), np.asarray(variable.numpy()))
@@ -53,17 +54,21 @@ class LayerOps:
         in inference mode, for loss = sum_k sum(model_output_k * projections[k]), or with `loss` (a
         Keras loss name) the batch mean of that loss on `targets` (one per output), summed."""
         _check_targets(loss, targets, len(self.model.outputs))
-        yield from self._gradients_by_layer(*self._differentiate(inputs, projections, loss, targets)[:2])
+        steps = self._differentiate(inputs, projections, loss, targets)
+        next(steps)  # the outputs
+        yield from self._gradients_by_layer(*next(steps))
 
     def forward_backward(self, inputs: list[np.ndarray], projections: list[np.ndarray], loss: str | None = None,
                          targets: list[np.ndarray] | None = None):
         """Every layer's outputs and backward's gradients, from one pass: ("output", name, [outputs]) per
-        layer, then ("gradient", name, [d loss / d output], [(weight name, d loss / d weight)]) per layer.
-        Where the framework cannot differentiate the model, a plain forward pass's outputs come first,
-        then its error (the forward diff still stands)."""
+        layer, as soon as the forward pass is done, then ("gradient", name, [d loss / d output],
+        [(weight name, d loss / d weight)]) per layer. Where the framework cannot run the model forward
+        under differentiation, a plain forward pass's outputs come first, then its error; where it
+        cannot differentiate, the error follows the outputs (the forward diff stands either way)."""
         _check_targets(loss, targets, len(self.model.outputs))
+        steps = self._differentiate(inputs, projections, loss, targets)
         try:
-            probe_grads, grad_by_variable, outputs = self._differentiate(inputs, projections, loss, targets)
+            outputs = next(steps)
         except Exception:
             for name, values in forward_all(self.model, inputs):
                 yield "output", name, values
@@ -72,25 +77,26 @@ class LayerOps:
         for layer, tensors, _ in _layer_calls(self.model):
             yield "output", layer.name, [self._numpy(output) for output in outputs[position:position + len(tensors)]]
             position += len(tensors)
-        for name, output_grads, weight_grads in self._gradients_by_layer(probe_grads, grad_by_variable):
+        outputs = None
+        for name, output_grads, weight_grads in self._gradients_by_layer(*next(steps)):
             yield "gradient", name, output_grads, weight_grads
 
     def _differentiate(self, inputs, projections, loss, targets):
-        """One pass of the probed model: (d loss / d every layer output, by probe index), (d loss / d
-        weight, by id of the variable), and every layer's outputs in describe_layers order (tensors)."""
+        """One pass of the probed model, in two steps: yields every layer's outputs in describe_layers order
+        (tensors) once the forward pass is done, then (d loss / d every layer output, by probe index) and
+        (d loss / d weight, by id of the variable)."""
         from backends.modern_keras.objectives import objective
 
-        probe_model, probe_index = self._probe_model()
-        probes = [None] * len(probe_index)  # zeros shaped like the layer outputs
-        for tensor, zeros in self._zeros_like_outputs(inputs):
-            probes[probe_index[id(tensor)]] = zeros
+        probe_model, _ = self._probe_model()
+        probes = self._probe_values(inputs)
         model_outputs = len(self.model.outputs)
         loss_of = objective(self.keras, projections, loss, targets)
-        probe_grads, weight_grads, outputs = self.gradients.input_and_weight_gradients(
+        steps = self.gradients.differentiate(
             probe_model, list(inputs) + probes, list(range(len(inputs), len(inputs) + len(probes))),
             lambda outputs: loss_of(outputs[:model_outputs]))  # the rest are the layer outputs, as they were
-        grad_by_variable = {id(variable): grad for variable, grad in zip(probe_model.weights, weight_grads)}
-        return probe_grads, grad_by_variable, outputs[model_outputs:]
+        yield next(steps)[model_outputs:]
+        probe_grads, weight_grads = next(steps)
+        yield probe_grads, {id(variable): grad for variable, grad in zip(probe_model.weights, weight_grads)}
 
     def _gradients_by_layer(self, probe_grads, grad_by_variable):
         _, probe_index = self._probe_model()
@@ -98,6 +104,21 @@ class LayerOps:
             yield (layer.name,
                    [probe_grads[probe_index[id(tensor)]] for tensor in outputs],
                    [(_weight_name(variable), grad_by_variable[id(variable)]) for variable in layer.weights])
+
+    def _probe_values(self, inputs: list[np.ndarray]) -> list:
+        """The probes' values (zeros shaped like the layer outputs, in probe order), as framework tensors
+        kept for the next pass on inputs of these shapes."""
+        key = tuple(x.shape for x in inputs)
+        if key in self._zero_probes:
+            return self._zero_probes[key]
+        _, probe_index = self._probe_model()
+        probes = [None] * len(probe_index)
+        for tensor, zeros in self._zeros_like_outputs(inputs):
+            probes[probe_index[id(tensor)]] = zeros
+        if hasattr(self.keras, "ops"):  # Keras 3: a tensor of the backend's (tf_keras converts numpy itself)
+            probes = [self.keras.ops.convert_to_tensor(zeros) for zeros in probes]
+        self._zero_probes = {key: probes}  # (only the latest shapes: a layer output's zeros can be large)
+        return probes
 
     def _zeros_like_outputs(self, inputs: list[np.ndarray]):
         """(layer output tensor, zeros of its shape for these inputs) for every layer output: from

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 
-def input_and_weight_gradients(model, inputs, differentiated, objective):
-    """For loss = objective(model(inputs) outputs) in inference mode:
-    (d loss / d inputs[i] for i in `differentiated`, d loss / d w for w in model.weights, the outputs)."""
+def differentiate(model, inputs, differentiated, objective):
+    """For loss = objective(model(inputs) outputs) in inference mode, in two steps: yields the outputs
+    (once the forward pass is done), then (d loss / d inputs[i] for i in `differentiated`,
+    d loss / d w for w in model.weights)."""
     import tensorflow as tf
 
     tensors = [tf.convert_to_tensor(x) for x in inputs]
@@ -14,9 +15,10 @@ def input_and_weight_gradients(model, inputs, differentiated, objective):
         outputs = model(tensors, training=False)
         outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         loss = objective(outputs)
+    yield outputs
     grads = tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     grads = [tf.convert_to_tensor(g).numpy() for g in grads]  # Embedding's gradient comes as IndexedSlices
-    return grads[:len(differentiated)], grads[len(differentiated):], outputs
+    yield grads[:len(differentiated)], grads[len(differentiated):]
 
 
 def _tf_variable(weight):

@@ -9,10 +9,10 @@ import contextlib
 from backends.tensorflow import gradients as tensorflow_gradients
 
 
-def input_and_weight_gradients(model, inputs, differentiated, objective):
-    """(d loss / d inputs[i] for i in `differentiated`, d loss / d w for w in model.weights, the outputs)."""
+def differentiate(model, inputs, differentiated, objective):
+    """As backends.tensorflow.gradients.differentiate: the outputs, then the input and weight gradients."""
     with _unfused_batch_normalization(model):
-        return tensorflow_gradients.input_and_weight_gradients(model, inputs, differentiated, objective)
+        yield from tensorflow_gradients.differentiate(model, inputs, differentiated, objective)
 
 
 @contextlib.contextmanager

@@ -6,9 +6,10 @@ import numpy as np
 from backends.modern_keras.stateless_loss import stateless_loss
 
 
-def input_and_weight_gradients(model, inputs, differentiated, objective):
-    """For loss = objective(model outputs) in inference mode:
-    (d loss / d inputs[i] for i in `differentiated`, d loss / d w for w in model.weights, the outputs)."""
+def differentiate(model, inputs, differentiated, objective):
+    """For loss = objective(model outputs) in inference mode, in two steps: yields the outputs (once the
+    forward pass is done), then (d loss / d inputs[i] for i in `differentiated`, d loss / d w for w in
+    model.weights)."""
     import torch
     from keras import ops
 
@@ -16,8 +17,9 @@ def input_and_weight_gradients(model, inputs, differentiated, objective):
     weight_values = [variable.value.detach().requires_grad_() for variable in model.weights]
     with torch.enable_grad():
         loss, outputs = stateless_loss(model, inputs, differentiated, objective)(input_values, weight_values)
+    yield [output.detach() for output in outputs]
     leaves = input_values + weight_values
     grads = torch.autograd.grad(loss, leaves, allow_unused=True)
     grads = [np.zeros(tuple(leaf.shape), np.float32) if g is None else g.detach().cpu().numpy()
              for leaf, g in zip(leaves, grads)]
-    return grads[:len(input_values)], grads[len(input_values):], [output.detach() for output in outputs]
+    yield grads[:len(input_values)], grads[len(input_values):]
