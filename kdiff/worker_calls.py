@@ -33,9 +33,11 @@ class SideClient:
         return {layer: [np.array(arrays[f"{layer}:{i}"]) for i in range(count)]
                 for layer, count in result["counts"].items()}
 
-    def self_check(self, sample: np.ndarray) -> dict[str, float]:
-        """Layers whose output differs between two identical forward passes: name -> max |difference|."""
-        result, _ = self.pool.call(self.side, "self_check", arrays={"0": sample})
+    def self_check(self, sample: np.ndarray | list) -> dict[str, float]:
+        """Layers whose output differs between two identical forward passes: name -> max |difference|
+        (``sample``: the model's input, or a list of them for a model with several)."""
+        inputs = sample if isinstance(sample, list) else [sample]
+        result, _ = self.pool.call(self.side, "self_check", arrays={str(i): x for i, x in enumerate(inputs)})
         return result["differing"]
 
     def save(self, directory: str) -> list[str]:

@@ -214,6 +214,21 @@ def test_a_model_with_two_inputs_and_two_outputs(env_python, job, unattached, st
     assert_snapshot_is_the_state_of_its_step(snapshot, unattached(*style, "--train-steps", str(AT_STEP)))
 
 
+def test_a_divergence_in_a_snapshot_of_a_model_with_two_inputs_is_diagnosed(env_python, job):
+    """The same against a float64 reference, on a model with two inputs and two outputs: the diagnosis
+    runs on both inputs and proves the first divergence's cause."""
+    running = job("--endpoint", "tcp://127.0.0.1:*", "--two-io")
+    result = kdiff("attach", running.endpoint, "--against", "tensorflow:float64", "--atol", "0", "--rtol", "0",
+                   "--json", "-")
+    assert result.returncode == 1, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    first = report["first_divergence"]["layer"]
+    assert report["findings"] and report["findings"][0]["cause"] == "float-precision"
+    assert (report["findings"][0]["layer"], report["findings"][0]["verified"]) == (first, True)
+    assert not any("diagnosis does not run" in note for note in report["notes"])
+    running.stop()
+
+
 def test_a_divergence_in_a_snapshot_is_diagnosed_like_the_offline_command(job):
     """Against a float64 reference with no tolerance at all, every difference is float32 rounding: the
     diagnosis must name it (it reads the snapshot side's layer configs and outputs) and prove it."""

@@ -9,8 +9,7 @@ gives the training loss's gradient for every layer output and weight.
 
 A reference worker loads the snapshot's model file for the architecture and is then given the
 snapshot's weights, layer by layer (the cached file may hold an earlier snapshot's). A model with
-several inputs is compared the same way, one array per input; the diagnosis then does not run
-(its rules re-run layers on one input)."""
+several inputs is compared and diagnosed the same way, one array per input."""
 from __future__ import annotations
 
 import sys
@@ -48,13 +47,11 @@ def replay(a: Side, b: Side, snapshot: Snapshot, batch_path: str, options: DiffO
         grads = backward_and_compare(session.pool, session.pairs, list(inputs), [], options.tolerance,
                                      options.timeouts.call, projected=list(snapshot.output_grads))
         report = replace(report, layers=tuple(replace(layer, grad=grads.get(layer.name)) for layer in report.layers))
-        if len(inputs) > 1:
-            report = replace(report, notes=report.notes + ("the diagnosis does not run for a model with several "
-                                                           "inputs yet",))
-        elif diagnose and report.exit_code != 0:
+        if diagnose and report.exit_code != 0:
             from kdiff.diagnosis.repair import diagnose as run_diagnosis
 
-            found = run_diagnosis(session, inputs[0], report, options.tolerance, progress)
+            found = run_diagnosis(session, inputs[0] if len(inputs) == 1 else list(inputs), report,
+                                  options.tolerance, progress)
             report = replace(report, findings=found.findings, unexplained=found.unexplained, repaired=found.repaired)
     return report
 
