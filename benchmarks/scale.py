@@ -2,7 +2,8 @@
 
 1. the plain frameworks' own all-layer forward+backward (no kdiff), tensorflow and torch:
    every layer's output plus the gradient of ``sum(output * P)`` with respect to every layer
-   output and every weight (benchmarks/plain_forward_backward.py, run in each kdiff env);
+   output and every weight (benchmarks/plain_forward_backward.py, run in each kdiff env), before
+   and after the kdiff part (the mean of the two medians is the reference);
 2. kdiff's forward+backward diff of all layers, tensorflow vs torch, workers warm, without and
    with the noise floor;
 3. the coordinator's peak memory during those compares, in a coordinator subprocess of its own
@@ -188,11 +189,12 @@ def main() -> None:
     parser.add_argument("--model", choices=("mobilenetv2", "resnet50"), default="mobilenetv2")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--share-cpus", action="store_true",
-                        help="let both workers use every CPU (kdiff's default) instead of KDIFF_SPLIT_CPUS=1")
+    parser.add_argument("--split-cpus", action="store_true",
+                        help="give each worker its own half of the CPUs (KDIFF_SPLIT_CPUS=1) instead of kdiff's "
+                             "default, both sharing every CPU")
     parser.add_argument("--coordinator", nargs=2, metavar=("MODEL", "SAMPLE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    os.environ["KDIFF_SPLIT_CPUS"] = "0" if args.share_cpus else "1"  # inherited by the coordinator process
+    os.environ["KDIFF_SPLIT_CPUS"] = "1" if args.split_cpus else "0"  # inherited by the coordinator process
     if args.coordinator:
         print(json.dumps(coordinator(*args.coordinator, args.repeats)))
         return
@@ -204,12 +206,20 @@ def main() -> None:
         subprocess.run([str(ensure_env("tensorflow")), str(HERE / "make_model.py"), str(work), "--size",
                         str(args.size), "--model", args.model], check=True, capture_output=True)
         model, sample = work / "model.keras", work / "sample.npy"
-        plain_results = {name: plain(name, model, sample, args.repeats) for name in (A, B)}
+        before = {name: plain(name, model, sample, args.repeats) for name in (A, B)}
         run = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--repeats", str(args.repeats),
                               "--coordinator", str(model), str(sample)], capture_output=True, text=True)
         if run.returncode != 0:
             raise SystemExit(f"kdiff coordinator failed:\n{run.stderr[-3000:]}")
         kdiff_results = json.loads(run.stdout.strip().splitlines()[-1])
+        # the plain frameworks again after kdiff: their time varies from run to run by 10-20 % on a small
+        # machine, so the ratio uses the mean of the medians before and after
+        after = {name: plain(name, model, sample, args.repeats) for name in (A, B)}
+        plain_results = {name: {**before[name], "forward_backward_s": (before[name]["forward_backward_s"]
+                                                                      + after[name]["forward_backward_s"]) / 2,
+                                "forward_backward_before_after_s": [before[name]["forward_backward_s"],
+                                                                    after[name]["forward_backward_s"]]}
+                         for name in (A, B)}
     slower = max(plain_results.values(), key=lambda r: r["forward_backward_s"])
     pair = kdiff_results["largest_layer_pair_bytes"]
     peak = kdiff_results["peak_rss_over_baseline_bytes"]
@@ -243,7 +253,8 @@ def print_table(r: dict) -> None:
     mb = 2**20
     k, ratios = r["kdiff"], r["ratios"]
     rows = [(f"plain {side}: all-layer forward+backward", f"{p['forward_backward_s']:.3f} s",
-             f"forward alone {p['all_layers_forward_s']:.3f} s") for side, p in r["plain"].items()]
+             "before/after kdiff {:.3f}/{:.3f} s, forward alone {:.3f} s".format(
+                 *p["forward_backward_before_after_s"], p["all_layers_forward_s"])) for side, p in r["plain"].items()]
     rows += [
         ("kdiff forward+backward diff, no noise floor", f"{k['forward_backward_s']:.3f} s",
          f"{ratios['kdiff_forward_backward_vs_slower_plain']:.2f}x the slower plain (goal <= 2x)"),
