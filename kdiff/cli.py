@@ -244,12 +244,14 @@ def run_diff_command(args: argparse.Namespace, out: Console, err: Console) -> Di
 
 def run_env(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.command == "list":
+        envs = describe_envs()
         table = Table(box=None, header_style="bold")
-        table.add_column("name", no_wrap=True)
-        table.add_column("state", no_wrap=True)
-        table.add_column("path", no_wrap=True, overflow="fold")
+        # names and states whole however narrow the terminal: a long path folds instead
+        table.add_column("name", no_wrap=True, min_width=max(len(env["name"]) for env in envs))
+        table.add_column("state", no_wrap=True, min_width=max(len(env["state"]) for env in envs))
+        table.add_column("path", overflow="fold")
         table.add_column("what")
-        for env in describe_envs():
+        for env in envs:
             style = {"ready": "green", "stale": "yellow"}.get(env["state"], "dim")
             table.add_row(env["name"], f"[{style}]{env['state']}[/]", env["path"], env["description"])
         out.print(table)
