@@ -17,8 +17,8 @@ from kdiff.gradients import PROJECTION, GradientComparison, NamedLoss, backward_
 from kdiff.isolation import isolate_layers
 from kdiff.layout_client import LayoutClient
 from kdiff.layouts import LayoutBridge, layout_bridge
-from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
-from kdiff.tolerances import Tolerances, as_tolerances, derive
+from kdiff.metrics import LayerMetrics, Tolerance
+from kdiff.tolerances import Tolerances, as_tolerances, derive, judge_layer
 from kdiff.streams import stream_pairs
 from kdiff.model_files import inspect_model, load_labels, load_sample
 from kdiff.report import DIVERGED, MATCH, ONLY_A, ONLY_B, PROPAGATED, BackendInfo, DiffReport, LayerResult
@@ -391,8 +391,7 @@ def _forward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.nd
         return bridge.to_a(layer, outputs) if side == "b" else outputs
 
     def on_pair(a_layer: str, a_outputs: list, b_outputs: list) -> None:
-        used[a_layer] = tolerances.forward(a_layer).on(a_outputs, b_outputs)
-        metrics[a_layer] = _compare_outputs(a_outputs, b_outputs, used[a_layer])
+        metrics[a_layer], used[a_layer] = _compare_outputs(a_outputs, b_outputs, tolerances.forward(a_layer))
         progress.layer_done(len(metrics), total)
 
     def on_either_part(side: str, header: dict, arrays: dict) -> tuple:
@@ -422,12 +421,13 @@ def _forward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.nd
     return metrics, shapes
 
 
-def _compare_outputs(a_out: list, b_out: list, tolerance: Tolerance) -> LayerMetrics | str:
+def _compare_outputs(a_out: list, b_out: list, rule) -> tuple[LayerMetrics | str, Tolerance]:
+    """A layer's metrics (or why it was not compared) and the tolerance it was judged by (``rule``'s)."""
     if len(a_out) != len(b_out):
-        return f"{len(a_out)} output(s) on side A, {len(b_out)} on side B"
+        return f"{len(a_out)} output(s) on side A, {len(b_out)} on side B", rule.on(a_out, b_out)
     if any(x.shape != y.shape for x, y in zip(a_out, b_out)):
-        return "output shapes differ"
-    return combine([compare_arrays(x, y, tolerance) for x, y in zip(a_out, b_out)])
+        return "output shapes differ", rule.on(a_out, b_out)
+    return judge_layer(rule, a_out, b_out)
 
 
 def _classify(pairs: list[LayerPair], metrics: dict, shapes: dict, grads: dict, isolated: dict,

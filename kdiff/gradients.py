@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kdiff.alignment import LayerPair
-from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays, largest_finite_abs
+from kdiff.metrics import LayerMetrics, Measured, Tolerance, combine, largest_finite_abs
 from kdiff.tolerances import Tolerances, as_tolerances
 from kdiff.streams import stream_pairs
 from kdiff.workers import WorkerPool
@@ -65,7 +65,11 @@ def projections(shapes: list[tuple]) -> list[np.ndarray]:
 def gradient_tolerance(tolerance: Tolerance, a: np.ndarray, b: np.ndarray) -> Tolerance:
     """Gradients are judged against their own scale: float error in a gradient is relative to
     the largest terms summed into it, not to each element, so atol grows with max |g|."""
-    scale = largest_finite_abs([a, b])
+    return gradient_tolerance_at(tolerance, largest_finite_abs([a, b]))
+
+
+def gradient_tolerance_at(tolerance: Tolerance, scale: float) -> Tolerance:
+    """gradient_tolerance for gradients whose largest finite |value| (over both sides) is ``scale``."""
     return Tolerance(atol=max(tolerance.atol * 1e-2, tolerance.rtol * scale), rtol=tolerance.rtol)
 
 
@@ -81,7 +85,8 @@ def _terms_per_weight(output_gradients: list, weight: np.ndarray) -> int:
 def _compare(a: np.ndarray, b: np.ndarray, tolerance: Tolerance) -> LayerMetrics | str:
     if a.shape != b.shape:
         return f"shapes differ: {a.shape} vs {b.shape}"
-    return compare_arrays(a, b, gradient_tolerance(tolerance, a, b))
+    measured = Measured(a, b)  # its pass measures the scale the tolerance is sized from
+    return measured.judged(gradient_tolerance_at(tolerance, max(measured.scale_a, measured.scale_b)))
 
 
 class GradientComparison:

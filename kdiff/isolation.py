@@ -3,8 +3,8 @@ forward pass), against A's output. Each layer then gets its own error, free of w
 from __future__ import annotations
 
 from kdiff.alignment import LayerPair
-from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
-from kdiff.tolerances import Tolerances, as_tolerances
+from kdiff.metrics import LayerMetrics, Tolerance
+from kdiff.tolerances import Tolerances, as_tolerances, judge_layer
 from kdiff.worker_calls import SideClient
 
 
@@ -24,7 +24,6 @@ def isolate_layers(pairs: list[LayerPair], a: SideClient, b: SideClient, toleran
         if len(outputs) != len(expected) or any(x.shape != y.shape for x, y in zip(expected, outputs)):
             results[name] = "side B's layer gives outputs of other shapes on side A's inputs"
         else:
-            judged = tolerances.isolated(name).on(expected, outputs)
-            results[name] = combine([compare_arrays(x, y, judged) for x, y in zip(expected, outputs)])
+            results[name] = judge_layer(tolerances.isolated(name), expected, outputs)[0]
         progress.layer_done(done, len(both))
     return results

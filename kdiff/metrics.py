@@ -47,19 +47,54 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, tolerance: Tolerance) -> LayerM
     chunk's sums are pairwise or BLAS sums, accumulated over the chunks in float64. The cosine
     comes from the squared norms of a, b and a - b, which stays accurate near 1: an error in the
     norms of a and b moves it only to second order."""
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
-    dtype = np.result_type(a.dtype, b.dtype)
-    if dtype.kind != "f" or dtype.itemsize < 4:
-        dtype = np.dtype(np.float64)
-    flat_a, flat_b = a.reshape(-1), b.reshape(-1)
-    totals = _Totals(tolerance, dtype, min(CHUNK, flat_a.size))
-    for start in range(0, flat_a.size, CHUNK):
-        x = flat_a[start:start + CHUNK].astype(dtype, copy=False)
-        y = flat_b[start:start + CHUNK].astype(dtype, copy=False)
-        if not totals.add_finite(x, y):
-            totals.add_with_specials(x, y)
-    return totals.metrics(flat_a.size)
+    return Measured(a, b, tolerance).judged(tolerance)
+
+
+class Measured:
+    """One pass over two arrays (see compare_arrays): every metric, and each side's largest finite
+    |value| (``scale_a``, ``scale_b``: what a tolerance may be sized from). Given the tolerance up
+    front, the pass also counts the elements outside it; otherwise ``judged`` counts them afterwards,
+    reading the arrays again only where the largest difference exceeds the tolerance's atol."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, tolerance: Tolerance | None = None):
+        if a.shape != b.shape:
+            raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+        dtype = np.result_type(a.dtype, b.dtype)
+        if dtype.kind != "f" or dtype.itemsize < 4:
+            dtype = np.dtype(np.float64)
+        self.flat_a, self.flat_b, self.dtype = a.reshape(-1), b.reshape(-1), dtype
+        self.totals = totals = _Totals(tolerance, dtype, min(CHUNK, self.flat_a.size))
+        for x, y in self._chunks():
+            if not totals.add_finite(x, y):
+                totals.add_with_specials(x, y)
+        self.scale_a, self.scale_b = totals.scale_a, totals.scale_b
+
+    def judged(self, tolerance: Tolerance) -> LayerMetrics:
+        totals = self.totals
+        outside = totals.outside  # (elements NaN or infinite on one side only, and those counted in the pass)
+        if totals.tolerance is None and totals.max_finite_diff > tolerance.atol:
+            outside += self._count_outside(tolerance)
+        return totals.metrics(self.flat_a.size, outside)
+
+    def _count_outside(self, tolerance: Tolerance) -> int:
+        diff, scale = (buffer for buffer in self.totals.buffers[:2])
+        mask = self.totals.outside_mask
+        count = 0
+        for x, y in self._chunks():
+            size = x.size
+            with np.errstate(invalid="ignore", over="ignore"):  # NaN and infinities compare False here
+                np.abs(np.subtract(x, y, out=diff[:size]), out=diff[:size])
+                np.maximum(np.abs(x, out=scale[:size]), np.abs(y, out=self.totals.buffers[2][:size]),
+                           out=scale[:size])
+                limit = np.multiply(scale[:size], tolerance.rtol, out=scale[:size])
+                limit += tolerance.atol
+                count += int(np.count_nonzero(np.greater(diff[:size], limit, out=mask[:size])))
+        return count
+
+    def _chunks(self):
+        for start in range(0, self.flat_a.size, CHUNK):
+            yield (self.flat_a[start:start + CHUNK].astype(self.dtype, copy=False),
+                   self.flat_b[start:start + CHUNK].astype(self.dtype, copy=False))
 
 
 def largest_finite_abs(arrays) -> float:
@@ -89,14 +124,15 @@ class _Totals:
     """Running maxima and float64 sums over the chunks of one comparison, and the chunk-sized
     buffers its element arithmetic reuses."""
 
-    def __init__(self, tolerance: Tolerance, dtype: np.dtype, chunk: int):
-        self.tolerance = tolerance
+    def __init__(self, tolerance: Tolerance | None, dtype: np.dtype, chunk: int):
+        self.tolerance = tolerance  # None: the elements outside a tolerance are counted later (Measured.judged)
         self.buffers = np.empty((3, max(chunk, 1)), dtype)
         self.outside_mask = np.empty(max(chunk, 1), bool)
         self.ones = np.ones(max(chunk, 1), dtype)  # a sum as a BLAS dot product: a third of the time
         self.max_abs = self.max_rel = 0.0
         self.sum_abs = self.norm_a = self.norm_b = self.norm_diff = 0.0
         self.outside = self.nan_a = self.nan_b = self.inf_a = self.inf_b = 0
+        self.scale_a = self.scale_b = self.max_finite_diff = 0.0
 
     def add_finite(self, x: np.ndarray, y: np.ndarray) -> bool:
         """Add a chunk whose values and squares are all finite; False (and nothing added) otherwise."""
@@ -121,9 +157,14 @@ class _Totals:
         np.abs(diff, out=diff)
         chunk_max = float(diff.max())
         self.max_abs = max(self.max_abs, chunk_max)
+        self.max_finite_diff = max(self.max_finite_diff, chunk_max)
         self.sum_abs += float(np.dot(diff, self.ones[:size]))
-        np.maximum(np.abs(x, out=scale), np.abs(y, out=spare), out=scale)
-        if chunk_max > self.tolerance.atol:  # else no element can be outside atol + rtol * scale
+        np.abs(x, out=scale)
+        np.abs(y, out=spare)
+        self.scale_a = max(self.scale_a, float(scale.max()))
+        self.scale_b = max(self.scale_b, float(spare.max()))
+        np.maximum(scale, spare, out=scale)
+        if self.tolerance is not None and chunk_max > self.tolerance.atol:  # else none is outside atol + rtol·scale
             limit = np.multiply(scale, self.tolerance.rtol, out=spare)
             limit += self.tolerance.atol
             self.outside += int(np.count_nonzero(np.greater(diff, limit, out=self.outside_mask[:size])))
@@ -141,6 +182,8 @@ class _Totals:
         self.norm_b += other.norm_b
         self.norm_diff += other.norm_diff
         self.outside += other.outside
+        self.scale_a, self.scale_b = max(self.scale_a, other.scale_a), max(self.scale_b, other.scale_b)
+        self.max_finite_diff = max(self.max_finite_diff, other.max_finite_diff)
 
     def add_with_specials(self, x: np.ndarray, y: np.ndarray) -> None:
         x_nan, y_nan, x_inf, y_inf = np.isnan(x), np.isnan(y), np.isinf(x), np.isinf(y)
@@ -154,7 +197,7 @@ class _Totals:
             self.max_abs = self.max_rel = math.inf
         self.add_finite(x[finite], y[finite])
 
-    def metrics(self, size: int) -> LayerMetrics:
+    def metrics(self, size: int, outside: int) -> LayerMetrics:
         if self.norm_a == 0.0 and self.norm_b == 0.0:
             cosine = 1.0
         elif self.norm_a == 0.0 or self.norm_b == 0.0:
@@ -164,7 +207,7 @@ class _Totals:
             cosine = max(-1.0, min(1.0, dot / math.sqrt(self.norm_a * self.norm_b)))
         return LayerMetrics(
             max_abs=self.max_abs, max_rel=self.max_rel, mean_abs=self.sum_abs / size if size else 0.0,
-            cosine=cosine, out_of_tolerance=self.outside / size if size else 0.0,
+            cosine=cosine, out_of_tolerance=outside / size if size else 0.0,
             nan_a=self.nan_a, nan_b=self.nan_b, inf_a=self.inf_a, inf_b=self.inf_b, size=size,
         )
 

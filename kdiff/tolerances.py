@@ -35,9 +35,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-import numpy as np
-
-from kdiff.metrics import Tolerance, largest_finite_abs
+from kdiff.metrics import LayerMetrics, Measured, Tolerance, combine, largest_finite_abs
 
 EPSILON = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7, "float32": 2.0 ** -23, "float64": 2.0 ** -52}
 DEFAULT_DTYPE = "float32"      # a worker that does not say (an old snapshot, a stand-in)
@@ -77,7 +75,10 @@ class LayerRule:
 
     def on(self, a_outputs, b_outputs) -> Tolerance:
         """The tolerance for these two sides' outputs: atol is rtol times the smaller side's scale."""
-        scale = min(_scale(a_outputs), _scale(b_outputs))
+        return self.at_scale(min(_scale(a_outputs), _scale(b_outputs)))
+
+    def at_scale(self, scale: float) -> Tolerance:
+        """The tolerance where the smaller side's largest finite |output| is ``scale``."""
         return Tolerance(atol=self.rtol * scale, rtol=self.rtol,
                          reason=f"{self.reason}; atol = rtol·{scale:.3g} (the smaller side's max |x|)")
 
@@ -89,6 +90,9 @@ class _Given:
     tolerance: Tolerance
 
     def on(self, a_outputs, b_outputs) -> Tolerance:
+        return self.tolerance
+
+    def at_scale(self, scale: float) -> Tolerance:
         return self.tolerance
 
 
@@ -130,6 +134,16 @@ class Tolerances:
         if self.given is not None:
             return _Given(self.given)
         return rules.get(layer) or _fallback(DEFAULT_DTYPE)
+
+
+def judge_layer(rule, a_outputs: list, b_outputs: list) -> tuple[LayerMetrics, Tolerance]:
+    """A layer's outputs on side A against side B's (as many, of equal shapes), judged by its rule
+    (a LayerRule, or the user's tolerance) at the smaller side's scale, which the same pass over the
+    arrays measures: the metrics, and the tolerance they were judged by."""
+    measured = [Measured(x, y) for x, y in zip(a_outputs, b_outputs)]
+    tolerance = rule.at_scale(min(max((m.scale_a for m in measured), default=0.0),
+                                  max((m.scale_b for m in measured), default=0.0)))
+    return combine([m.judged(tolerance) for m in measured]), tolerance
 
 
 def as_tolerances(tolerance: "Tolerance | Tolerances") -> Tolerances:

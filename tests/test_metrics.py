@@ -96,3 +96,21 @@ def test_largest_finite_abs_skips_nan_and_inf_and_reads_integers():
     assert metrics.largest_finite_abs([np.array([-3.0, 2.0], np.float32), np.array([1.0, np.inf, np.nan])]) == 3.0
     assert metrics.largest_finite_abs([np.array([], np.float32), np.array([-7, 2], np.int32)]) == 7.0
     assert metrics.largest_finite_abs([np.array([np.nan, np.inf])]) == 0.0
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e-3])
+def test_a_tolerance_applied_after_the_pass_judges_as_one_given_up_front(offset):
+    """Measured reads each side's scale in its pass; judged afterwards (a second pass only where the largest
+    difference exceeds atol), it gives what compare_arrays gives with that tolerance, matching or not."""
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal(70_000).astype(np.float32)
+    b = a + offset * rng.standard_normal(a.size).astype(np.float32)
+    b[5] = np.nan
+    a[5] = np.nan
+    b[6] = np.inf  # one-sided: counted however the tolerance comes
+    measured = metrics.Measured(a, b)
+    finite = np.isfinite(a)
+    assert measured.scale_a == np.abs(a[finite]).max() and measured.scale_b == np.abs(b[np.isfinite(b)]).max()
+    tolerance = Tolerance(atol=1e-4 * measured.scale_a, rtol=1e-4)
+    assert measured.judged(tolerance) == compare_arrays(a, b, tolerance)
+    assert (measured.judged(tolerance).out_of_tolerance > 1 / a.size) == (offset > 0)

@@ -5,8 +5,8 @@ import numpy as np
 
 from kdiff.alignment import LayerPair
 from kdiff.diagnosis.model import Candidate, ErrorSize, LayerEvidence, Unexplained
-from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
-from kdiff.tolerances import Tolerances, as_tolerances
+from kdiff.metrics import LayerMetrics, Tolerance, compare_arrays
+from kdiff.tolerances import Tolerances, as_tolerances, judge_layer
 from kdiff.worker_calls import SideClient
 
 
@@ -54,16 +54,14 @@ def isolated_error(b: SideClient, evidence: LayerEvidence, tolerance: Tolerance 
     if len(outputs) != len(evidence.a_outputs) or any(o.shape != e.shape for o, e in zip(outputs, evidence.a_outputs)):
         raise ValueError(f"layer {evidence.b_layer} gives outputs of shapes {[o.shape for o in outputs]} "
                          f"on side B, {[e.shape for e in evidence.a_outputs]} on side A")
-    judged = as_tolerances(tolerance).isolated(evidence.layer).on(evidence.a_outputs, outputs)
-    return combine([compare_arrays(expected, got, judged) for expected, got in zip(evidence.a_outputs, outputs)])
+    return judge_layer(as_tolerances(tolerance).isolated(evidence.layer), evidence.a_outputs, outputs)[0]
 
 
 def describe_unexplained(b: SideClient, evidence: LayerEvidence, tolerance: Tolerance | Tolerances,
                          b_inputs: list[np.ndarray]) -> Unexplained:
     """Where the error of side B's layer sits, for a divergence no rule explains."""
     outputs = b.run_layer(evidence.b_layer, list(evidence.a_inputs))
-    judged = as_tolerances(tolerance).isolated(evidence.layer).on(evidence.a_outputs, outputs)
-    isolated = combine([compare_arrays(e, o, judged) for e, o in zip(evidence.a_outputs, outputs)])
+    isolated, judged = judge_layer(as_tolerances(tolerance).isolated(evidence.layer), evidence.a_outputs, outputs)
     input_error = max((compare_arrays(x, y, judged).max_rel for x, y in zip(evidence.a_inputs, b_inputs)
                        if x.shape == y.shape), default=0.0)
     error = np.abs(np.asarray(evidence.a_outputs[0], np.float64) - outputs[0])

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from kdiff.diagnosis.model import ErrorSize, Finding
 from kdiff.errors import KdiffError
-from kdiff.metrics import LayerMetrics, Tolerance, combine, compare_arrays
-from kdiff.tolerances import Tolerances, as_tolerances
+from kdiff.metrics import LayerMetrics, Tolerance, combine
+from kdiff.tolerances import Tolerances, as_tolerances, judge_layer
 
 ID = "input-layout"
 
@@ -63,8 +63,7 @@ def _axes(ndim: int, a_layout: str) -> tuple:
 def _compare(expected, outputs, rule) -> LayerMetrics | str:
     if len(outputs) != len(expected) or any(x.shape != y.shape for x, y in zip(expected, outputs)):
         return "outputs of other shapes"
-    tolerance = rule.on(expected, outputs)
-    return combine([compare_arrays(x, y, tolerance) for x, y in zip(expected, outputs)])
+    return judge_layer(rule, expected, outputs)[0]
 
 
 def _as_is(b, layer: str, inputs, expected, rule) -> LayerMetrics | str:
