@@ -265,10 +265,7 @@ class DiffSession:
         """Both sides at once run the sample (or samples, one per model input) twice; the layers where a
         side disagrees with itself."""
         self.progress.stage("running each side twice: does it agree with itself?")
-        if isinstance(sample, list):
-            inputs = {side: {str(i): x for i, x in enumerate(sample)} for side in "ab"}
-        else:
-            inputs = {"a": {"0": sample}, "b": {"0": self.bridge.sample_for_b(sample)}}
+        inputs = dict(zip("ab", _input_arrays(sample, self.bridge)))
         pending = {side.name: self.pool.send(side.name, "self_check", arrays=inputs[side.name])
                    for side in self.sides}
         replies = _collect_replies(self.pool, pending, self.options.timeouts.call)
@@ -404,8 +401,7 @@ def _forward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.nd
 
     try:
         if gradients is None:
-            inputs = {str(i): x for i, x in enumerate(sample)} if isinstance(sample, list) else {"0": sample}
-            b_inputs = inputs if isinstance(sample, list) else {"0": bridge.sample_for_b(sample)}
+            inputs, b_inputs = _input_arrays(sample, bridge)
             stream_pairs(pool, pairs, "forward", inputs, options.timeouts.call, on_part, on_pair, b_arrays=b_inputs)
         else:
             try:
@@ -473,6 +469,15 @@ def _classify(pairs: list[LayerPair], metrics: dict, shapes: dict, grads: dict, 
             aligned_by=pair.aligned_by, inbound=inbound, note=note, layout=bridge.note(pair.b["name"]),
             tolerance=(used or {}).get(name)))
     return results
+
+
+def _input_arrays(sample: np.ndarray | list, bridge: LayoutBridge) -> tuple[dict, dict]:
+    """The model's inputs as a forward or self_check call sends them ("0", "1", ...), for side A and for
+    side B (a single input moved to B's layout by ``bridge``)."""
+    if isinstance(sample, list):
+        inputs = {str(i): x for i, x in enumerate(sample)}
+        return inputs, inputs
+    return {"0": sample}, {"0": bridge.sample_for_b(sample)}
 
 
 def _sample_info(sample: np.ndarray | list, path: str) -> dict:
