@@ -3,6 +3,7 @@ the coordinator's memory stays bounded by the two arrays themselves."""
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +64,7 @@ class Measured:
         if dtype.kind != "f" or dtype.itemsize < 4:
             dtype = np.dtype(np.float64)
         self.flat_a, self.flat_b, self.dtype = a.reshape(-1), b.reshape(-1), dtype
-        self.totals = totals = _Totals(tolerance, dtype, min(CHUNK, self.flat_a.size))
+        self.totals = totals = _Totals(tolerance, dtype)
         for x, y in self._chunks():
             if not totals.add_finite(x, y):
                 totals.add_with_specials(x, y)
@@ -120,19 +121,35 @@ def largest_finite_abs(arrays) -> float:
     return largest
 
 
-class _Totals:
-    """Running maxima and float64 sums over the chunks of one comparison, and the chunk-sized
-    buffers its element arithmetic reuses."""
+class _Scratch(threading.local):
+    """Each thread's chunk-sized buffers, one set per dtype, made once and reused by every comparison
+    the thread runs: fresh ones each time cost page faults and kept them out of the cache."""
 
-    def __init__(self, tolerance: Tolerance | None, dtype: np.dtype, chunk: int):
+    def __init__(self):
+        self.by_dtype: dict[np.dtype, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def get(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(three element buffers, a boolean mask, ones), each CHUNK long."""
+        if dtype not in self.by_dtype:
+            self.by_dtype[dtype] = (np.empty((3, CHUNK), dtype), np.empty(CHUNK, bool), np.ones(CHUNK, dtype))
+        return self.by_dtype[dtype]
+
+
+_scratch = _Scratch()
+
+
+class _Totals:
+    """Running maxima and float64 sums over the chunks of one comparison; its element arithmetic
+    runs in this thread's scratch buffers (chunks are at most CHUNK long)."""
+
+    def __init__(self, tolerance: Tolerance | None, dtype: np.dtype):
         self.tolerance = tolerance  # None: the elements outside a tolerance are counted later (Measured.judged)
-        self.buffers = np.empty((3, max(chunk, 1)), dtype)
-        self.outside_mask = np.empty(max(chunk, 1), bool)
-        self.ones = np.ones(max(chunk, 1), dtype)  # a sum as a BLAS dot product: a third of the time
+        self.buffers, self.outside_mask, self.ones = _scratch.get(dtype)  # ones: a sum as a BLAS dot product
         self.max_abs = self.max_rel = 0.0
         self.sum_abs = self.norm_a = self.norm_b = self.norm_diff = 0.0
         self.outside = self.nan_a = self.nan_b = self.inf_a = self.inf_b = 0
         self.scale_a = self.scale_b = self.max_finite_diff = 0.0
+        self.huge_norms = [0.0, 0.0, 0.0]  # norms of float64 chunks whose squares overflow, in units of 2**1200
 
     def add_finite(self, x: np.ndarray, y: np.ndarray) -> bool:
         """Add a chunk whose values and squares are all finite; False (and nothing added) otherwise."""
@@ -146,11 +163,18 @@ class _Totals:
         if not all(map(math.isfinite, norms)):
             if not (np.isfinite(x).all() and np.isfinite(y).all()):
                 return False
-            # finite values whose differences or squares overflow the dtype: this chunk in float64
-            wide = _Totals(self.tolerance, np.dtype(np.float64), size)
-            wide.add_finite(x.astype(np.float64), y.astype(np.float64))
-            self._merge(wide)
-            return True
+            if diff.dtype != np.float64:
+                # finite values whose differences or squares overflow the dtype: this chunk in float64
+                wide = _Totals(self.tolerance, np.dtype(np.float64))
+                wide.add_finite(x.astype(np.float64), y.astype(np.float64))
+                self._merge(wide)
+                return True
+            # squares beyond float64: these norms in units of 2**1200 (exact scaling by a power of two)
+            x, y, diff = (np.ldexp(v, -600) for v in (x, y, diff))
+            norms = float(np.dot(x, x)), float(np.dot(y, y)), float(np.dot(diff, diff))
+            self.huge_norms = [total + norm for total, norm in zip(self.huge_norms, norms)]
+            x, y, diff = (np.ldexp(v, 600) for v in (x, y, diff))
+            norms = 0.0, 0.0, 0.0
         self.norm_a += norms[0]
         self.norm_b += norms[1]
         self.norm_diff += norms[2]
@@ -181,6 +205,7 @@ class _Totals:
         self.norm_a += other.norm_a
         self.norm_b += other.norm_b
         self.norm_diff += other.norm_diff
+        self.huge_norms = [mine + theirs for mine, theirs in zip(self.huge_norms, other.huge_norms)]
         self.outside += other.outside
         self.scale_a, self.scale_b = max(self.scale_a, other.scale_a), max(self.scale_b, other.scale_b)
         self.max_finite_diff = max(self.max_finite_diff, other.max_finite_diff)
@@ -198,13 +223,17 @@ class _Totals:
         self.add_finite(x[finite], y[finite])
 
     def metrics(self, size: int, outside: int) -> LayerMetrics:
-        if self.norm_a == 0.0 and self.norm_b == 0.0:
+        norm_a, norm_b, norm_diff = self.norm_a, self.norm_b, self.norm_diff
+        if any(self.huge_norms):  # all in units of 2**1200 (the cosine does not depend on the unit)
+            norm_a, norm_b, norm_diff = (huge + math.ldexp(norm, -1200)
+                                         for huge, norm in zip(self.huge_norms, (norm_a, norm_b, norm_diff)))
+        if norm_a == 0.0 and norm_b == 0.0:
             cosine = 1.0
-        elif self.norm_a == 0.0 or self.norm_b == 0.0:
+        elif norm_a == 0.0 or norm_b == 0.0:
             cosine = 0.0
         else:
-            dot = (self.norm_a + self.norm_b - self.norm_diff) / 2
-            cosine = max(-1.0, min(1.0, dot / math.sqrt(self.norm_a * self.norm_b)))
+            dot = (norm_a + norm_b - norm_diff) / 2
+            cosine = max(-1.0, min(1.0, dot / math.sqrt(norm_a * norm_b)))
         return LayerMetrics(
             max_abs=self.max_abs, max_rel=self.max_rel, mean_abs=self.sum_abs / size if size else 0.0,
             cosine=cosine, out_of_tolerance=outside / size if size else 0.0,

@@ -90,6 +90,12 @@ def test_finite_values_whose_squares_overflow_keep_an_exact_cosine():
     assert m.cosine == pytest.approx(-1.0) and m.max_abs == pytest.approx(6e30, rel=1e-6)
     m = compare_arrays(np.array([3e38], np.float32), np.array([-3e38], np.float32), Tolerance())
     assert m.max_abs == pytest.approx(6e38, rel=1e-6) and m.out_of_tolerance == 1.0 and m.inf_a == 0
+    # float64 values whose squares overflow float64 (this once recursed until RecursionError)
+    a = np.array([1e200, -2e200, 1.0])
+    m = compare_arrays(a, a * (1 + 1e-12), Tolerance())
+    assert m.matches and m.cosine == pytest.approx(1.0) and m.max_rel == pytest.approx(1e-12, rel=1e-3)
+    m = compare_arrays(a, np.array([1e200, 2e200, 1.0]), Tolerance())
+    assert m.cosine == pytest.approx(-3 / 5) and m.max_abs == pytest.approx(4e200) and m.out_of_tolerance == pytest.approx(1 / 3)
 
 
 def test_largest_finite_abs_skips_nan_and_inf_and_reads_integers():
