@@ -233,3 +233,43 @@ def test_pairs_are_compared_one_at_a_time_in_order_and_their_errors_reach_the_ca
         comparer.put("after", 0, 0)  # raised at the next hand-over
     comparer.close()
     assert seen == [("first", 3), ("second", 7), ("bad", 0)] and threads == {"kdiff-compare"}
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_diffs_workers_share_the_cpus_and_a_users_thread_settings_win(monkeypatch):
+    half = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    monkeypatch.delenv("KDIFF_SPLIT_CPUS", raising=False)
+    for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    with WorkerPool() as pool:
+        environ = _environ(start(pool).process.pid)
+    assert [environ.get(name) for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")] \
+        == [half] * 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    with WorkerPool() as pool:
+        environ = _environ(start(pool).process.pid)
+    assert environ["OMP_NUM_THREADS"] == "7" and environ["TF_NUM_INTRAOP_THREADS"] == half
+
+
+def test_workers_talk_over_a_unix_socket_in_the_pools_folder_or_tcp_where_the_path_is_too_long(tmp_path, model_file):
+    import zmq
+
+    from kdiff.workers import _bind_local
+
+    with WorkerPool() as pool:
+        start(pool)
+        endpoint = pool.sockets["a"].getsockopt(zmq.LAST_ENDPOINT).decode()
+        assert endpoint.startswith(f"ipc://{pool.logdir}/")
+        assert [layer["name"] for layer in pool.call("a", "load", {"model": model_file})[0]["layers"]][0] == "dense_1"
+    context = zmq.Context()
+    try:
+        socket = context.socket(zmq.ROUTER)
+        assert _bind_local(socket, tmp_path / ("x" * 120)).startswith("tcp://127.0.0.1:")
+        socket.close(0)
+    finally:
+        context.term()
