@@ -130,7 +130,7 @@ class _Scratch(threading.local):
 
     def get(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(three element buffers, a boolean mask, ones), each CHUNK long."""
-        if dtype not in self.by_dtype:
+        if dtype not in self.by_dtype or self.by_dtype[dtype][1].size < CHUNK:
             self.by_dtype[dtype] = (np.empty((3, CHUNK), dtype), np.empty(CHUNK, bool), np.ones(CHUNK, dtype))
         return self.by_dtype[dtype]
 
