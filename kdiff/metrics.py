@@ -152,17 +152,28 @@ class _Totals:
         self.huge_norms = [0.0, 0.0, 0.0]  # norms of float64 chunks whose squares overflow, in units of 2**1200
 
     def add_finite(self, x: np.ndarray, y: np.ndarray) -> bool:
-        """Add a chunk whose values and squares are all finite; False (and nothing added) otherwise."""
+        """Add a chunk whose values are all finite; False (and nothing added) otherwise."""
         size = x.size
         if not size:
             return True
         diff, scale, spare = (buffer[:size] for buffer in self.buffers)
-        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, overflowing squares: handled below
-            np.subtract(x, y, out=diff)
-            norms = float(np.dot(x, x)), float(np.dot(y, y)), float(np.dot(diff, diff))
-        if not all(map(math.isfinite, norms)):
-            if not (np.isfinite(x).all() and np.isfinite(y).all()):
-                return False
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, overflowing differences: handled below
+            np.abs(np.subtract(x, y, out=diff), out=diff)
+        np.abs(x, out=scale)
+        np.abs(y, out=spare)
+        top_a, top_b, chunk_max = float(scale.max()), float(spare.max()), float(diff.max())  # (max passes NaN on)
+        if not (math.isfinite(top_a) and math.isfinite(top_b)):
+            return False
+        # squares of values below 2**-40 (a deep layer's gradient) are subnormal or nearly, and the CPU
+        # computes with those dozens of times slower: such a chunk is scaled up by a power of two (exactly)
+        unit = 1.0
+        if 0.0 < max(top_a, top_b) < 2.0 ** -40:
+            unit = math.ldexp(1.0, min(100, -math.frexp(max(top_a, top_b))[1]))  # (2**100 is a float32 too)
+            for buffer in (diff, scale, spare):
+                buffer *= unit
+        with np.errstate(over="ignore"):  # overflowing squares: handled below
+            norms = [float(np.dot(v, v)) / unit / unit for v in (scale, spare, diff)]
+        if not (all(map(math.isfinite, norms)) and math.isfinite(chunk_max)):
             if diff.dtype != np.float64:
                 # finite values whose differences or squares overflow the dtype: this chunk in float64
                 wide = _Totals(self.tolerance, np.dtype(np.float64))
@@ -170,29 +181,24 @@ class _Totals:
                 self._merge(wide)
                 return True
             # squares beyond float64: these norms in units of 2**1200 (exact scaling by a power of two)
-            x, y, diff = (np.ldexp(v, -600) for v in (x, y, diff))
-            norms = float(np.dot(x, x)), float(np.dot(y, y)), float(np.dot(diff, diff))
+            norms = [float(np.dot(v, v)) for v in (np.ldexp(w, -600) for w in (scale, spare, diff))]
             self.huge_norms = [total + norm for total, norm in zip(self.huge_norms, norms)]
-            x, y, diff = (np.ldexp(v, 600) for v in (x, y, diff))
-            norms = 0.0, 0.0, 0.0
+            norms = [0.0, 0.0, 0.0]
         self.norm_a += norms[0]
         self.norm_b += norms[1]
         self.norm_diff += norms[2]
-        np.abs(diff, out=diff)
-        chunk_max = float(diff.max())
         self.max_abs = max(self.max_abs, chunk_max)
         self.max_finite_diff = max(self.max_finite_diff, chunk_max)
-        self.sum_abs += float(np.dot(diff, self.ones[:size]))
-        np.abs(x, out=scale)
-        np.abs(y, out=spare)
-        self.scale_a = max(self.scale_a, float(scale.max()))
-        self.scale_b = max(self.scale_b, float(spare.max()))
+        self.sum_abs += float(np.dot(diff, self.ones[:size])) / unit
+        self.scale_a = max(self.scale_a, top_a)
+        self.scale_b = max(self.scale_b, top_b)
         np.maximum(scale, spare, out=scale)
         if self.tolerance is not None and chunk_max > self.tolerance.atol:  # else none is outside atol + rtol·scale
             limit = np.multiply(scale, self.tolerance.rtol, out=spare)
-            limit += self.tolerance.atol
+            limit += self.tolerance.atol * unit  # (scaled elements against the tolerance scaled alike)
             self.outside += int(np.count_nonzero(np.greater(diff, limit, out=self.outside_mask[:size])))
-        # where scale is 0 the difference is 0 too: 0/0 gives NaN, which fmax passes over
+        # where scale is 0 the difference is 0 too: 0/0 gives NaN, which fmax passes over; the ratio
+        # does not depend on the unit
         with np.errstate(invalid="ignore"):
             chunk_rel = float(np.fmax.reduce(np.divide(diff, scale, out=scale)))
         if chunk_rel > self.max_rel:

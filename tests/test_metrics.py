@@ -39,6 +39,35 @@ def test_chunked_computation_equals_whole(monkeypatch):
         assert getattr(chunked, field) == pytest.approx(getattr(whole, field), rel=1e-12)
 
 
+@pytest.mark.parametrize("size", [1e-14, 1e-25, 1e-40])
+def test_values_whose_squares_are_subnormal_are_measured_as_numpy_does_in_float64(size):
+    """Such chunks are scaled up by a power of two first (the CPU is slow on subnormal numbers)."""
+    rng = np.random.default_rng(4)
+    a = (rng.standard_normal(5000) * size).astype(np.float32)
+    b = (a * np.float32(1 + 3e-5)).astype(np.float32)
+    tolerance = Tolerance(atol=size * 1e-6, rtol=1e-5)
+    got = compare_arrays(a, b, tolerance)
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    diff, scale = np.abs(x - y), np.maximum(np.abs(x), np.abs(y))
+    assert got.mean_abs == pytest.approx(diff.mean(), rel=1e-6) and got.max_abs == diff.max()
+    assert got.cosine == pytest.approx(np.dot(x, y) / np.sqrt(np.dot(x, x) * np.dot(y, y)), abs=1e-12)
+    assert got.max_rel == pytest.approx((diff[scale > 0] / scale[scale > 0]).max(), rel=1e-6)
+    outside = np.mean(diff > tolerance.atol + tolerance.rtol * scale)
+    assert got.out_of_tolerance == pytest.approx(outside, abs=2e-4) and 0 < outside < 1
+    measured = metrics.Measured(a, b)
+    assert (measured.scale_a, measured.scale_b) == (float(np.abs(a).max()), float(np.abs(b).max()))
+
+
+def test_chunks_scaled_by_different_units_weigh_in_the_cosine_as_unscaled(monkeypatch):
+    rng = np.random.default_rng(5)
+    tiny, tinier = (rng.standard_normal(1000) * 1e-14).astype(np.float32), (rng.standard_normal(1000) * 1e-16).astype(np.float32)
+    a, b = np.concatenate([tiny, tinier]), np.concatenate([tiny, -tinier])  # the same, then opposite
+    monkeypatch.setattr(metrics, "CHUNK", 1000)
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    assert compare_arrays(a, b, Tolerance()).cosine == pytest.approx(np.dot(x, y) / np.sqrt(np.dot(x, x) * np.dot(y, y)),
+                                                                    abs=1e-9)
+
+
 def test_nan_on_both_sides_is_equal_but_on_one_side_is_a_divergence():
     a = np.array([1.0, np.nan, np.inf])
     assert compare_arrays(a, a.copy(), Tolerance()).matches
