@@ -91,17 +91,30 @@ def error_payload(exc: BaseException) -> dict:
     }
 
 
+PROGRESS_INTERVAL = 1.0  # while a call runs, the coordinator hears from the worker at least this often
+
+
 class Server:
     """Answers calls one at a time. A call's messages go out from a sender thread, in order, so a
     command that streams goes on computing while the coordinator reads (ZeroMQ's small queues hold
     each send until it does): a worker streams its layer outputs while it computes the gradients.
-    The socket is the sender's while a call runs, and read again only once all of it is out."""
+    The socket is the sender's while a call runs, and read again only once all of it is out.
+
+    While a call runs (and while the framework is imported, before the hello), a ticker sends a
+    ``progress`` message for it every PROGRESS_INTERVAL seconds in which nothing else went out: the
+    coordinator then tells a worker that works on a long call from one that ignores it (or answers
+    another), within seconds instead of at the call's deadline. Whatever bytes arrive, the worker
+    answers an error and goes on serving."""
 
     def __init__(self, socket: zmq.Socket, worker):
         self.socket = socket
         self.worker = worker
         self.outbox: queue.Queue = queue.Queue()
+        self.running: int | None = None  # the seq of the call being answered (0: starting up)
+        self.running_lock = threading.Lock()  # the ticker queues nothing once the socket is read again
+        self.last_sent = time.monotonic()
         threading.Thread(target=self._send_loop, name="kdiff-sender", daemon=True).start()
+        threading.Thread(target=self._tick_loop, name="kdiff-progress", daemon=True).start()
 
     def send(self, header: dict, arrays: dict | None = None) -> None:
         self.outbox.put(encode(header, arrays))  # encoded here: an array that cannot be sent fails the call
@@ -115,7 +128,20 @@ class Server:
                 sys.stderr.write(f"kdiff worker: could not send a message: {exc}\n")
             finally:
                 frames = None
+                self.last_sent = time.monotonic()
                 self.outbox.task_done()
+
+    def _tick_loop(self) -> None:
+        while True:
+            time.sleep(PROGRESS_INTERVAL / 2)
+            with self.running_lock:
+                if self.running is not None and self.outbox.empty() \
+                        and time.monotonic() - self.last_sent >= PROGRESS_INTERVAL:
+                    self.send({"type": "progress", "seq": self.running})
+
+    def set_running(self, seq: int | None) -> None:
+        with self.running_lock:
+            self.running = seq
 
     def serve(self) -> None:
         while True:
@@ -123,8 +149,10 @@ class Server:
             frames = self.socket.recv_multipart(copy=False)
             try:
                 header, arrays = decode(frames)
-                seq, cmd = header["seq"], header["cmd"]
-            except (ProtocolError, KeyError) as exc:
+                seq, cmd = header.get("seq"), header.get("cmd")
+                if type(seq) is not int or not isinstance(cmd, str):
+                    raise ProtocolError("a call needs an integer 'seq' and a string 'cmd'")
+            except ProtocolError as exc:
                 self.send({"type": "error", "seq": None, "error": {
                     "kind": "protocol", "code": "malformed-call", "message": str(exc), "hint": ""}})
                 continue
@@ -132,10 +160,13 @@ class Server:
                 self.send({"type": "reply", "seq": seq, "result": {}})
                 self.outbox.join()
                 return
+            self.set_running(seq)
             try:
                 self.dispatch(seq, cmd, header.get("args") or {}, arrays)
             except Exception as exc:  # every failure goes back to the coordinator as data
                 self.send({"type": "error", "seq": seq, "error": error_payload(exc)})
+            finally:
+                self.set_running(None)
 
     def dispatch(self, seq: int, cmd: str, args: dict, arrays: dict) -> None:
         handler = COMMANDS.get(cmd)
@@ -172,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     socket.setsockopt(zmq.SNDHWM, 1)  # when the coordinator does not read us, our sender waits; we hold our results
     socket.connect(args.endpoint)
     server = Server(socket, None)
+    server.set_running(0)  # importing a framework takes seconds: the coordinator hears progress meanwhile
     try:
         module = importlib.import_module(args.worker_module or f"backends.{args.backend.replace('-', '_')}.worker")
         options = dict(item.split("=", 1) for item in args.option)
@@ -181,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         server.send({"type": "error", "seq": 0, "error": error_payload(exc)})
         server.outbox.join()
         return 1
+    server.set_running(None)
     server.send({"type": "hello", "protocol": PROTOCOL_VERSION, "backend": args.backend,
                  "pid": os.getpid(), "python": sys.version.split()[0], **info})
     server.serve()

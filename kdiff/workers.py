@@ -34,6 +34,7 @@ class Timeouts:
     call: float = 600.0       # one call (a load may compile)
     heartbeat_interval: float = 1.0
     liveness: float = 20.0    # no heartbeat for this long: the worker is stuck
+    silence: float = 10.0     # nothing for a call for this long (a worker sends progress every second): it ignores it
 
 
 @dataclass
@@ -146,7 +147,9 @@ class WorkerPool:
         self.heartbeats.start()
         self.workers: dict[str, WorkerProcess] = {}
         self.inbox: dict[str, deque] = {}
-        self.sequence = itertools.count(1)
+        self.last_seq = 0  # the sequence number of the last call sent (to any side)
+        self.unanswered: dict[str, set[int]] = {}  # per side, the calls sent whose reply has not come
+        self.last_heard: dict[str, float] = {}     # per side, when its last message was read
         self._binds = itertools.count(1)  # names each worker socket's file (kdiff.workers._bind_local)
         self.logdir = Path(tempfile.mkdtemp(prefix="kdiff-workers-"))
         self.keep_logs = False  # a failure's hint names a log: it then outlives the pool
@@ -253,7 +256,8 @@ class WorkerPool:
     def send(self, side: str, cmd: str, args: dict | None = None, arrays: dict | None = None) -> int:
         worker = self.workers[side]
         worker.last_command = cmd
-        seq = next(self.sequence)
+        self.last_seq = seq = self.last_seq + 1
+        self.unanswered.setdefault(side, set()).add(seq)
         try:
             self.sockets[side].send_multipart([side.encode(), *encode({"seq": seq, "cmd": cmd, "args": args or {}},
                                                                       arrays)], copy=False)
@@ -280,17 +284,21 @@ class WorkerPool:
         return header, arrays
 
     def _receive_from(self, pending: dict[str, int], deadline: float, hold: tuple = ()) -> tuple[str, dict, dict]:
+        started = time.monotonic()
         while True:
             for side, seq in pending.items():
                 inbox = self.inbox.setdefault(side, deque())
                 while inbox:
                     header, arrays = inbox.popleft()
                     if header.get("type") == "hello" or header.get("seq") == seq:
+                        if header.get("type") == "reply":
+                            self.unanswered.get(side, set()).discard(seq)
                         return side, header, arrays
                     # otherwise: a late answer to an earlier, abandoned call
-            for side in pending:
-                self._check_alive(side, deadline)
             readable = [side for side in pending if side not in hold] or list(pending)
+            for side in pending:
+                self._check_alive(side, deadline, max(started, self.last_heard.get(side, started))
+                                  if side in readable else None)
             self._read_turn += 1  # take turns among sides with messages waiting
             readable = readable[self._read_turn % len(readable):] + readable[:self._read_turn % len(readable)]
             poller = zmq.Poller()
@@ -302,7 +310,9 @@ class WorkerPool:
                 self._read_one(side)
 
     def _read_one(self, side: str) -> None:
-        """Move one message from the side's socket into its inbox, checking it on the way."""
+        """Move one message from the side's socket into its inbox, checking it on the way: a message
+        kdiff cannot read, an answer to a call it did not make or that was answered already, an error,
+        are the worker's failure; a progress message only says that the worker is at work."""
         identity, *frames = self.sockets[side].recv_multipart(copy=False)
         if identity.bytes.decode(errors="replace") != side:
             return
@@ -310,14 +320,28 @@ class WorkerPool:
             header, arrays = decode(frames)
         except ProtocolError as exc:
             raise self._failure(side, f"answered a malformed message ({exc})") from exc
-        kind = header.get("type")
+        self.last_heard[side] = time.monotonic()
+        kind, seq = header.get("type"), header.get("seq")
         if kind == "error":
             self._raise_worker_error(side, header.get("error") or {})
-        if kind not in ("hello", "reply", "part"):
+        if kind not in ("hello", "reply", "part", "progress"):
             raise self._failure(side, f"answered an unknown message type {kind!r}")
+        if kind == "hello" or (kind == "progress" and seq == 0):
+            if kind == "hello":
+                self.inbox.setdefault(side, deque()).append((header, arrays))
+            return
+        if type(seq) is not int or seq < 1 or seq > self.last_seq:
+            raise self._failure(side, f"answered a '{kind}' for call {seq!r}, which kdiff never made")
+        if kind == "progress":
+            return  # (one may come just after its call's reply)
+        if seq not in self.unanswered.get(side, ()):
+            raise self._failure(side, f"answered call {seq} again, after its reply")
         self.inbox.setdefault(side, deque()).append((header, arrays))
 
-    def _check_alive(self, side: str, deadline: float) -> None:
+    def _check_alive(self, side: str, deadline: float, heard: float | None = None) -> None:
+        """The worker still runs, the deadline has not passed, its heartbeat goes on, and (``heard``: when
+        it was last heard of, or when kdiff began to wait for it; None while it is left unread on purpose)
+        it has said something about its call within the last ``timeouts.silence`` seconds."""
         worker = self.workers[side]
         code = worker.process.poll()
         if code is not None:
@@ -327,9 +351,12 @@ class WorkerPool:
         if now > deadline:
             raise self._failure(side, "no answer before the deadline",
                                 "raise the limit with --timeout if this model is very large")
-        heard = self.heartbeats.last_seen.get(side)
-        if heard is not None and now - heard > self.timeouts.liveness:
-            raise self._failure(side, f"no heartbeat for {now - heard:.0f} s: the worker is stuck")
+        beat = self.heartbeats.last_seen.get(side)
+        if beat is not None and now - beat > self.timeouts.liveness:
+            raise self._failure(side, f"no heartbeat for {now - beat:.0f} s: the worker is stuck")
+        if heard is not None and now - heard > self.timeouts.silence:
+            raise self._failure(side, f"sent nothing about its call for {now - heard:.0f} s although its heartbeat "
+                                      f"goes on (a worker at work says so every second): it does not answer")
 
     def all_alive(self) -> bool:
         return all(worker.process.poll() is None for worker in self.workers.values())

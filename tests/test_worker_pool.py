@@ -83,7 +83,17 @@ def test_input_errors_from_a_worker_are_bad_input_not_worker_failures(model_file
 @pytest.mark.parametrize("kind, message", [
     ("not-json", "malformed message.*not JSON"),
     ("object-dtype", "malformed message.*not allowed"),
+    ("subarray-dtype", "malformed message.*'\\(-1,\\)f4'.*not allowed"),
     ("size-mismatch", "malformed message.*needs 4000 bytes.*frame has 12"),
+    ("too-many-dims", "malformed message.*65 dimensions"),
+    ("huge-shape", "malformed message.*larger than any array"),
+    ("deep-json", "malformed message.*nests 3002 levels"),
+    ("huge-header", "malformed message.*exceeds"),
+    ("huge-frame", "malformed message.*needs 16 bytes.*frame has 67108864"),
+    ("error-string", "malformed message.*'error' must be dict"),
+    ("result-list", "malformed message.*'result' must be dict"),
+    ("seq-string", "malformed message.*'seq' must be int or null"),
+    ("wrong-seq", "answered a 'reply' for call [0-9]+, which kdiff never made"),
     ("unknown-type", "unknown message type 'surprise'"),
 ])
 def test_garbage_answers_are_worker_failures_naming_side_and_command(kind, message, model_file):
@@ -95,6 +105,46 @@ def test_garbage_answers_are_worker_failures_naming_side_and_command(kind, messa
         assert failure.value.exit_code == EXIT_WORKER_FAILED
         assert "worker b (rogue) failed during 'load'" in failure.value.message
     assert wait_until_gone([worker.process.pid], 5) == []
+
+
+def test_a_worker_that_heartbeats_but_ignores_a_call_is_named_within_seconds(model_file):
+    with WorkerPool(Timeouts(silence=3.0)) as pool:
+        worker = pool.spawn("b", "rogue", sys.executable, {"garbage": "silence"}, entry="tests.rogue_worker")
+        pool.wait_hello("b")
+        began = time.monotonic()
+        with pytest.raises(WorkerFailure, match="failed during 'load': sent nothing about its call for 3 s "
+                                                "although its heartbeat goes on"):
+            pool.call("b", "load", {"model": model_file})
+        assert time.monotonic() - began < 6 and pool.heartbeats.last_seen.get("b") is not None
+    assert wait_until_gone([worker.process.pid], 5) == []
+
+
+def test_a_long_call_keeps_itself_alive_with_progress(model_file):
+    with WorkerPool(Timeouts(silence=2.0)) as pool:
+        start(pool, fault="slow:load", seconds="5")
+        began = time.monotonic()
+        pool.call("a", "load", {"model": model_file})  # 5 s of work, never 2 s without a word
+        assert time.monotonic() - began >= 5
+
+
+def test_a_reply_sent_again_for_an_answered_call_is_a_failure(model_file):
+    with WorkerPool() as pool:
+        pool.spawn("b", "rogue", sys.executable, {"garbage": "answered-twice"}, entry="tests.rogue_worker")
+        pool.wait_hello("b")
+        pool.call("b", "load", {"model": model_file})
+        with pytest.raises(WorkerFailure, match="failed during 'forward': answered call [0-9]+ again, after its reply"):
+            pool.call("b", "forward")
+
+
+def test_a_worker_dying_in_the_middle_of_a_stream_is_named(model_file):
+    with WorkerPool() as pool:
+        pool.spawn("b", "rogue", sys.executable, {"garbage": "die-mid-call"}, entry="tests.rogue_worker")
+        pool.wait_hello("b")
+        seq = pool.send("b", "forward")
+        _, part, _ = pool.receive_any({"b": seq}, time.monotonic() + 10)
+        assert part["type"] == "part" and part["layer"] == "dense_1"
+        with pytest.raises(WorkerFailure, match="failed during 'forward': the worker process exited with status 7"):
+            pool.receive_any({"b": seq}, time.monotonic() + 10)
 
 
 def test_a_worker_of_another_protocol_version_is_refused_at_hello():
