@@ -33,6 +33,7 @@ HASH = re.compile(r"[0-9a-f]{1,64}")
 REQUESTS = ("hello", "attach", "detach", "snapshot")
 SEND_HWM = 64             # queued messages per peer before further ones are dropped
 MAX_REQUESTS_PER_STEP = 16  # a flood of requests costs the job at most this many decodes per step
+MAX_REQUEST_BYTES = 64 * 1024  # requests are small; a larger one drops the peer (ZeroMQ's MAXMSGSIZE)
 
 
 class ProbeSetupError(Exception):
@@ -86,7 +87,7 @@ class ProbeChannel:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         self.socket.setsockopt(zmq.SNDTIMEO, 0)
-        self.socket.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)  # requests are small; a larger one drops the peer
+        self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)     # a send to a peer that is gone fails at once
         self.socket.setsockopt(zmq.HEARTBEAT_IVL, 1000)     # and a silent peer is dropped within seconds
         self.socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)
@@ -137,7 +138,7 @@ class ProbeChannel:
 
 
 def parse_request(peer: bytes, frames: list) -> Request:
-    header, arrays = decode(frames)
+    header, arrays = decode(frames, max_header_bytes=MAX_REQUEST_BYTES)
     if arrays:
         raise ProtocolError("requests carry no arrays")
     if header.get("type") != "request" or header.get("request") not in REQUESTS:

@@ -41,8 +41,12 @@ class Probe:
         than the last)."""
         number = self.next_step if step is None else step
         self.next_step = number + 1
-        for request in self.channel.requests():
-            self._answer(request, number)
+        try:
+            for request in self.channel.requests():
+                self._answer(request, number)
+        except Exception as exc:  # noqa: BLE001 -- whatever a peer sends, the job goes on
+            sys.stderr.write(f"kdiff probe: a request could not be answered ({type(exc).__name__}: {exc}); "
+                             "the job goes on\n")
         if not self.wants_batch:
             return
         try:
