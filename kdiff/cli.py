@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 from rich.console import Console
@@ -13,12 +15,13 @@ from rich.table import Table
 
 from kdiff import __version__
 from kdiff.diff import DiffOptions, Side, run_diff
-from kdiff.environments import BACKENDS, ENVS, describe_envs, ensure_env, env_python, env_spec, env_state
+from kdiff.environments import BACKENDS, ENVS, describe_envs, ensure_env, env_python, env_spec, env_state, kdiff_home
 from kdiff.layouts import LAYOUTS
-from kdiff.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, KdiffError, UsageError
+from kdiff.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, InternalError, KdiffError, UsageError
 from kdiff.metrics import Tolerance
 from kdiff.report import DiffReport
 from kdiff.model_files import inspect_model
+from kdiff.preflight import check_options
 from kdiff.ui.errors import render_error
 from kdiff.ui.progress_view import ConsoleProgress
 from kdiff.ui.report_view import render_report
@@ -139,6 +142,30 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("kdiff: interrupted; workers stopped", style="yellow")
         return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 -- kdiff's own bug: its own exit code, its traceback in a log
+        error = internal_error(exc)
+        render_error(error, err)
+        return error.exit_code
+
+
+def internal_error(exc: BaseException) -> InternalError:
+    """The error to show for an exception kdiff did not expect, its traceback written to a log file
+    (in $KDIFF_HOME/logs, or the temporary folder where that cannot be written)."""
+    text = "".join(traceback.format_exception(exc))
+    for folder in (kdiff_home() / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix="kdiff-bug-", suffix=".log", dir=folder)
+            with os.fdopen(handle, "w") as log:
+                log.write(f"kdiff {__version__}, argv {sys.argv!r}\n{text}")
+            break
+        except OSError:
+            continue
+    else:
+        name = "(no log could be written; the traceback follows)"
+        sys.stderr.write(text)
+    summary = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return InternalError(summary, name)
 
 
 def _console(stream) -> Console:
@@ -178,6 +205,7 @@ def resolve_sides(args: argparse.Namespace, data: tuple[str, ...] = ("SAMPLE",),
         raise UsageError("usage", f"expected MODEL [WEIGHTS] {names}, got {len(files)} file(s)", f"e.g. {example}")
     a_model, a_weights = (a_model, a_weights) if a_model else (shared_model, shared_weights)
     b_model, b_weights = (b_model, b_weights) if b_model else (shared_model, shared_weights)
+    check_options(args, {name.lower().removesuffix('.npy'): path for name, path in zip(data, files[-count:])})
     keras3 = inspect_model(a_model, a_weights).keras_major == 3
     a = Side("a", a_backend or ("tensorflow" if keras3 else "theano"), a_model, a_weights, args.a_python)
     b = Side("b", b_backend or ("jax" if keras3 else "tensorflow"), b_model, b_weights, args.b_python,

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -119,41 +120,88 @@ def env_state(name: str) -> str:
 
 
 def ensure_env(name: str, log: Callable[[str], None] = lambda line: None) -> Path:
-    """The environment's interpreter, building the environment first if needed."""
+    """The environment's interpreter, building the environment first if needed. An environment is
+    'ready' only once its marker is written, after every step of its build succeeded: one whose build
+    was interrupted (kdiff killed, disk full) is found half-built and built again."""
     spec = env_spec(name)
     if env_state(name) == "ready":
         _link_kdiff(env_dir(name))  # to this kdiff, which may not be the one that built the environment
         return env_python(name)
     target = env_dir(name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{name}.lock", "w") as lock_file:
+    lock_path = target.parent / f".{name}.lock"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock_file = open(lock_path, "w")
+    except OSError as exc:
+        raise _home_unwritable(target.parent, exc) from exc
+    with lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)  # another kdiff may be building it right now
         if env_state(name) != "ready":
-            _build(spec, target, log)
+            _build(spec, target, log, lock_file.fileno())
     return env_python(name)
 
 
-def _build(spec: EnvSpec, target: Path, log: Callable[[str], None]) -> None:
-    if target.exists():
-        shutil.rmtree(target)
+def _home_unwritable(folder: Path, exc: OSError) -> KdiffError:
+    return InputError("kdiff-home-unwritable", f"kdiff cannot write its environments into {folder} ({exc.strerror or exc})",
+                      "make that folder writable, or point KDIFF_HOME at a writable folder with free space")
+
+
+def _build(spec: EnvSpec, target: Path, log: Callable[[str], None], lock_fd: int) -> None:
     build_log = target.parent / f"{spec.name}.build.log"
+    try:
+        if target.exists():
+            shutil.rmtree(target)
+        out = open(build_log, "w")
+    except OSError as exc:
+        raise _home_unwritable(target.parent, exc) from exc
     log(f"creating environment '{spec.name}' in {target} ({spec.description})")
     steps = [
         [_base_python(), "-m", "venv", str(target)],
         [str(target / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-input", "-r", str(spec.lock)],
     ]
-    with open(build_log, "w") as out:
+    with out:
         for command in steps:
             log(" ".join(command[-3:]) if "pip" in command else "python -m venv")
-            result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            if result.returncode != 0:
+            if _run_build_step(command, out, lock_fd) != 0:
                 tail = "\n".join(build_log.read_text(errors="replace").splitlines()[-20:])
-                raise KdiffError("env-create-failed", f"could not create environment '{spec.name}'",
-                                 f"see {build_log}; fix the cause and run 'kdiff env create {spec.name}'", tail)
-    _link_kdiff(target)
-    (target / MARKER).write_text(json.dumps({"name": spec.name, "lock": str(spec.lock),
-                                             "lock_sha256": lock_digest(spec)}, indent=2))
+                no_space = "No space left on device" in tail or "Errno 28" in tail
+                raise KdiffError("env-create-failed", f"could not create environment '{spec.name}'"
+                                 + (f": no space left in {target.parent}" if no_space else ""),
+                                 f"see {build_log}; " + ("free some space or point KDIFF_HOME elsewhere, then run "
+                                                         if no_space else "fix the cause and run ")
+                                 + f"'kdiff env create {spec.name}'", tail)
+    try:
+        _link_kdiff(target)
+        (target / MARKER).write_text(json.dumps({"name": spec.name, "lock": str(spec.lock),
+                                                 "lock_sha256": lock_digest(spec)}, indent=2))
+    except OSError as exc:
+        raise _home_unwritable(target.parent, exc) from exc
     log(f"environment '{spec.name}' ready")
+
+
+def _run_build_step(command: list[str], out, lock_fd: int) -> int:
+    """Run one build step in a process group of its own, which never outlives kdiff: the kernel kills it
+    when kdiff dies (PR_SET_PDEATHSIG, on Linux), and any other way out of kdiff (Ctrl-C, SIGTERM, an
+    error) kills the whole group. The step holds the environment's lock too (its file descriptor is
+    inherited), so that no other kdiff removes the folder it is writing into while it runs."""
+    process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True, pass_fds=(lock_fd,), preexec_fn=_die_with_parent)
+    try:
+        return process.wait()
+    finally:
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+
+
+def _die_with_parent() -> None:  # runs in the child, between fork and exec
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def _link_kdiff(target: Path) -> None:

@@ -8,6 +8,7 @@ EXIT_MATCH = 0
 EXIT_DIVERGED = 1
 EXIT_BAD_INPUT = 2
 EXIT_WORKER_FAILED = 3
+EXIT_INTERNAL = 4      # a bug of kdiff's own: never 1, which means "a divergence was found"
 EXIT_INTERRUPTED = 130
 
 
@@ -45,3 +46,17 @@ class WorkerFailure(KdiffError):
         self.side = side
         self.backend = backend
         self.last_command = last_command
+
+
+class InternalError(KdiffError):
+    """kdiff itself failed: not the user's input, not a worker. The traceback is in a log file."""
+
+    exit_code = EXIT_INTERNAL
+
+    def __init__(self, summary: str, log_path: str):
+        super().__init__(
+            "kdiff-bug",
+            f"kdiff failed: {summary}. This is a bug of kdiff's own, not a fault of your model, files or options",
+            f"the traceback is in {log_path}; please report it with that file",
+        )
+        self.log_path = log_path

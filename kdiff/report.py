@@ -56,6 +56,7 @@ class DiffReport:
     written: object = None         # kdiff.diff.WrittenRepair, with --write-fixed
     noise_floor: dict = field(default_factory=dict)  # side -> {layer: max |run 1 - run 2|} where it disagrees
     gradient_loss: dict | None = None  # what the gradients are of: a projection, or a named loss on labels
+    input_warnings: tuple[str, ...] = ()  # what in the files and the sample kdiff accepted but says up front
     kdiff_version: str = field(default=__version__)
 
     @property
@@ -108,6 +109,7 @@ class DiffReport:
             "after_fixes": _after_fixes(self.repaired) if self.repaired is not None else None,
             "written": self.written.to_json() if self.written is not None else None,
             "notes": list(self.notes),
+            "input_warnings": list(self.input_warnings),
         }
 
 

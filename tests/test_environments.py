@@ -83,3 +83,52 @@ def test_every_backend_names_an_environment_with_a_lock():
         for env in backend.env_by_keras_major.values():
             assert environments.ENVS[env].lock.is_file(), env
     assert sys.version_info >= (3, 10)
+
+
+KILLED_BUILD = """
+import sys, time
+from pathlib import Path
+from kdiff import environments
+from kdiff.environments import EnvSpec, ensure_env
+lock = Path(sys.argv[1])
+environments.ENVS["tiny"] = EnvSpec("tiny", lock, "a test environment")
+environments._base_python = lambda: sys.argv[2]  # a 'python -m venv' that takes its time
+ensure_env("tiny")
+"""
+
+
+def test_a_kdiff_killed_while_it_builds_leaves_no_build_process_and_a_half_built_environment_is_rebuilt(
+        tiny_env, tmp_path):
+    import os
+    import signal
+    import time
+
+    from tests.helpers import wait_until_gone
+
+    slow = tmp_path / "slow-python"
+    slow.write_text(f"#!/bin/sh\nmkdir -p \"$3/bin\" && echo $$ > {tmp_path}/builder.pid && exec sleep 60\n")
+    slow.chmod(0o755)
+    kdiff = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(tiny_env), str(slow)],
+                             cwd=str(SOURCE_ROOT), env={**os.environ})
+    pid_file = tmp_path / "builder.pid"
+    for _ in range(200):
+        if pid_file.exists() and pid_file.read_text().strip():
+            break
+        time.sleep(0.05)
+    builder = int(pid_file.read_text())
+    assert wait_until_gone([builder], 0.3) == [builder]  # the build step runs
+    kdiff.send_signal(signal.SIGKILL)
+    kdiff.wait()
+    assert wait_until_gone([builder], 5) == [], "the build step outlived the kdiff that started it"
+    assert env_state("tiny") == "missing"  # half-built: a folder, no marker
+    python = ensure_env("tiny")
+    assert env_state("tiny") == "ready" and python.exists()
+
+
+@pytest.mark.parametrize("home", ["a-file/home", "/proc/kdiff-home"])
+def test_an_unwritable_kdiff_home_is_bad_input_naming_it(tiny_env, tmp_path, monkeypatch, capsys, home):
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("KDIFF_HOME", str(tmp_path / home) if not home.startswith("/") else home)
+    assert main(["env", "create", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "kdiff cannot write its environments into" in err and "KDIFF_HOME" in err and "Traceback" not in err

@@ -160,6 +160,8 @@ def _gradient_summary(report: DiffReport, text: Text) -> None:
 
 def render_report(report: DiffReport, console: Console) -> None:
     console.print(backends_line(report))
+    for warning in report.input_warnings:
+        console.print(Text.assemble(("warning", "bold yellow"), f": {warning}"), soft_wrap=True)
     console.print(layer_table(report, console.width))
     console.print(summary(report))
     render_findings(report, console)
