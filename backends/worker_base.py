@@ -40,7 +40,13 @@ class Worker:
             if path is not None and not Path(path).is_file():
                 raise ModelInputError(f"{label} file not found: {path}", "check the path")
         functions = load_custom_objects(custom_objects) if custom_objects else {}
-        self._model = self._load_impl(model, weights, functions, bool(trust_lambda_bytecode))
+        try:
+            self._model = self._load_impl(model, weights, functions, bool(trust_lambda_bytecode))
+        except ModelInputError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, ZeroDivisionError,
+                NotImplementedError) as exc:
+            raise refused_by_framework(self.backend, exc) from exc
         self._input_specs = self._input_specs_impl()
         layers = self._describe_layers_impl()
         self._layer_names = {layer["name"] for layer in layers}
@@ -267,6 +273,23 @@ def conform_input(array: np.ndarray, spec: dict) -> np.ndarray:
                 "save the sample as an integer array of token ids",
             )
     return np.asarray(array, dtype=dtype, order="C")
+
+
+def refused_by_framework(backend: str, exc: Exception) -> ModelInputError:
+    """The framework's own refusal to build the model or load its weights (a layer config it does not
+    accept: negative units, a zero kernel, an unknown activation), as the user's input error, with the
+    layer named where the message or the traceback names it."""
+    import traceback
+
+    message = f"{type(exc).__name__}: {exc}".strip()
+    if len(message) > 600:
+        message = message[:600] + "..."
+    where = next((frame for frame in reversed(traceback.extract_tb(exc.__traceback__))
+                  if "/backends/" not in frame.filename), None)
+    origin = f" (raised in {Path(where.filename).name}:{where.lineno}, {where.name})" if where else ""
+    return ModelInputError(f"{backend} could not build the model or load its weights: {message}",
+                           "check that layer's settings in the model file (Keras refuses them as they are); if the "
+                           f"file loads in the Keras that wrote it, this is kdiff's fault: please report it{origin}")
 
 
 def load_custom_objects(path: str) -> dict:

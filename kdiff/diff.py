@@ -20,6 +20,7 @@ from kdiff.layouts import LayoutBridge, layout_bridge
 from kdiff.metrics import LayerMetrics, Tolerance
 from kdiff.tolerances import Tolerances, as_tolerances, derive, judge_layer
 from kdiff.streams import stream_pairs
+from kdiff.model_checks import sample_warnings
 from kdiff.model_files import inspect_model, load_labels, load_sample
 from kdiff.report import DIVERGED, MATCH, ONLY_A, ONLY_B, PROPAGATED, BackendInfo, DiffReport, LayerResult
 from kdiff.worker_calls import SideClient
@@ -82,6 +83,8 @@ class DiffSession:
         self.bridge = LayoutBridge()            # how side B's arrays are moved to side A's layout (kdiff.layouts)
         self.tolerances = Tolerances.from_user(options.tolerance)  # per layer once derived (start)
         self.named_loss: NamedLoss | None = None  # the loss the backward diff differentiates (else a projection)
+        self.input_warnings: list[str] = list(dict.fromkeys(
+            warning for side in self.sides for warning in self.models[side.name].warnings))
 
     def __enter__(self) -> "DiffSession":
         try:
@@ -142,6 +145,9 @@ class DiffSession:
     def load_sample(self, sample_path: str) -> np.ndarray:
         """The sample, checked; and the labels of a named loss, checked against it and the model."""
         sample = load_sample(sample_path, self.models["a"])
+        self.input_warnings += sample_warnings(sample, self.models["a"].integer_input, Path(sample_path).name)
+        for warning in self.input_warnings:
+            self.progress.log(f"warning: {warning}")
         if self.options.loss is not None:
             self.named_loss = NamedLoss(self.options.loss, tuple(load_labels(list(self.options.labels),
                                                                              sample.shape[0])),
@@ -182,7 +188,8 @@ class DiffSession:
                                                       used)),
             tolerance=self.tolerances.given,
             sample=_sample_info(sample, sample_path), notes=tuple(notes),
-            noise_floor=noise, gradient_loss=(self.named_loss.to_json() if self.named_loss is not None else PROJECTION)
+            noise_floor=noise, input_warnings=tuple(self.input_warnings),
+            gradient_loss=(self.named_loss.to_json() if self.named_loss is not None else PROJECTION)
             if grads else None,
         )
 

@@ -4,6 +4,7 @@ a readable Keras HDF5 file, and whether the sample fits. Bad input fails here, b
 environment or worker is started."""
 from __future__ import annotations
 
+import functools
 import json
 import zipfile
 from dataclasses import dataclass
@@ -12,6 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from kdiff.errors import InputError
+from kdiff.model_checks import (check_layer_config, check_listed_weights, check_unique_names, parse_model_json,
+                                 weights_warnings)
+from kdiff.preflight import readable_file
 
 SUPPORTED_LAYERS = frozenset("""
 InputLayer Dense Activation Dropout Flatten Reshape Permute RepeatVector Embedding
@@ -43,19 +47,18 @@ class ModelFile:
     has_lambda: bool
     data_format: str = ""      # the layout its image layers state: channels_first/channels_last, "" for none or mixed
     flatten_formats: tuple = ()  # (Flatten layer name, its stated data_format or ""), for every Flatten
+    warnings: tuple = ()       # what in the files is accepted but worth saying (integer or non-finite weights)
+    integer_input: bool = False  # the model takes integer ids (an Embedding first, or an integer InputLayer)
 
 
 def inspect_model(model_path: str, weights_path: str | None) -> ModelFile:
     path = Path(model_path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError("model-not-found", f"model file not found: {model_path}", "check the path")
+    readable_file(model_path, "model file", "a model.json or .keras file")
     if path.suffix == ".keras":
         return _inspect_keras3_archive(path, weights_path)
-    try:
-        config = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError("model-not-json", f"{path.name} is not a JSON file: {exc}",
-                         "pass the architecture written by model.to_json() (or a Keras 3 .keras file)") from exc
+    config = parse_model_json(path.read_bytes(), path.name)
     if not isinstance(config, dict) or "class_name" not in config or "config" not in config:
         raise InputError("model-json-shape", f"{path.name} is JSON but not a Keras model description",
                          "expected an object with 'class_name' and 'config', as model.to_json() writes it")
@@ -71,26 +74,32 @@ def inspect_model(model_path: str, weights_path: str | None) -> ModelFile:
         layer_classes=tuple(sorted({cls for cls, _, _ in layers})), input_shapes=_declared_inputs(config, layers),
         weights_backend=str(attrs.get("backend", "")), has_lambda=any(cls == "Lambda" for cls, _, _ in layers),
         data_format=_stated_layout(layers), flatten_formats=_flatten_formats(layers),
+        warnings=tuple(attrs.get("warnings", ())), integer_input=_takes_integers(layers),
     )
 
 
 def _inspect_keras3_archive(path: Path, weights_path: str | None) -> ModelFile:
     try:
         with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-            metadata = json.loads(archive.read("metadata.json")) if "metadata.json" in archive.namelist() else {}
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+            config = parse_model_json(archive.read("config.json"), f"{path.name}'s config.json")
+            metadata = parse_model_json(archive.read("metadata.json"), f"{path.name}'s metadata.json") \
+                if "metadata.json" in archive.namelist() else {}
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, OSError, RuntimeError, ValueError, EOFError) as exc:
         raise InputError("model-archive", f"{path.name} is not a readable Keras 3 .keras file: {exc}",
                          "pass a file written by model.save('name.keras')") from exc
-    if weights_path:
-        _weights_attrs(weights_path)
+    for part, value in (("config.json", config), ("metadata.json", metadata)):
+        if not isinstance(value, dict):
+            raise InputError("model-archive", f"{path.name}'s {part} holds a JSON {type(value).__name__}, not an "
+                             "object", "pass a file written by model.save('name.keras')")
+    attrs = _weights_attrs(weights_path) if weights_path else {}
     layers = list(_walk_layers(config))
     return ModelFile(path=path, format="keras3-archive", keras_major=3,
                      keras_version=str(metadata.get("keras_version", "")),
                      layer_classes=tuple(sorted({cls for cls, _, _ in layers})),
                      input_shapes=_declared_inputs(config, layers), weights_backend="",
                      has_lambda=any(cls == "Lambda" for cls, _, _ in layers),
-                     data_format=_stated_layout(layers), flatten_formats=_flatten_formats(layers))
+                     data_format=_stated_layout(layers), flatten_formats=_flatten_formats(layers),
+                     warnings=tuple(attrs.get("warnings", ())), integer_input=_takes_integers(layers))
 
 
 def _walk_layers(model_config: dict):
@@ -98,18 +107,32 @@ def _walk_layers(model_config: dict):
     inner = model_config.get("config")
     layers = inner if isinstance(inner, list) else (inner or {}).get("layers", []) if isinstance(inner, dict) else []
     sequential = model_config.get("class_name") == "Sequential"
-    for position, layer in enumerate(layers if isinstance(layers, list) else []):
+    if not isinstance(layers, list):
+        raise InputError("model-json-shape", f"the model's 'layers' is {type(layers).__name__}, not a list",
+                         "the file may be damaged; write it again with model.to_json()")
+    names = []
+    for position, layer in enumerate(layers):
         if not isinstance(layer, dict) or not isinstance(layer.get("class_name"), str):
             raise InputError("model-json-shape", "a layer entry in the model JSON has no 'class_name'",
                              "the file may be damaged; write it again with model.to_json()")
         cls = layer["class_name"]
-        config = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        container = cls in ("Sequential", "Model", "Functional")
+        config = layer.get("config", {})
+        if not container:  # (a nested model's config may be a Keras 1 list of layers)
+            check_layer_config(cls, config, f"layer {position} ({cls})")
+        config = config if isinstance(config, dict) else {}
+        name = config.get("name") or layer.get("name")
+        if isinstance(name, str):
+            names.append(name)
         yield cls, config, sequential and position == 0
-        if cls in ("Sequential", "Model", "Functional"):
+        if container:
             yield from _walk_layers(layer)
         elif cls in ("Bidirectional", "TimeDistributed") and isinstance(config.get("layer"), dict):
             wrapped = config["layer"]
-            yield wrapped.get("class_name", "?"), wrapped.get("config") or {}, False
+            check_layer_config(wrapped["class_name"], wrapped.get("config", {}), f"the layer {cls} wraps")
+            yield wrapped["class_name"], wrapped.get("config") or {}, False
+    check_unique_names(names, f"model '{model_config.get('config', {}).get('name', '')}'"
+                       if isinstance(model_config.get("config"), dict) else "the model")
 
 
 def _keras_major(config: dict, layers: list, version: str) -> int:
@@ -148,12 +171,28 @@ def _declared_inputs(config: dict, layers: list) -> tuple:
     return tuple(shapes)
 
 
+def _takes_integers(layers: list) -> bool:
+    first = next(((cls, config) for cls, config, _ in layers if cls not in ("InputLayer", "Sequential", "Model",
+                                                                           "Functional")), ("", {}))
+    declared = next((config.get("dtype") for cls, config, _ in layers if cls == "InputLayer"), None)
+    return first[0] == "Embedding" or (isinstance(declared, str) and declared.startswith(("int", "uint")))
+
+
 def _weights_attrs(weights_path: str) -> dict:
+    path = Path(weights_path)
+    if not path.exists():
+        raise InputError("weights-not-found", f"weights file not found: {weights_path}", "check the path")
+    readable_file(weights_path, "weights file", "the HDF5 file model.save_weights(...) wrote")
+    stat = path.stat()
+    return dict(_read_weights_attrs(str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_weights_attrs(weights_path: str, size: int, mtime_ns: int) -> dict:
+    """(The file is read once however often it is inspected: its size and time are part of the key.)"""
     import h5py  # kdiff's own dependency; only needed when a weights file is given
 
     path = Path(weights_path)
-    if not path.is_file():
-        raise InputError("weights-not-found", f"weights file not found: {weights_path}", "check the path")
     try:
         with h5py.File(path, "r") as handle:
             group = handle["model_weights"] if "model_weights" in handle else handle
@@ -162,8 +201,10 @@ def _weights_attrs(weights_path: str) -> dict:
                     and "_layer_checkpoint_dependencies" not in handle:
                 raise InputError("weights-not-keras", f"{path.name} is HDF5 but holds no Keras weights",
                                  "pass the file written by model.save_weights(...)")
+            check_listed_weights(group, path.name)
+            attrs["warnings"] = weights_warnings(handle)
             return attrs
-    except OSError as exc:
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:  # h5py's errors for a damaged file
         raise InputError("weights-unreadable", f"{path.name} is not a readable HDF5 file ({exc})",
                          "the file may be truncated or not HDF5; write it again with model.save_weights(...)") from exc
 
@@ -210,10 +251,14 @@ def _numeric_npy(path: Path, role: str, wanted: str) -> np.ndarray:
     except ValueError as exc:
         raise InputError(f"{role}-unreadable", f"{path.name} cannot be read without unpickling ({exc})",
                          "save a plain numeric array with numpy.save(path, array)") from exc
-    except OSError as exc:
-        raise InputError(f"{role}-unreadable", f"{path.name} is not a .npy file ({exc})",
+    except (OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
+        raise InputError(f"{role}-unreadable", f"{path.name} is not a .npy file ({exc or type(exc).__name__})",
                          f"save the {role} with numpy.save(path, array)") from exc
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+    if not isinstance(array, np.ndarray):
+        getattr(array, "close", lambda: None)()
+        raise InputError(f"{role}-dtype", f"{path.name} is an archive of several arrays (.npz), not one array",
+                         f"save {wanted} with numpy.save(path, array)")
+    if array.dtype.kind not in "biuf":
         raise InputError(f"{role}-dtype", f"{path.name} holds {getattr(array, 'dtype', type(array))}, not numbers",
                          f"save {wanted}")
     return array

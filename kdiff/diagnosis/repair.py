@@ -5,6 +5,7 @@ from dataclasses import dataclass, replace
 
 from kdiff.diagnosis import evidence as evidence_mod
 from kdiff.diagnosis.model import ErrorSize, Finding, Unexplained
+from kdiff.diagnosis.non_finite import prove_non_finite
 from kdiff.diagnosis.rules import RULES
 from kdiff.errors import InputError
 from kdiff.metrics import Tolerance
@@ -47,6 +48,9 @@ def diagnose(session, sample, report: DiffReport, tolerance: Tolerance | Toleran
         if pair is None or pair.b is None:
             break
         evidence = evidence_mod.gather(pair, session.a_layers, a, b)
+        non_finite = prove_non_finite(a, b, evidence, tolerance)
+        if non_finite is not None:  # nothing after it can be compared meaningfully: the input must change
+            return Diagnosis((*findings, non_finite), None, current if findings else None)
         proven = _prove(b, evidence, tolerance)
         if not proven:
             b_inputs = [b.outputs([s])[s][0] for s in _b_sources(session, pair)]
