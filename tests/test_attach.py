@@ -240,3 +240,71 @@ def test_a_divergence_in_a_snapshot_is_diagnosed_like_the_offline_command(job):
     assert report["first_divergence"]["layer"] == "conv"
     assert [(f["cause"], f["layer"], f["verified"]) for f in report["findings"]][:1] == [("float-precision", "conv", True)]
     running.stop()
+
+
+def _attack(endpoint: str, keys_dir: str | None, seed: int, seconds: float = 6.0) -> dict:
+    """Hostile messages at the probe of a running job, from a client with the job's keys (when it has
+    keys) and, every few messages, a reconnecting client after an oversized one: what came back."""
+    import random
+
+    import zmq
+
+    from kdiff.probe.keys import ClientKeys
+    from kdiff.wire import ProtocolError, decode
+    from tests.hostile_messages import hostile_message
+
+    rng = random.Random(seed)
+    context = zmq.Context()
+    keys = ClientKeys.load(keys_dir) if keys_dir else None
+    answers = {"error": 0, "other": 0, "sent": 0}
+
+    def client():
+        socket = context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        if keys is not None:
+            keys.configure_client(socket)
+        socket.connect(endpoint)
+        return socket
+
+    socket = client()
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            frames = hostile_message(rng)
+            if not frames or not all(isinstance(f, (bytes, bytearray, memoryview)) for f in frames):
+                continue
+            if rng.random() < 0.02:  # larger than the probe takes: it drops this peer, which comes back
+                frames = [b"{" + b" " * (70 * 1024) + b"}"]
+            try:
+                socket.send_multipart(frames, flags=zmq.NOBLOCK)
+                answers["sent"] += 1
+            except zmq.Again:
+                socket.close()
+                socket = client()
+            while socket.poll(0):
+                try:
+                    header, _ = decode(socket.recv_multipart())
+                    answers["error" if header.get("type") == "error" else "other"] += 1
+                except ProtocolError:
+                    answers["other"] += 1
+            if frames[0][:1] == b"{" and len(frames[0]) > 64 * 1024:
+                socket.close()
+                socket = client()
+            time.sleep(0.002)
+    finally:
+        socket.close()
+        context.term()
+    return answers
+
+
+@pytest.mark.parametrize("style, keyed", [((), False), (("--fit",), True)], ids=["own-loop", "fit-with-keys"])
+def test_hostile_messages_at_a_live_probe_leave_the_job_running_and_bit_identical(job, unattached, tmp_path,
+                                                                                    style, keyed):
+    keys = ["--keys", str(tmp_path / "keys")] if keyed else []
+    if keyed:
+        make_keys(str(tmp_path / "keys"))
+    running = job("--endpoint", "tcp://127.0.0.1:*", "--pace", "0.02", *keys, *style)
+    answers = _attack(running.endpoint, str(tmp_path / "keys") if keyed else None, seed=len(style))
+    assert answers["sent"] > 500 and answers["error"] > 30, answers  # (the probe reads at most 16 a step)
+    assert running.process.poll() is None, "the job stopped under attack"
+    assert_bit_identical(running.finish(timeout=180), unattached(*style))
