@@ -281,7 +281,13 @@ def refused_by_framework(backend: str, exc: Exception) -> ModelInputError:
     layer named where the message or the traceback names it."""
     import traceback
 
-    message = f"{type(exc).__name__}: {exc}".strip()
+    import re
+
+    text = str(exc)
+    # Keras 3 wraps the real refusal in one "could not be deserialized ... Exception encountered: ..." per level
+    classes = re.findall(r"<class '(?:[\w.]+\.)?(\w+)'> could not be deserialized", text)
+    innermost = text.rsplit("Exception encountered:", 1)[-1].strip()
+    message = f"{type(exc).__name__}: {innermost}" + (f" (in a {classes[-1]} layer)" if classes else "")
     if len(message) > 600:
         message = message[:600] + "..."
     where = next((frame for frame in reversed(traceback.extract_tb(exc.__traceback__))
