@@ -12,7 +12,8 @@ from kdiff.alignment import LayerPair, align_layers
 from kdiff.dump import NpzWriter
 from kdiff.environments import backend_spec, env_for, ensure_env, kdiff_home
 from kdiff.element_maps import find_element_map
-from kdiff.errors import InputError, WorkerFailure
+from kdiff.errors import InputError, UsageError, WorkerFailure
+from kdiff.preflight import writable_folder
 from kdiff.gradients import PROJECTION, GradientComparison, NamedLoss, backward_and_compare, output_layers
 from kdiff.isolation import isolate_layers
 from kdiff.layout_client import LayoutClient
@@ -347,7 +348,15 @@ def _load_args(side: Side, options: DiffOptions) -> dict:
 
 
 def _worker_options(backend: str) -> dict:
-    return {"compiledir": str(kdiff_home() / "theano-compiledir")} if backend == "theano" else {}
+    if backend != "theano":
+        return {}
+    compiledir = kdiff_home() / "theano-compiledir"  # Theano compiles its ops into it: it must be writable
+    try:
+        writable_folder(compiledir, "Theano's compile folder")
+    except UsageError as exc:
+        raise InputError("kdiff-home-unwritable", f"{exc.message} (in KDIFF_HOME)",
+                         "make that folder writable, or point KDIFF_HOME at a writable folder with free space") from exc
+    return {"compiledir": str(compiledir)}
 
 
 def _collect_replies(pool: WorkerPool, pending: dict[str, int], timeout: float) -> dict[str, dict]:

@@ -222,6 +222,15 @@ CASES = [
     ("unknown-option", _nothing, (*FILES, "--frobnicate"), "unrecognized arguments: --frobnicate"),
     ("too-many-files", _nothing, (*FILES, S, S), "expected MODEL [WEIGHTS] SAMPLE, got 5 file(s)"),
     ("too-few-files", _nothing, (S,), "expected MODEL [WEIGHTS] SAMPLE, got 1 file(s)"),
+    # kdiff attach and train
+    ("attach-timeout-negative", _nothing, ("attach", "tcp://127.0.0.1:9", "--timeout=-5"), "--timeout -5"),
+    ("attach-json-folder-missing", _nothing, ("attach", "tcp://127.0.0.1:9", "--json", "{dir}/no/r.json"),
+     "does not exist"),
+    ("attach-step-negative", _nothing, ("attach", "tcp://127.0.0.1:9", "--at-step=-3"), "--at-step -3"),
+    ("train-labels-missing", _nothing, ("train", M, W, S, "{dir}/y.npy", "--loss", "mse", "--optimizer", "sgd"),
+     "y file not found"),
+    ("train-timeout-zero", _nothing, ("train", M, W, S, S, "--loss", "mse", "--optimizer", "sgd", "--timeout", "0"),
+     "--timeout 0"),
     # Keras 3 archives
     ("keras-not-zip", _text("model.keras", "not a zip"), KERAS, "is not a readable Keras 3 .keras file"),
     ("keras-no-config", _archive(drop=("config.json",)), KERAS, "is not a readable Keras 3 .keras file"),

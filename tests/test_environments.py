@@ -132,3 +132,15 @@ def test_an_unwritable_kdiff_home_is_bad_input_naming_it(tiny_env, tmp_path, mon
     assert main(["env", "create", "tiny"]) == 2
     err = capsys.readouterr().err
     assert "kdiff cannot write its environments into" in err and "KDIFF_HOME" in err and "Traceback" not in err
+
+
+def test_a_kdiff_home_whose_theano_compile_folder_cannot_be_written_is_named_not_the_model(tmp_path, monkeypatch):
+    from kdiff.diff import _worker_options
+    from kdiff.errors import InputError
+
+    monkeypatch.setenv("KDIFF_HOME", str(tmp_path))
+    (tmp_path / "theano-compiledir").write_text("a file where the folder should be")
+    with pytest.raises(InputError) as refused:
+        _worker_options("theano")
+    assert refused.value.reference == "kdiff-home-unwritable" and "Theano's compile folder" in refused.value.message
+    assert _worker_options("tensorflow") == {}

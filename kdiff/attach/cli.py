@@ -16,8 +16,9 @@ from kdiff.attach.snapshot import Snapshot, cached_model, check_snapshot
 from kdiff.cli import CommandParser
 from kdiff.diff import DiffOptions, Side
 from kdiff.environments import BACKENDS
-from kdiff.errors import InputError
+from kdiff.errors import InputError, UsageError
 from kdiff.metrics import Tolerance
+from kdiff.preflight import check_options
 from kdiff.probe.keys import ClientKeys, make_keys
 from kdiff.report import DiffReport
 from kdiff.ui.attach_view import LiveLosses, render_attach_report
@@ -76,6 +77,9 @@ def run_keys(args: argparse.Namespace, out: Console) -> int:
 
 
 def run_attach(args: argparse.Namespace, out: Console, err: Console) -> int:
+    check_options(args)
+    if args.at_step is not None and args.at_step < 0:
+        raise UsageError("option-range", f"--at-step {args.at_step}: a step number is 0 or more", "e.g. --at-step 100")
     if len(args.endpoints) > 2:
         raise InputError("usage", f"attach follows one or two runs, got {len(args.endpoints)} endpoints",
                          "kdiff attach ENDPOINT [ENDPOINT_B]")
