@@ -6,16 +6,15 @@ import json
 import os
 import signal
 import sys
-import tempfile
-import traceback
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from kdiff import __version__
+from kdiff.bug_log import one_line, write_bug_log
 from kdiff.diff import DiffOptions, Side, run_diff
-from kdiff.environments import BACKENDS, ENVS, describe_envs, ensure_env, env_python, env_spec, env_state, kdiff_home
+from kdiff.environments import BACKENDS, ENVS, describe_envs, ensure_env, env_python, env_spec, env_state
 from kdiff.layouts import LAYOUTS
 from kdiff.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, InternalError, KdiffError, UsageError
 from kdiff.metrics import Tolerance
@@ -149,23 +148,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def internal_error(exc: BaseException) -> InternalError:
-    """The error to show for an exception kdiff did not expect, its traceback written to a log file
-    (in $KDIFF_HOME/logs, or the temporary folder where that cannot be written)."""
-    text = "".join(traceback.format_exception(exc))
-    for folder in (kdiff_home() / "logs", Path(tempfile.gettempdir())):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            handle, name = tempfile.mkstemp(prefix="kdiff-bug-", suffix=".log", dir=folder)
-            with os.fdopen(handle, "w") as log:
-                log.write(f"kdiff {__version__}, argv {sys.argv!r}\n{text}")
-            break
-        except OSError:
-            continue
-    else:
-        name = "(no log could be written; the traceback follows)"
-        sys.stderr.write(text)
-    summary = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200] if str(exc) else type(exc).__name__
-    return InternalError(summary, name)
+    """The error to show for an exception kdiff did not expect, its traceback written to a log file."""
+    return InternalError(one_line(exc), write_bug_log(exc))
 
 
 def _console(stream) -> Console:

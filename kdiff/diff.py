@@ -297,7 +297,7 @@ def run_diff(a: Side, b: Side, sample_path: str, options: DiffOptions = DiffOpti
 
             found = run_diagnosis(session, sample, report, session.tolerances, progress)
             report = replace(report, findings=report.findings + found.findings, unexplained=found.unexplained,
-                             repaired=found.repaired)
+                             repaired=found.repaired, notes=report.notes + found.not_checked)
         final = report.repaired or report
         if options.write_fixed is None:
             return report

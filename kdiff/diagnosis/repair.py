@@ -7,7 +7,8 @@ from kdiff.diagnosis import evidence as evidence_mod
 from kdiff.diagnosis.model import ErrorSize, Finding, Unexplained
 from kdiff.diagnosis.non_finite import prove_non_finite
 from kdiff.diagnosis.rules import RULES
-from kdiff.errors import InputError
+from kdiff.bug_log import one_line, write_bug_log
+from kdiff.errors import InputError, KdiffError
 from kdiff.metrics import Tolerance
 from kdiff.tolerances import Tolerances
 from kdiff.report import MATCH, DiffReport
@@ -24,6 +25,19 @@ class Diagnosis:
     findings: tuple[Finding, ...]
     unexplained: Unexplained | None
     repaired: DiffReport | None     # the comparison after every proven fix; None when none was applied
+    not_checked: tuple[str, ...] = ()  # "rule X could not be checked on layer Y: ..." (kdiff's own failures)
+
+
+class NotChecked:
+    """Failures of kdiff's own inside the diagnosis: each ends the check it was in (a rule on a layer,
+    or a layer's diagnosis), never the run; its traceback goes to a log the note names."""
+
+    def __init__(self):
+        self.notes: list[str] = []
+
+    def add(self, what: str, exc: Exception) -> None:
+        self.notes.append(f"{what} could not be checked: {one_line(exc)} (a bug of kdiff's own; the traceback is "
+                          f"in {write_bug_log(exc)})")
 
 
 def diagnose(session, sample, report: DiffReport, tolerance: Tolerance | Tolerances, progress) -> Diagnosis:
@@ -37,6 +51,7 @@ def diagnose(session, sample, report: DiffReport, tolerance: Tolerance | Toleran
     if noisy:  # a comparison with a side that disagrees with itself proves nothing further
         return Diagnosis(tuple(noisy), None, None)
     findings: list[Finding] = []
+    failed = NotChecked()
     current = report
     for _ in range(MAX_ROUNDS):
         first = current.first_divergence
@@ -47,15 +62,21 @@ def diagnose(session, sample, report: DiffReport, tolerance: Tolerance | Toleran
         pair = session.pair_of(layer.name)
         if pair is None or pair.b is None:
             break
-        evidence = evidence_mod.gather(pair, session.a_layers, a, b)
-        non_finite = prove_non_finite(a, b, evidence, tolerance)
-        if non_finite is not None:  # nothing after it can be compared meaningfully: the input must change
-            return Diagnosis((*findings, non_finite), None, current if findings else None)
-        proven = _prove(b, evidence, tolerance)
-        if not proven:
-            b_inputs = [b.outputs([s])[s][0] for s in _b_sources(session, pair)]
-            return Diagnosis(tuple(findings), evidence_mod.describe_unexplained(b, evidence, tolerance, b_inputs),
-                             current if findings else None)
+        try:
+            evidence = evidence_mod.gather(pair, session.a_layers, a, b)
+            non_finite = prove_non_finite(a, b, evidence, tolerance)
+            if non_finite is not None:  # nothing after it can be compared meaningfully: the input must change
+                return Diagnosis((*findings, non_finite), None, current if findings else None, tuple(failed.notes))
+            proven = _prove(b, evidence, tolerance, failed)
+            if not proven:
+                b_inputs = [b.outputs([s])[s][0] for s in _b_sources(session, pair)]
+                unexplained = evidence_mod.describe_unexplained(b, evidence, tolerance, b_inputs)
+                return Diagnosis(tuple(findings), unexplained, current if findings else None, tuple(failed.notes))
+        except KdiffError:
+            raise  # a worker's failure, or the user's input: the run's own error
+        except Exception as exc:  # noqa: BLE001 -- kdiff's own failure ends this layer's diagnosis, not the run
+            failed.add(f"the divergence at {layer.name}", exc)
+            break
         progress.stage(f"{' and '.join(f.cause for f in proven)} proven at {layer.name}; comparing again with the fix")
         session.refresh_weight_maps([layer.name])  # a reordering fix reorders the layer's gradients too
         repaired = session.compare(sample, gradients=False, noise_floor=False)
@@ -68,10 +89,10 @@ def diagnose(session, sample, report: DiffReport, tolerance: Tolerance | Toleran
     if findings and session.options.gradients:
         progress.stage("comparing gradients with every proven fix applied")
         current = session.compare(sample, noise_floor=False)
-    return Diagnosis(tuple(findings), None, current if findings else None)
+    return Diagnosis(tuple(findings), None, current if findings else None, tuple(failed.notes))
 
 
-def _prove(b: SideClient, evidence, tolerance: Tolerance | Tolerances) -> list[Finding]:
+def _prove(b: SideClient, evidence, tolerance: Tolerance | Tolerances, failed: NotChecked) -> list[Finding]:
     """The fix that brings side B's layer within tolerance, kept on side B, as findings: one
     candidate alone, or else (two faults in one layer, such as a Theano kernel that is both
     flipped and padded the other way) a weights-only candidate of one rule followed by a
@@ -82,20 +103,25 @@ def _prove(b: SideClient, evidence, tolerance: Tolerance | Tolerances) -> list[F
     before_size = ErrorSize(before.max_abs, before.max_rel)
     firsts = []
     for rule in RULES:
-        for candidate in rule.candidates(evidence):
-            after = _try(b, evidence, tolerance, candidate)
-            if after is not None:
-                return [_finding(evidence, candidate, before_size, after)]
-            if candidate.b_weights is not None and not candidate.changes_config:
-                firsts.append((rule, candidate))
+        try:
+            for candidate in rule.candidates(evidence):
+                after = _try(b, evidence, tolerance, candidate)
+                if after is not None:
+                    return [_finding(evidence, candidate, before_size, after)]
+                if candidate.b_weights is not None and not candidate.changes_config:
+                    firsts.append((rule, candidate))
+        except KdiffError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- one rule's failure: the others are still tried
+            failed.add(f"rule {rule.ID} on layer {evidence.layer}", exc)
     tries = 0
     for first_rule, first in firsts:
         changed = replace(evidence, b_weights=tuple((name, weight) for (name, _), weight
                                                     in zip(evidence.b_weights, first.b_weights)))
         for rule in RULES:
-            if rule is first_rule:
+            if rule is first_rule or any(rule.ID in note for note in failed.notes):
                 continue
-            for second in rule.candidates(changed):
+            for second in _safe_candidates(rule, changed, failed):
                 tries += 1
                 if tries > MAX_PAIRED_TRIES:
                     return []
@@ -106,6 +132,14 @@ def _prove(b: SideClient, evidence, tolerance: Tolerance | Tolerances) -> list[F
                     return [replace(_finding(evidence, first, before_size, after), detail=together),
                             replace(_finding(evidence, second, before_size, after), detail=together)]
     return []
+
+
+def _safe_candidates(rule, evidence, failed: NotChecked) -> list:
+    try:
+        return list(rule.candidates(evidence))
+    except Exception as exc:  # noqa: BLE001
+        failed.add(f"rule {rule.ID} on layer {evidence.layer}", exc)
+        return []
 
 
 def _try(b: SideClient, evidence, tolerance: Tolerance | Tolerances, candidate) -> ErrorSize | None:
