@@ -59,3 +59,31 @@ def test_no_note_when_every_rule_runs(monkeypatch):
     monkeypatch.setattr(repair, "RULES", (Rescale,))
     failed = repair.NotChecked()
     assert repair._prove(ScaleSide(3.0), _evidence(), Tolerance(1e-6, 1e-5), failed) and failed.notes == []
+
+
+def test_a_fix_proven_alone_that_does_not_hold_in_the_whole_model_is_kept_and_what_is_left_said():
+    from rich.console import Console
+
+    from kdiff.diagnosis.model import ErrorSize, Finding
+    from kdiff.metrics import LayerMetrics
+    from kdiff.report import DIVERGED, MATCH, BackendInfo, DiffReport, LayerResult
+    from kdiff.ui.findings_view import unexplained_panel
+
+    def metrics(max_abs, max_rel, out):
+        return LayerMetrics(max_abs, max_rel, max_abs / 10, 1.0, out, 0, 0, 0, 0, 100)
+
+    layers = (LayerResult("conv_1", "Conv2D", (1,), (1,), MATCH, metrics(1e-6, 2e-6, 0.0)),
+              LayerResult("conv_40", "Conv2D", (1,), (1,), DIVERGED, metrics(1.6e-4, 3e-5, 0.01), inbound=("conv_1",),
+                          tolerance=Tolerance(1.5e-4, 2e-5, "")))
+    info = BackendInfo("a", "theano", {}, "cpu", "", "", "", "", "")
+    repaired = DiffReport((info, info), layers, None, {})
+    proven = [Finding("conv-kernel-flip", "conv_40", True, ErrorSize(4.0, 1.0), ErrorSize(7e-7, 2e-6), "flip", "")]
+    left = repair._left_after_fix(repaired, "conv_40", proven)
+    assert left.layer == "conv_40" and left.isolated == ErrorSize(7e-7, 2e-6) and left.input_error == 2e-6
+    assert "With the proven fix (conv-kernel-flip), conv_40 alone matches side A, but in the whole model it still " \
+           "differs (max abs 0.00016, max rel 3e-05 against atol 0.00015, rtol 2e-05)" in left.reason
+    assert left.to_json()["reason"] == left.reason
+    console = Console(record=True, width=100)
+    console.print(unexplained_panel(left))
+    assert "With the proven fix (conv-kernel-flip), conv_40 alone matches" in console.export_text()
+    assert "No rule explains" not in console.export_text()

@@ -78,11 +78,13 @@ class Unexplained:
     isolated: ErrorSize         # side B's layer run on side A's inputs, against side A's output
     input_error: float          # how far side B's own inputs to the layer were from A's (max rel)
     worst_positions: tuple      # (axis, index, max abs error) of the worst slices, worst first
+    reason: str = ""            # why it is left, where that is not "no rule explains it"
 
     def to_json(self) -> dict:
         return {"layer": self.layer, "class": self.class_name, "isolated": self.isolated.to_json(),
                 "input_max_rel": self.input_error,
-                "worst": [{"axis": a, "index": i, "max_abs": e} for a, i, e in self.worst_positions]}
+                "worst": [{"axis": a, "index": i, "max_abs": e} for a, i, e in self.worst_positions],
+                **({"reason": self.reason} if self.reason else {})}
 
 
 def _finite_or_text(value: float | None) -> float | str | None:

@@ -81,7 +81,10 @@ def diagnose(session, sample, report: DiffReport, tolerance: Tolerance | Toleran
         session.refresh_weight_maps([layer.name])  # a reordering fix reorders the layer's gradients too
         repaired = session.compare(sample, gradients=False, noise_floor=False)
         if repaired.first_divergence is not None and repaired.first_divergence[1].name == layer.name:
-            break  # the fix holds alone but not in the model: say no more than what was proven
+            # the fix holds alone but not in the model: keep what was proven, and say what is left
+            findings.extend(proven)
+            return Diagnosis(tuple(findings), _left_after_fix(repaired, layer.name, proven), repaired,
+                             tuple(failed.notes))
         explains = tuple(before.name for before, after in zip(current.layers, repaired.layers)
                          if before.status != MATCH and after.status == MATCH)
         findings.extend(replace(finding, explains=explains) for finding in proven)
@@ -90,6 +93,24 @@ def diagnose(session, sample, report: DiffReport, tolerance: Tolerance | Toleran
         progress.stage("comparing gradients with every proven fix applied")
         current = session.compare(sample, noise_floor=False)
     return Diagnosis(tuple(findings), None, current if findings else None, tuple(failed.notes))
+
+
+def _left_after_fix(repaired: DiffReport, name: str, proven: list[Finding]) -> Unexplained:
+    """What still differs at a layer whose fix was proven on the layer alone, in the whole model."""
+    index, layer = repaired.first_divergence
+    by_name = {result.name: result for result in repaired.layers}
+    input_error = max((by_name[source].metrics.max_rel for source in layer.inbound
+                       if source in by_name and by_name[source].metrics is not None), default=0.0)
+    m, tolerance = layer.metrics, layer.tolerance
+    measured = (f"max abs {m.max_abs:.3g}, max rel {m.max_rel:.3g}" if m is not None else layer.note or "not compared")
+    allowed = f" against atol {tolerance.atol:.3g}, rtol {tolerance.rtol:.3g}" if tolerance is not None else ""
+    reason = (f"With the proven fix ({', '.join(f.cause for f in proven)}), {name} alone matches side A, but in the "
+              f"whole model it still differs ({measured}{allowed}), while its inputs differ by max rel "
+              f"{input_error:.3g}: their error amplified by this layer, or a further cause that running it alone "
+              "cannot show")
+    after = proven[-1].after or proven[-1].before
+    return Unexplained(layer=name, class_name=layer.b_class_name or layer.class_name, isolated=after,
+                       input_error=input_error, worst_positions=(), reason=reason)
 
 
 def _prove(b: SideClient, evidence, tolerance: Tolerance | Tolerances, failed: NotChecked) -> list[Finding]:

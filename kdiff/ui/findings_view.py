@@ -36,8 +36,8 @@ def finding_panel(number: int, finding) -> Panel:
 
 def unexplained_panel(unexplained) -> Panel:
     body = Text()
-    body.append(f"No rule explains the divergence at {unexplained.layer} ({unexplained.class_name}).\n",
-                style="bold")
+    body.append((unexplained.reason or f"No rule explains the divergence at {unexplained.layer} "
+                                       f"({unexplained.class_name}).") + "\n", style="bold")
     body.append(f"side B's layer alone on side A's inputs: max abs {fmt(unexplained.isolated.max_abs)}, "
                 f"max rel {fmt(unexplained.isolated.max_rel)}; its own inputs differed from A's by max rel "
                 f"{fmt(unexplained.input_error)}\n")
