@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from backends import keras1_ordering
 from backends.errors import ModelInputError, UnsupportedLayerError
 
 # Classes a description may hold (Keras 2 names). Anything else is refused up front.
@@ -66,8 +67,9 @@ KERAS1_CLASS_ARGUMENT_RENAMES = {
     "SpatialDropout2D": {"p": "rate"},
     "GaussianDropout": {"p": "rate"},
     "GaussianNoise": {"sigma": "stddev"},
-    "Embedding": {"init": "embeddings_initializer", "W_regularizer": "embeddings_regularizer",
-                  "W_constraint": "embeddings_constraint"},
+    # Keras 2 kept Embedding's `output_dim` (only Dense's and the recurrent layers' became `units`)
+    "Embedding": {"output_dim": "output_dim", "init": "embeddings_initializer",
+                  "W_regularizer": "embeddings_regularizer", "W_constraint": "embeddings_constraint"},
     "PReLU": {"init": "alpha_initializer"},
     "BatchNormalization": {"gamma_init": "gamma_initializer", "beta_init": "beta_initializer"},
     "UpSampling1D": {"length": "size"},
@@ -157,32 +159,10 @@ def parse_model_config(model_config: dict) -> ModelDescription:
     raise UnsupportedLayerError(class_name, hint="the top-level model must be a Sequential or a Model")
 
 
-def _layer_entries(node):
-    """Every {'class_name', 'config'} dict inside a model config, nested ones included."""
-    if isinstance(node, dict):
-        if "class_name" in node and "config" in node:
-            yield node
-        for value in node.values():
-            yield from _layer_entries(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _layer_entries(value)
-
-
 def _fill_keras1_dim_ordering(model_config: dict, version: str) -> dict:
     """Keras 1.2 left `dim_ordering` out of ZeroPadding2D, UpSampling2D, Cropping2D... configs:
-    Keras 1 then used the loading machine's keras.json. The least surprising reading is the
-    ordering the model's other layers state (all of a model's layers used the one global
-    setting); if they state none, or disagree, the Keras 1 default."""
-    model_config = json.loads(json.dumps(model_config))      # a copy we may change
-    stated = {entry["config"]["dim_ordering"] for entry in _layer_entries(model_config)
-              if isinstance(entry["config"], dict) and "dim_ordering" in entry["config"]}
-    ordering = stated.pop() if len(stated) == 1 else _keras1_default_ordering(version)
-    for entry in _layer_entries(model_config):
-        class_name = KERAS1_CLASS_RENAMES.get(entry["class_name"], entry["class_name"])
-        if class_name in IMAGE_LAYERS and isinstance(entry["config"], dict):
-            entry["config"].setdefault("dim_ordering", ordering)
-    return model_config
+    the ordering comes from the one rule the theano worker uses too (backends/keras1_ordering.py)."""
+    return keras1_ordering.fill_dim_ordering(model_config, version)[0]
 
 
 def _looks_like_keras1(model_config: dict) -> bool:
@@ -374,6 +354,8 @@ def _keras1_to_keras2(class_name: str, config: dict, name: str, version: str):
         out["padding"] = _keras1_padding_2d(config.get("padding", (1, 1)))
     if class_name == "BatchNormalization":
         out.update(center=True, scale=True)     # Keras 1 always had gamma and beta
+    if class_name == "Embedding":
+        out.pop("dropout", None)    # Keras 2 dropped it (as its legacy interface did): it acted only in training
     if class_name == "Lambda" and isinstance(out.get("function"), str) and \
             out.get("function_type") == "lambda":
         out["function"] = [out["function"], None, None]
@@ -393,7 +375,7 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 def _keras1_default_ordering(version: str) -> str:
     """Keras 1 defaulted to 'th' up to 1.0.8 and to 'tf' afterwards."""
-    return "th" if (1,) < _version_tuple(version) < (1, 0, 9) else "tf"
+    return keras1_ordering.default_ordering(version)
 
 
 def _keras1_merge(config: dict, name: str):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 
+from backends import keras1_ordering
 from backends.errors import LambdaBytecodeError, ModelInputError
 
 # Config keys and layer classes that exist only in Keras 1 model files.
@@ -43,7 +44,7 @@ def load_model(model_json_text: str, weights_path: str | None, custom_objects: d
     """
     import keras
 
-    spec = _parse_json(model_json_text)
+    spec = keras1_layout(_parse_json(model_json_text), keras.__version__)
     _resolve_functions(spec, custom_objects, trust_lambda_bytecode)
     try:
         model = keras.models.model_from_json(json.dumps(spec), custom_objects=custom_objects)
@@ -52,6 +53,16 @@ def load_model(model_json_text: str, weights_path: str | None, custom_objects: d
     if weights_path is not None:
         _load_weights(model, weights_path)
     return model
+
+
+def keras1_layout(spec: dict, keras_version: str) -> dict:
+    """Under Keras 1, `spec` with an ordering stated in every layer that takes one: Keras 1 saved none for
+    ZeroPadding2D, UpSampling2D, Cropping2D... and would take keras.json's. The rule is the one the Keras 3
+    side uses (backends/keras1_ordering.py). Keras 2 files state every layer's data_format."""
+    if not keras_version.startswith("1."):
+        return spec
+    version = spec.get("keras_version") if isinstance(spec.get("keras_version"), str) else keras_version
+    return keras1_ordering.fill_dim_ordering(spec, version)[0]
 
 
 def describe_layers(model) -> list[dict]:
