@@ -63,11 +63,13 @@ class TrainReport:
     findings: tuple = ()                  # the forward repairs, then the optimizer findings
     notes: tuple = ()
     statistics_fits: dict = field(default_factory=dict)  # side -> (moving_statistics.MomentumFit per layer)
+    forward_divergence: dict | None = None  # the forward divergence left before the first step, unexplained
     kdiff_version: str = __version__
 
     @property
     def exit_code(self) -> int:
-        return EXIT_MATCH if self.first_divergence is None and not self.findings else EXIT_DIVERGED
+        agree = self.first_divergence is None and not self.findings and self.forward_divergence is None
+        return EXIT_MATCH if agree else EXIT_DIVERGED
 
     def to_json(self) -> dict:
         first = self.first_divergence
@@ -83,5 +85,6 @@ class TrainReport:
             "fits": {side: fit.to_json() for side, fit in self.fits.items() if fit is not None},
             "moving_statistics": {side: [fit.to_json() for fit in fits] for side, fits in self.statistics_fits.items()},
             "findings": [finding.to_json() for finding in self.findings],
+            "forward_divergence": self.forward_divergence,
             "notes": list(self.notes),
         }

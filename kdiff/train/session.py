@@ -116,7 +116,8 @@ class _Run:
         return self.x[rows], self.y[rows]
 
     def run(self) -> TrainReport:
-        findings, notes = list(self._repair_forward()), [STOCHASTIC_NOTE, SHARED_GRADIENT_NOTE]
+        repairs, forward_left = self._repair_forward()
+        findings, notes = list(repairs), [STOCHASTIC_NOTE, SHARED_GRADIENT_NOTE]
         described = {}
         for side, spec in zip("ab", self.options.optimizers):
             described[side], _ = self.pool.call(side, "compile_optimizer",
@@ -154,19 +155,29 @@ class _Run:
                       for side in "ab"}
         return TrainReport(_backend_infos(self.session), optimizers, self.options.loss, self.options.batch_size,
                            tuple(records), first, layers, fits, tuple(findings), tuple(notes),
-                           statistics_fits=statistics_fits)
+                           statistics_fits=statistics_fits, forward_divergence=forward_left)
 
     # ---- before the first step ----------------------------------------------------------
-    def _repair_forward(self):
-        """The forward diagnosis's proven repairs (side B), when the models already differ at step 0."""
+    def _repair_forward(self) -> tuple[tuple, dict | None]:
+        """The forward diagnosis's proven repairs (side B), when the models already differ at step 0; and
+        the forward divergence that is left after them (None when, repaired, every layer matches)."""
         sample = self.batch(0)[0]
         report = self.session.compare(sample)
         if report.exit_code == 0:
-            return ()
+            return (), None
         from kdiff.diagnosis.repair import diagnose
 
         diagnosis = diagnose(self.session, sample, report, self.tolerance, self.progress)
-        return diagnosis.findings
+        final = diagnosis.repaired or report
+        if final.exit_code == 0:
+            return diagnosis.findings, None
+        first = final.first_divergence
+        left = {"layer": first[1].name if first else None,
+                "unexplained": diagnosis.unexplained.to_json() if diagnosis.unexplained is not None else None,
+                "message": (f"before the first step, the models' forward passes already differ "
+                            + (f"from {first[1].name} on" if first else "") + ", and no proven fix removes it: "
+                            "the steps below are compared with that caveat")}
+        return diagnosis.findings, left
 
     # ---- one step -------------------------------------------------------------------------
     def _gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[dict, dict]:

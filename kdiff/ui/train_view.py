@@ -145,8 +145,14 @@ def render_train_report(report: TrainReport, console: Console) -> None:
                       highlight=False)
     console.print(f"loss {report.loss}, batch size {report.batch_size}, {len(report.steps)} step(s)\n",
                   highlight=False)
+    if report.forward_divergence is not None:
+        console.print(Text(f"The models already differ: {report.forward_divergence['message']}.", style="bold red"),
+                      soft_wrap=True)
     console.print(steps_table(list(report.steps)))
-    if report.first_divergence is None:
+    if report.first_divergence is None and report.forward_divergence is not None:
+        console.print(Text("\nThe weight updates are within tolerance at every step, but the forward passes differ "
+                           "(above): the models do not agree.", style="bold red"))
+    elif report.first_divergence is None:
         console.print(Text("\nThe weight updates agree at every step.", style="bold green"))
     else:
         step, weight = report.first_divergence
