@@ -9,7 +9,8 @@ from kdiff.diagnosis.non_finite import prove_non_finite
 from kdiff.diagnosis.rules import RULES
 from kdiff.bug_log import one_line, write_bug_log
 from kdiff.errors import InputError, KdiffError
-from kdiff.metrics import Tolerance
+from kdiff.isolation import isolate_layers
+from kdiff.metrics import LayerMetrics, Tolerance
 from kdiff.tolerances import Tolerances
 from kdiff.report import MATCH, DiffReport
 from kdiff.worker_calls import SideClient
@@ -77,22 +78,79 @@ def diagnose(session, sample, report: DiffReport, tolerance: Tolerance | Toleran
         except Exception as exc:  # noqa: BLE001 -- kdiff's own failure ends this layer's diagnosis, not the run
             failed.add(f"the divergence at {layer.name}", exc)
             break
-        progress.stage(f"{' and '.join(f.cause for f in proven)} proven at {layer.name}; comparing again with the fix")
         session.refresh_weight_maps([layer.name])  # a reordering fix reorders the layer's gradients too
+        round_proven = {layer.name: proven, **_prove_further(session, current, layer.name, tolerance, failed,
+                                                             progress)}
+        progress.stage(f"{sum(len(p) for p in round_proven.values())} fix(es) proven at {', '.join(round_proven)}; "
+                       "comparing again with them")
         repaired = session.compare(sample, gradients=False, noise_floor=False)
         if repaired.first_divergence is not None and repaired.first_divergence[1].name == layer.name:
             # the fix holds alone but not in the model: keep what was proven, and say what is left
-            findings.extend(proven)
+            findings.extend(finding for proofs in round_proven.values() for finding in proofs)
             return Diagnosis(tuple(findings), _left_after_fix(repaired, layer.name, proven), repaired,
                              tuple(failed.notes))
-        explains = tuple(before.name for before, after in zip(current.layers, repaired.layers)
-                         if before.status != MATCH and after.status == MATCH)
-        findings.extend(replace(finding, explains=explains) for finding in proven)
+        findings.extend(_with_explains(current, repaired, round_proven))
         current = repaired
     if findings and session.options.gradients:
         progress.stage("comparing gradients with every proven fix applied")
         current = session.compare(sample, noise_floor=False)
     return Diagnosis(tuple(findings), None, current if findings else None, tuple(failed.notes))
+
+
+def _prove_further(session, current: DiffReport, first: str, tolerance: Tolerance | Tolerances,
+                   failed: NotChecked, progress) -> dict[str, list[Finding]]:
+    """One pass for many faults: every later layer that does not match is run alone on side A's inputs, and
+    each that differs on its own is diagnosed now, its proven fix kept on side B, so that one comparison of
+    the whole model checks them all (instead of one per fault). By layer, in order."""
+    after_first = False
+    suspects = []
+    for result in current.layers:
+        after_first = after_first or result.name == first
+        pair = session.pair_of(result.name)
+        if after_first and result.name != first and result.status != MATCH and pair is not None and pair.b is not None:
+            suspects.append(pair)
+    if not suspects:
+        return {}
+    a, b = session.clients["a"], session.clients["b"]
+    progress.stage(f"running {len(suspects)} later layer(s) of side B alone on side A's inputs")
+    try:
+        isolated = isolate_layers(suspects, a, b, tolerance, progress)
+    except KdiffError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        failed.add("the isolation of the later layers", exc)
+        return {}
+    proven: dict[str, list[Finding]] = {}
+    for pair in suspects:
+        own = isolated.get(pair.a["name"])
+        if not isinstance(own, LayerMetrics) or own.matches:
+            continue  # it differs only because its inputs do (or cannot be run alone): not its own fault
+        progress.stage(f"diagnosing {pair.a['name']}")
+        try:
+            evidence = evidence_mod.gather(pair, session.a_layers, a, b)
+            if prove_non_finite(a, b, evidence, tolerance) is not None:
+                continue  # (said at the first divergence it reaches)
+            found = _prove(b, evidence, tolerance, failed)
+        except KdiffError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            failed.add(f"the divergence at {pair.a['name']}", exc)
+            continue
+        if found:
+            session.refresh_weight_maps([pair.a["name"]])
+            proven[pair.a["name"]] = found
+    return proven
+
+
+def _with_explains(before: DiffReport, after: DiffReport, proven: dict[str, list[Finding]]) -> list[Finding]:
+    """The round's findings, each explaining the layers that match now and did not before, from its own
+    layer up to the next fixed one (in topological order)."""
+    owner, explained = None, {name: [] for name in proven}
+    for was, now in zip(before.layers, after.layers):
+        owner = was.name if was.name in proven else owner
+        if owner is not None and was.status != MATCH and now.status == MATCH:
+            explained[owner].append(was.name)
+    return [replace(finding, explains=tuple(explained[name])) for name, found in proven.items() for finding in found]
 
 
 def _left_after_fix(repaired: DiffReport, name: str, proven: list[Finding]) -> Unexplained:
