@@ -60,8 +60,8 @@ def check_layer_config(class_name: str, config: Any, where: str) -> None:
             _refuse(label, field, config[field], " or ".join(sorted(PADDINGS)))
     for field in COUNT_FIELDS:
         if field in config and not _positive_int(config[field]):
-            if field == "output_dim" and config[field] is None:
-                continue
+            if field in ("output_dim", "input_dim") and config[field] is None:
+                continue  # (Keras 1 layers and Keras 2's Highway/MaxoutDense write input_dim: null unless given)
             _refuse(label, field, config[field], "a positive integer")
     for field in SIZE_FIELDS:
         value = config.get(field)

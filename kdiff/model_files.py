@@ -12,25 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from kdiff import layer_catalog
 from kdiff.errors import InputError
 from kdiff.model_checks import (check_layer_config, check_listed_weights, check_unique_names, parse_model_json,
                                  weights_warnings)
 from kdiff.preflight import readable_file
 
-SUPPORTED_LAYERS = frozenset("""
-InputLayer Dense Activation Dropout Flatten Reshape Permute RepeatVector Embedding
-Conv1D Conv2D Conv3D Convolution1D Convolution2D Convolution3D AtrousConvolution1D AtrousConvolution2D
-Conv2DTranspose Conv3DTranspose Deconvolution2D SeparableConv1D SeparableConv2D SeparableConvolution2D
-DepthwiseConv2D
-MaxPooling1D MaxPooling2D MaxPooling3D AveragePooling1D AveragePooling2D AveragePooling3D
-GlobalMaxPooling1D GlobalMaxPooling2D GlobalMaxPooling3D
-GlobalAveragePooling1D GlobalAveragePooling2D GlobalAveragePooling3D
-ZeroPadding1D ZeroPadding2D ZeroPadding3D Cropping1D Cropping2D Cropping3D
-UpSampling1D UpSampling2D UpSampling3D BatchNormalization
-LSTM GRU SimpleRNN Bidirectional TimeDistributed
-Add Concatenate Multiply Average Merge LeakyReLU PReLU ELU Softmax Lambda
-Sequential Model Functional
-""".split())
+SUPPORTED_LAYERS = layer_catalog.SUPPORTED_LAYERS  # the one list, shared with the Keras 3 translation
 KERAS1_ONLY_KEYS = frozenset({"nb_filter", "border_mode", "dim_ordering", "output_dim", "subsample", "init",
                               "nb_row", "filter_length", "subsample_length", "consume_less", "W_regularizer"})
 
@@ -131,8 +119,24 @@ def _walk_layers(model_config: dict):
             wrapped = config["layer"]
             check_layer_config(wrapped["class_name"], wrapped.get("config", {}), f"the layer {cls} wraps")
             yield wrapped["class_name"], wrapped.get("config") or {}, False
+            if wrapped.get("class_name") == "RNN":
+                yield from _rnn_cells(wrapped.get("config") or {})
+        elif cls == "RNN":
+            yield from _rnn_cells(config)
     check_unique_names(names, f"model '{model_config.get('config', {}).get('name', '')}'"
                        if isinstance(model_config.get("config"), dict) else "the model")
+
+
+def _rnn_cells(rnn_config: dict):
+    """The cells of an RNN layer's config (a StackedRNNCells' too), as layers of their own."""
+    cell = rnn_config.get("cell")
+    cells = cell if isinstance(cell, list) else [cell]
+    for cell in cells:
+        if isinstance(cell, dict):
+            cell_config = cell.get("config") if isinstance(cell.get("config"), dict) else {}
+            yield str(cell.get("class_name", "?")), cell_config, False
+            if cell.get("class_name") == "StackedRNNCells":
+                yield from _rnn_cells({"cell": cell_config.get("cells") or []})
 
 
 def _keras_major(config: dict, layers: list, version: str) -> int:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from backends.errors import LambdaBytecodeError, ModelInputError
 from backends.modern_keras import lambda_bytecode
+from backends.modern_keras.extra_layer_classes import layer_classes
 from backends.modern_keras.legacy_config import LayerSpec, ModelDescription, TensorRef
+from kdiff.layer_catalog import KDIFF_EXTRA_LAYERS, TF_KERAS_NATIVE
 
 _CONV = ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
          "activation", "use_bias")
@@ -28,8 +30,11 @@ LAYER_ARGUMENTS = {
     "Dropout": ("rate",),
     "SpatialDropout1D": ("rate",),
     "SpatialDropout2D": ("rate", "data_format"),
+    "SpatialDropout3D": ("rate", "data_format"),
     "GaussianNoise": ("stddev",),
     "GaussianDropout": ("rate",),
+    "AlphaDropout": ("rate",),
+    "ActivityRegularization": ("l1", "l2"),
     "Flatten": ("data_format",),
     "Reshape": ("target_shape",),
     "Permute": ("dims",),
@@ -40,6 +45,11 @@ LAYER_ARGUMENTS = {
     "Conv2DTranspose": _CONV + ("output_padding",), "Conv3DTranspose": _CONV + ("output_padding",),
     "SeparableConv1D": _CONV + ("depth_multiplier",), "SeparableConv2D": _CONV + ("depth_multiplier",),
     "DepthwiseConv2D": _DEPTHWISE,
+    "LocallyConnected1D": ("filters", "kernel_size", "strides", "padding", "activation", "use_bias"),
+    "LocallyConnected2D": ("filters", "kernel_size", "strides", "padding", "data_format", "activation",
+                           "use_bias"),
+    "ConvLSTM2D": _CONV + ("recurrent_activation", "unit_forget_bias", "return_sequences", "return_state",
+                           "go_backwards"),
     "MaxPooling1D": _POOL, "MaxPooling2D": _POOL, "MaxPooling3D": _POOL,
     "AveragePooling1D": _POOL, "AveragePooling2D": _POOL, "AveragePooling3D": _POOL,
     "GlobalMaxPooling1D": ("data_format",), "GlobalMaxPooling2D": ("data_format",),
@@ -56,6 +66,10 @@ LAYER_ARGUMENTS = {
     "SimpleRNN": _RNN,
     "LSTM": _RNN + ("recurrent_activation", "unit_forget_bias"),
     "GRU": _RNN + ("recurrent_activation", "reset_after"),
+    "RNN": ("return_sequences", "return_state", "go_backwards", "unroll"),
+    "SimpleRNNCell": ("units", "activation", "use_bias"),
+    "LSTMCell": ("units", "activation", "recurrent_activation", "use_bias", "unit_forget_bias"),
+    "GRUCell": ("units", "activation", "recurrent_activation", "use_bias", "reset_after"),
     "Bidirectional": ("merge_mode",),
     "TimeDistributed": (),
     "Add": (), "Subtract": (), "Multiply": (), "Average": (), "Maximum": (), "Minimum": (),
@@ -65,6 +79,11 @@ LAYER_ARGUMENTS = {
     "PReLU": ("shared_axes",),
     "ELU": ("alpha",),
     "ReLU": ("max_value", "negative_slope", "threshold"),
+    "ThresholdedReLU": ("theta",),
+    "SReLU": ("shared_axes",),
+    "ParametricSoftplus": ("shared_axes",),
+    "Highway": ("activation", "use_bias"),
+    "MaxoutDense": ("units", "nb_feature", "use_bias"),
     "Softmax": ("axis",),
     "Lambda": ("arguments",),
 }
@@ -137,6 +156,11 @@ def make_layer(keras, spec: LayerSpec, functions: dict):
     if spec.class_name in ("Bidirectional", "TimeDistributed"):
         inner = make_layer(keras, spec.inner, functions)
         return getattr(keras.layers, spec.class_name)(inner, name=spec.name, **kwargs)
+    if spec.class_name == "RNN":
+        return keras.layers.RNN(_cell(keras, spec.inner), name=spec.name, **kwargs)
+    if spec.class_name in KDIFF_EXTRA_LAYERS and not (
+            keras.__name__ == "tf_keras" and spec.class_name in TF_KERAS_NATIVE):
+        return layer_classes(keras)[spec.class_name](name=spec.name, **kwargs)
     if spec.class_name == "Lambda":
         return keras.layers.Lambda(functions[spec.name], name=spec.name, **kwargs)
     if spec.class_name == "LeakyReLU" and _is_keras3(keras):
@@ -144,6 +168,14 @@ def make_layer(keras, spec: LayerSpec, functions: dict):
     if spec.class_name == "Embedding" and not spec.config.get("mask_zero"):
         kwargs.pop("mask_zero", None)
     return getattr(keras.layers, spec.class_name)(name=spec.name, **kwargs)
+
+
+def _cell(keras, spec: LayerSpec):
+    """An RNN's cell; a StackedRNNCells of its cells."""
+    if spec.class_name == "StackedRNNCells":
+        return keras.layers.StackedRNNCells([_cell(keras, sub) for sub in spec.sublayers])
+    kwargs = {key: spec.config[key] for key in LAYER_ARGUMENTS[spec.class_name] if key in spec.config}
+    return getattr(keras.layers, spec.class_name)(**kwargs)
 
 
 def _is_keras3(keras) -> bool:

@@ -10,7 +10,7 @@ import numpy as np
 
 from backends.errors import ModelInputError
 from backends.modern_keras.loading import (_flat, _graph_nodes, _layer_calls, _node_inputs, _node_outputs,
-                                           forward_all)
+                                           forward_all, mask_only_nodes)
 
 
 class LayerOps:
@@ -150,9 +150,13 @@ class LayerOps:
             rebuilt = {id(t): keras.Input(batch_shape=t.shape, dtype=t.dtype, name=f"kdiff_input_{i}")
                        for i, t in enumerate(self.model.inputs)}
             probes, probe_index, layer_outputs = [], {}, {}
-            for layer, _, node in _graph_nodes(self.model):
+            masks = mask_only_nodes(self.model)
+            for layer, node_index, node in _graph_nodes(self.model):
                 args, kwargs = _call_arguments(node, rebuilt)
                 for original, output in zip(_node_outputs(node), _flat(layer(*args, **kwargs))):
+                    if (id(layer), node_index) in masks:   # a mask's computation: rebuilt, not probed
+                        rebuilt[id(original)] = output
+                        continue
                     probe = keras.Input(batch_shape=output.shape, dtype=output.dtype,
                                         name=f"kdiff_probe_{len(probes)}")
                     probe_index[id(original)] = len(probes)

@@ -18,34 +18,19 @@ from dataclasses import dataclass, field
 
 from backends import keras1_ordering
 from backends.errors import ModelInputError, UnsupportedLayerError
+from kdiff import layer_catalog
 
 # Classes a description may hold (Keras 2 names). Anything else is refused up front.
-SUPPORTED_CLASSES = frozenset({
-    "InputLayer", "Dense", "Activation", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
-    "GaussianNoise", "GaussianDropout", "Flatten", "Reshape", "Permute", "RepeatVector",
-    "Masking", "Embedding", "Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "Conv3DTranspose",
-    "SeparableConv1D", "SeparableConv2D", "DepthwiseConv2D",
-    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
-    "AveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
-    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
-    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
-    "UpSampling1D", "UpSampling2D", "UpSampling3D", "BatchNormalization", "SimpleRNN", "LSTM", "GRU",
-    "Bidirectional", "TimeDistributed", "Add", "Subtract", "Multiply", "Average", "Maximum",
-    "Minimum", "Concatenate", "Dot", "LeakyReLU", "PReLU", "ELU", "ReLU", "Softmax", "Lambda",
-    "Sequential",
-})
+# The one list, shared with the coordinator's pre-check (kdiff/model_files.py).
+SUPPORTED_CLASSES = layer_catalog.DESCRIPTION_CLASSES
 
 RECURRENT_CLASSES = ("SimpleRNN", "LSTM", "GRU")
 WRAPPER_CLASSES = ("Bidirectional", "TimeDistributed")
 
 # Keras 1 class name -> Keras 2 class name (where only the name changed).
-KERAS1_CLASS_RENAMES = {
-    "Convolution1D": "Conv1D", "Convolution2D": "Conv2D", "Convolution3D": "Conv3D",
-    "AtrousConvolution1D": "Conv1D", "AtrousConvolution2D": "Conv2D",
-    "Deconvolution2D": "Conv2DTranspose", "SeparableConvolution2D": "SeparableConv2D",
-}
+KERAS1_CLASS_RENAMES = layer_catalog.KERAS1_CLASS_RENAMES
 # Convolutions whose Keras 1 config gives the kernel as nb_row, nb_col.
-KERAS1_ROW_COL_KERNELS = ("Conv2D", "Conv2DTranspose", "SeparableConv2D")
+KERAS1_ROW_COL_KERNELS = ("Conv2D", "Conv2DTranspose", "SeparableConv2D", "LocallyConnected2D", "ConvLSTM2D")
 
 # Keras 1 argument name -> Keras 2 argument name, for every layer (after the per-class
 # renames in KERAS1_CLASS_ARGUMENT_RENAMES). Mirrors keras/legacy/interfaces.py of 2.x.
@@ -65,6 +50,7 @@ KERAS1_CLASS_ARGUMENT_RENAMES = {
     "Dropout": {"p": "rate"},
     "SpatialDropout1D": {"p": "rate"},
     "SpatialDropout2D": {"p": "rate"},
+    "SpatialDropout3D": {"p": "rate"},
     "GaussianDropout": {"p": "rate"},
     "GaussianNoise": {"sigma": "stddev"},
     # Keras 2 kept Embedding's `output_dim` (only Dense's and the recurrent layers' became `units`)
@@ -82,7 +68,7 @@ IMAGE_LAYERS = ("Conv2D", "Conv3D", "Conv2DTranspose", "SeparableConv2D", "MaxPo
                 "AveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling2D", "ZeroPadding2D",
                 "Cropping2D", "UpSampling2D", "SpatialDropout2D", "MaxPooling3D", "AveragePooling3D",
                 "GlobalMaxPooling3D", "GlobalAveragePooling3D", "ZeroPadding3D", "Cropping3D",
-                "UpSampling3D")
+                "UpSampling3D", "SpatialDropout3D", "LocallyConnected2D", "ConvLSTM2D")
 # Class-name prefixes of the convolutions (plain, transposed, separable, depthwise).
 CONVOLUTION_PREFIXES = ("Conv", "SeparableConv", "DepthwiseConv")
 # Keras 1 `Merge` modes -> Keras 2 merge layer classes.
@@ -296,15 +282,58 @@ def normalize_layer(entry: dict, major: int, version: str) -> LayerSpec:
     name = config.pop("name", entry.get("name", ""))
     if major == 1:
         class_name, config = _keras1_to_keras2(class_name, config, name, version)
+    class_name, config = _legacy_layer_arguments(class_name, config)
     if class_name not in SUPPORTED_CLASSES:
         raise UnsupportedLayerError(entry["class_name"], name)
     _fill_keras2_defaults(class_name, config, name, version)
     spec = LayerSpec(name, class_name, config)
+    if class_name == "RNN":
+        spec.inner = _rnn_cell(config.pop("cell"), major, version, name)
     if class_name in WRAPPER_CLASSES:
         if config.pop("backward_layer", None) is not None:
             raise UnsupportedLayerError("Bidirectional with a custom backward_layer", name)
         spec.inner = normalize_layer(config.pop("layer"), major, version)
     return spec
+
+
+def _legacy_layer_arguments(class_name: str, config: dict):
+    """The layers Keras 2 kept with Keras 1 argument names (Highway, MaxoutDense), and the CuDNN layers,
+    which are rebuilt as the plain LSTM/GRU that computes the same (see layer_catalog.CUDNN_TRANSLATIONS)."""
+    if class_name in ("Highway", "MaxoutDense") and "bias" in config:
+        config["use_bias"] = config.pop("bias")
+    if class_name == "MaxoutDense" and "output_dim" in config:
+        config["units"] = config.pop("output_dim")
+    if class_name in layer_catalog.CUDNN_TRANSLATIONS:
+        # CuDNN's fixed functions; its weights are converted when they are loaded (legacy_weights)
+        config.update(activation="tanh", recurrent_activation="sigmoid", use_bias=True)
+        if class_name == "CuDNNGRU":
+            config["reset_after"] = True
+        class_name = layer_catalog.CUDNN_TRANSLATIONS[class_name]
+    return class_name, config
+
+
+def _rnn_cell(entry, major: int, version: str, layer_name: str) -> LayerSpec:
+    """An RNN layer's cell (Keras 2's RNN(cell)): a SimpleRNNCell/LSTMCell/GRUCell, or StackedRNNCells of
+    them; Keras 2 wrote a list of cells as StackedRNNCells already."""
+    if isinstance(entry, list):
+        entry = {"class_name": "StackedRNNCells", "config": {"cells": entry}}
+    if not isinstance(entry, dict) or entry.get("class_name") not in layer_catalog.RNN_CELLS:
+        cell = entry.get("class_name") if isinstance(entry, dict) else type(entry).__name__
+        raise UnsupportedLayerError(f"RNN with a {cell} cell", layer_name)
+    config = dict(entry.get("config") or {})
+    name = config.pop("name", "")
+    if entry["class_name"] == "StackedRNNCells":
+        return LayerSpec(name, "StackedRNNCells", {}, sublayers=[
+            _rnn_cell(cell, major, version, layer_name) for cell in config.get("cells", [])])
+    class_name = entry["class_name"]
+    config.setdefault("activation", "tanh")
+    config.setdefault("use_bias", True)
+    if class_name != "SimpleRNNCell":
+        config.setdefault("recurrent_activation",
+                          "sigmoid" if _version_tuple(version) >= (2, 3) else "hard_sigmoid")
+    if class_name == "GRUCell":
+        config.setdefault("reset_after", False)
+    return LayerSpec(name, class_name, config)
 
 
 def _nested_sequential(entry: dict, major: int, version: str) -> LayerSpec:

@@ -145,11 +145,29 @@ def to_model_layout(spec: LayerSpec, expected: list[tuple], arrays: list[np.ndar
         return to_model_layout(spec.inner, expected, arrays, keras_major)
     if keras_major == 1:
         arrays = _keras1_layout(spec, arrays)
+    if spec.class_name in ("LSTM", "GRU") and len(arrays) == 3:
+        arrays = from_cudnn(spec.class_name, arrays)
     if spec.class_name in CONV_CLASSES and expected and arrays and arrays[0].ndim == 4 \
             and arrays[0].shape != expected[0] \
             and np.transpose(arrays[0], (3, 2, 0, 1)).shape == expected[0]:
         arrays[0] = np.transpose(arrays[0], (3, 2, 0, 1))   # Keras 2's fallback for conv kernels
     return arrays
+
+
+def from_cudnn(class_name: str, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """CuDNNLSTM/CuDNNGRU weights (told by the bias: 8 or 6 units' worth) -> LSTM / GRU(reset_after=True)
+    ones, as Keras 2.3.1's `_convert_rnn_weights` converts them: each gate's input kernel transposed and
+    read back in Fortran order, each gate's recurrent kernel transposed; LSTM: the input and recurrent
+    biases summed; GRU: the bias as (2, 3 units). Other weights are returned as they are."""
+    kernel, recurrent, bias = arrays
+    units = recurrent.shape[0]
+    gates = 4 if class_name == "LSTM" else 3
+    if bias.shape != (2 * gates * units,):
+        return arrays
+    kernel = np.hstack([k.T.reshape(k.shape, order="F") for k in np.hsplit(kernel, gates)])
+    recurrent = np.hstack([k.T for k in np.hsplit(recurrent, gates)])
+    bias = np.sum(np.split(bias, 2), axis=0) if gates == 4 else bias.reshape(2, -1)
+    return [kernel, recurrent, bias]
 
 
 def _keras1_layout(spec: LayerSpec, arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -171,6 +189,11 @@ def _keras1_layout(spec: LayerSpec, arrays: list[np.ndarray]) -> list[np.ndarray
     if kind == "LSTM" and len(arrays) == 12:    # stored i, c, f, o -> i, f, c, o
         arrays = [np.concatenate([arrays[k], arrays[k + 6], arrays[k + 3], arrays[k + 9]], axis=-1)
                   for k in range(3)]
+    if kind == "ConvLSTM2D" and len(arrays) == 12:  # stored i, c, f, o (as LSTM) -> i, f, c, o
+        arrays = [np.concatenate([arrays[k], arrays[k + 6], arrays[k + 3], arrays[k + 9]], axis=-1 if k == 2 or
+                                 not channels_first else 0) for k in range(3)]
+        if channels_first:  # (filters, in, rows, cols) -> (rows, cols, in, filters)
+            arrays[:2] = [np.transpose(kernel, (2, 3, 1, 0)) for kernel in arrays[:2]]
     if kind == "GRU" and len(arrays) == 9:      # stored z, r, h
         arrays = [np.concatenate([arrays[k], arrays[k + 3], arrays[k + 6]], axis=-1)
                   for k in range(3)]

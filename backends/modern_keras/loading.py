@@ -87,6 +87,9 @@ def _register(keras, custom_objects: dict) -> None:
     """Make the user's functions and classes known to this worker's Keras by name, so a layer
     config naming one (an activation such as 'gelu_tanh', a custom layer) builds, and so does a
     copy of the layer made from its config (repairs, saving). A worker holds one model."""
+    from backends.modern_keras.extra_layer_classes import layer_classes
+
+    layer_classes(keras)  # kdiff's own layers ("kdiff>Highway", ...), which files kdiff wrote may hold
     registry = keras.saving.get_custom_objects() if hasattr(keras, "saving") and hasattr(
         keras.saving, "get_custom_objects") else keras.utils.get_custom_objects()
     registry.update(custom_objects)
@@ -226,7 +229,52 @@ def _graph_nodes(model) -> list[tuple]:
         found[key] = (layer, node_index, node)
         stack.extend(_history(t) for t in _node_inputs(node))
     order = {id(layer): position for position, layer in enumerate(model.layers)}
-    return sorted(found.values(), key=lambda item: (order.get(id(item[0]), 1 << 30), item[1]))
+    ranked = sorted(found.values(), key=lambda item: (order.get(id(item[0]), 1 << 30), item[1]))
+    return _topological(ranked)
+
+
+def _topological(ranked: list) -> list:
+    """The calls in `ranked` order, each moved after the calls whose outputs it takes (operations that are
+    not layers of the model, such as a mask's computation, rank last in model.layers order)."""
+    done, result, pending = set(), [], list(ranked)
+    while pending:
+        waiting = []
+        for item in pending:
+            layer, node_index, node = item
+            needed = {(id(source), index) for source, index, _ in map(_history, _node_inputs(node))
+                      if not _is_input_layer(source)}
+            if needed <= done:
+                done.add((id(layer), node_index))
+                result.append(item)
+            else:
+                waiting.append(item)
+        if len(waiting) == len(pending):   # a cycle cannot happen in a Keras graph; keep the rest as ranked
+            return result + waiting
+        pending = waiting
+    return result
+
+
+def mask_only_nodes(model) -> set:
+    """(id(layer), node index) of the calls that only compute masks: Keras 3 records the operations that a
+    mask is computed with (Masking's `any(not_equal(...))`) as calls of the graph, feeding a layer's `mask`
+    argument. They are not layers of the model: not compared, not probed."""
+    main, stack = set(), [_history(t) for t in model.outputs]
+    while stack:
+        layer, node_index, _ = stack.pop()
+        key = (id(layer), node_index)
+        if key in main or _is_input_layer(layer):
+            continue
+        main.add(key)
+        node = layer._inbound_nodes[node_index]
+        masks = {id(t) for t in _flat(_call_kwargs(node).get("mask"))}
+        stack.extend(_history(t) for t in _node_inputs(node) if id(t) not in masks)
+    return {(id(layer), index) for layer, index, _ in _graph_nodes(model)} - main
+
+
+def _call_kwargs(node) -> dict:
+    if hasattr(node, "arguments"):                         # Keras 3
+        return dict(node.arguments.kwargs)
+    return dict(getattr(node, "call_kwargs", None) or {})  # tf_keras
 
 
 def _node_outputs(node) -> list:
@@ -240,7 +288,10 @@ def _shape(tensor) -> tuple:
 def _layer_calls(model) -> list[tuple]:
     """[(layer, [its output tensors over all its calls], [inbound names])] in order."""
     calls: dict[int, tuple] = {}
-    for layer, _, node in _graph_nodes(model):
+    masks = mask_only_nodes(model)
+    for layer, node_index, node in _graph_nodes(model):
+        if (id(layer), node_index) in masks:
+            continue
         _, outputs, inbound = calls.setdefault(id(layer), (layer, [], []))
         outputs.extend(_node_outputs(node))
         for tensor in _node_inputs(node):

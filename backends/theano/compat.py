@@ -66,6 +66,8 @@ def prepare_keras(keras_major: int) -> None:
         # Python 3.11 removed inspect.getargspec; Keras 1 only reads .args / [0] of it.
         inspect.getargspec = inspect.getfullargspec
 
+    _batched_dot_without_blas()
+
     import keras
     from keras import backend as K
 
@@ -84,6 +86,20 @@ def prepare_keras(keras_major: int) -> None:
     # Inference mode everywhere: a constant learning phase also keeps Dropout and
     # BatchNormalization graphs free of the keras_learning_phase input.
     K.set_learning_phase(0)
+
+
+def _batched_dot_without_blas() -> None:
+    """Theano's BatchedDot (K.batch_dot: LocallyConnected1D/2D, Dot, Keras 1 merge 'dot') compiles C code
+    that calls BLAS's sgemm_ directly, which the empty blas__ldflags leaves unresolved: the compiled
+    module fails to import. Without its C code Theano runs the op's own numpy implementation (perform),
+    the same product."""
+    from theano.graph.utils import MethodNotDefined
+    from theano.tensor.blas import BatchedDot
+
+    def no_c_code(self, *args, **kwargs):
+        raise MethodNotDefined("BatchedDot without BLAS ldflags: numpy's perform")
+
+    BatchedDot.c_code = no_c_code
 
 
 def h5py2_view(group):

@@ -46,6 +46,7 @@ def load_model(model_json_text: str, weights_path: str | None, custom_objects: d
 
     spec = keras1_layout(_parse_json(model_json_text), keras.__version__)
     _resolve_functions(spec, custom_objects, trust_lambda_bytecode)
+    _translate_cudnn(spec)
     try:
         model = keras.models.model_from_json(json.dumps(spec), custom_objects=custom_objects)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -176,6 +177,19 @@ def _resolve_functions(spec: dict, custom_objects: dict, trust_lambda_bytecode: 
                 error.hint = (f"supply it with --custom-objects FILE.py as a function named '{key}', or pass "
                               "--trust-lambda-bytecode if you trust this file and it was written by Python 3.11")
                 raise error
+
+
+# Keras 2.3.1's CuDNN layers run only on TensorFlow with a GPU; the plain layer with CuDNN's fixed functions
+# computes the same, and Keras's own weight loading converts the CuDNN weights for it (_convert_rnn_weights).
+_CUDNN_AS = {"CuDNNLSTM": ("LSTM", {}), "CuDNNGRU": ("GRU", {"reset_after": True})}
+
+
+def _translate_cudnn(spec: dict) -> None:
+    for layer in _layer_specs(spec):
+        if layer["class_name"] in _CUDNN_AS and isinstance(layer["config"], dict):
+            class_name, extra = _CUDNN_AS[layer["class_name"]]
+            layer["class_name"] = class_name
+            layer["config"].update(activation="tanh", recurrent_activation="sigmoid", use_bias=True, **extra)
 
 
 def _cannot_build(exc: Exception) -> ModelInputError:
