@@ -68,3 +68,25 @@ def test_a_nan_in_the_sample_is_named_and_proven_on_theano_against_tensorflow(en
     assert "warning: sample_nan.npy holds 1 NaN" in result.stdout
     clean, result = kdiff_json(tmp_path, folder / "model.json", folder / "weights.h5", folder / "sample.npy")
     assert result.returncode == 0 and clean["findings"] == [] and clean["input_warnings"] == []
+
+
+def test_integer_and_non_finite_weights_are_warnings(tmp_path):
+    import shutil
+
+    import h5py
+
+    from kdiff.model_files import inspect_model
+
+    folder = fixture_dir("k2_mlp_relu")
+    shutil.copy(folder / "weights.h5", tmp_path / "weights.h5")
+    assert inspect_model(str(folder / "model.json"), str(tmp_path / "weights.h5")).warnings == ()
+    with h5py.File(tmp_path / "weights.h5", "r+") as handle:
+        handle["dense_1"]["dense_1/kernel"][0, 0] = np.nan
+        bias = handle["dense_2"]["dense_2/bias"][...]
+        del handle["dense_2"]["dense_2/bias"]
+        handle["dense_2"].create_dataset("dense_2/bias", data=bias.astype(np.int32))
+    warnings = inspect_model(str(folder / "model.json"), str(tmp_path / "weights.h5")).warnings
+    assert warnings == ("1 weight array(s) hold integers (dense_2/dense_2/bias): each framework converts them to "
+                        "its float type on load",
+                        "1 weight array(s) hold NaN or Inf (dense_1/dense_1/kernel): every output they reach is NaN or "
+                        "Inf, and frameworks propagate those differently")
