@@ -38,11 +38,12 @@ def diff_parser(prog: str = "kdiff") -> argparse.ArgumentParser:
         "Compare a model layer by layer on two backends, find where they start to disagree, name the "
         "cause and prove it. Other commands: 'kdiff fix', 'kdiff env list|create|path'."))
     parser.add_argument("files", nargs="+", metavar="FILE",
-                        help="MODEL [WEIGHTS] SAMPLE: model.json (Keras 1/2/3) or model.keras, its weights, a .npy "
-                             "sample; only SAMPLE when both sides name their own files")
+                        help="MODEL [WEIGHTS] SAMPLE: model.json (Keras 1/2/3) and its weights, a full-model .h5 "
+                             "(model.save() of Keras 1/2 or tf.keras 2.x) or model.keras alone, a .npy sample; only "
+                             "SAMPLE when both sides name their own files")
     parser.add_argument("--a", dest="a", metavar="BACKEND[:MODEL[,WEIGHTS]]",
                         help=f"side A ({', '.join(BACKENDS)}), optionally with its own files; default theano, "
-                             "or tensorflow for Keras 3 files")
+                             "or tensorflow for Keras 3 files, tf-keras for files tf.keras 2.x wrote")
     parser.add_argument("--b", dest="b", metavar="BACKEND[:MODEL[,WEIGHTS]]",
                         help="side B, optionally with its own files (e.g. a port: --b tensorflow:port.keras); "
                              "default tensorflow, or jax for Keras 3 files")
@@ -190,8 +191,11 @@ def resolve_sides(args: argparse.Namespace, data: tuple[str, ...] = ("SAMPLE",),
     a_model, a_weights = (a_model, a_weights) if a_model else (shared_model, shared_weights)
     b_model, b_weights = (b_model, b_weights) if b_model else (shared_model, shared_weights)
     check_options(args, {name.lower().removesuffix('.npy'): path for name, path in zip(data, files[-count:])})
-    keras3 = inspect_model(a_model, a_weights).keras_major == 3
-    a = Side("a", a_backend or ("tensorflow" if keras3 else "theano"), a_model, a_weights, args.a_python)
+    model_file = inspect_model(a_model, a_weights)
+    keras3 = model_file.keras_major == 3
+    # a tf.keras 2.x file never ran on Theano: by default its own Keras (tf_keras) is side A
+    default_a = "tensorflow" if keras3 else "tf-keras" if model_file.tf_keras else "theano"
+    a = Side("a", a_backend or default_a, a_model, a_weights, args.a_python)
     b = Side("b", b_backend or ("jax" if keras3 else "tensorflow"), b_model, b_weights, args.b_python,
              layout=_checked_layout(getattr(args, "b_layout", None), b_backend or ("jax" if keras3 else "tensorflow"),
                                     b_model, b_weights))

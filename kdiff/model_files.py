@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from kdiff import layer_catalog
+from kdiff import full_model_h5
 from kdiff.errors import InputError
 from kdiff.model_checks import (check_layer_config, check_listed_weights, check_unique_names, parse_model_json,
                                  weights_warnings)
@@ -26,7 +27,7 @@ KERAS1_ONLY_KEYS = frozenset({"nb_filter", "border_mode", "dim_ordering", "outpu
 @dataclass(frozen=True)
 class ModelFile:
     path: Path
-    format: str                # "keras-json" or "keras3-archive"
+    format: str                # "keras-json", "keras-h5" (a full-model file, model.save()) or "keras3-archive"
     keras_major: int           # 1, 2 or 3
     keras_version: str         # as written in the file, "" when it says none
     layer_classes: tuple       # every layer class used, nested models included
@@ -37,6 +38,7 @@ class ModelFile:
     flatten_formats: tuple = ()  # (Flatten layer name, its stated data_format or ""), for every Flatten
     warnings: tuple = ()       # what in the files is accepted but worth saying (integer or non-finite weights)
     integer_input: bool = False  # the model takes integer ids (an Embedding first, or an integer InputLayer)
+    tf_keras: bool = False     # a Keras 2 file written by TensorFlow's own Keras (tf.keras 2.x), never run on Theano
 
 
 def inspect_model(model_path: str, weights_path: str | None) -> ModelFile:
@@ -46,7 +48,9 @@ def inspect_model(model_path: str, weights_path: str | None) -> ModelFile:
     readable_file(model_path, "model file", "a model.json or .keras file")
     if path.suffix == ".keras":
         return _inspect_keras3_archive(path, weights_path)
-    config = parse_model_json(path.read_bytes(), path.name)
+    # a full-model HDF5 file (model.save('model.h5')): the architecture and the weights in one
+    full = full_model_h5.read_full_model(path) if full_model_h5.is_hdf5(path) else None
+    config = full.model_config if full else parse_model_json(path.read_bytes(), path.name)
     if not isinstance(config, dict) or "class_name" not in config or "config" not in config:
         raise InputError("model-json-shape", f"{path.name} is JSON but not a Keras model description",
                          "expected an object with 'class_name' and 'config', as model.to_json() writes it")
@@ -55,10 +59,12 @@ def inspect_model(model_path: str, weights_path: str | None) -> ModelFile:
     if unsupported:
         raise InputError("unsupported-layer", f"not supported yet: {', '.join(unsupported)}",
                          "kdiff cannot build these layers yet; please open an issue with the model file")
-    attrs = _weights_attrs(weights_path) if weights_path else {}
+    attrs = _weights_attrs(weights_path or model_path) if weights_path or full else {}
     version = str(config.get("keras_version") or attrs.get("keras_version") or "")
+    backend = full.backend if full and full.backend else str(attrs.get("backend", ""))
     return ModelFile(
-        path=path, format="keras-json", keras_major=_keras_major(config, layers, version), keras_version=version,
+        path=path, format="keras-h5" if full else "keras-json", keras_major=_keras_major(config, layers, version),
+        keras_version=version, tf_keras=full_model_h5.written_by_tf_keras(version, backend),
         layer_classes=tuple(sorted({cls for cls, _, _ in layers})), input_shapes=_declared_inputs(config, layers),
         weights_backend=str(attrs.get("backend", "")), has_lambda=any(cls == "Lambda" for cls, _, _ in layers),
         data_format=_stated_layout(layers), flatten_formats=_flatten_formats(layers),

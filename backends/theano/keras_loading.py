@@ -37,6 +37,28 @@ def keras_major_of(model_json_text: str) -> int:
     return 1 if any(_is_keras1_layer(layer) for layer in _layer_specs(spec)) else 2
 
 
+def read_model_file(model_path: str, weights_path: str | None) -> tuple[str, str | None]:
+    """(the model's JSON text, the weights file): a full-model HDF5 file (model.save('model.h5') of Keras 1 or 2)
+    holds both, its architecture in the root attribute `model_config` (Keras 1.2 wrote its `keras_version`
+    beside it, not in it) and its weights in the group `model_weights`, unless `weights_path` names others."""
+    import h5py
+
+    from backends.theano.compat import h5py2_view
+
+    if not h5py.is_hdf5(model_path):
+        with open(model_path, encoding="utf-8", errors="replace") as file:
+            return file.read(), weights_path
+    with h5py.File(model_path, "r") as h5:
+        attrs = h5py2_view(h5).attrs
+        if "model_config" not in attrs:
+            raise ModelInputError(f"{model_path} holds weights only, no architecture (no 'model_config' attribute)",
+                                  "pass the model JSON as the model and this file as the weights")
+        spec = _parse_json(attrs["model_config"].decode("utf8"))
+        if "keras_version" in attrs and not spec.get("keras_version"):
+            spec["keras_version"] = attrs["keras_version"].decode("utf8")
+    return json.dumps(spec), weights_path or model_path
+
+
 def load_model(model_json_text: str, weights_path: str | None, custom_objects: dict, trust_lambda_bytecode: bool):
     """Build the model with this Keras and load `weights_path` into it as Keras itself did.
 
@@ -47,6 +69,8 @@ def load_model(model_json_text: str, weights_path: str | None, custom_objects: d
     spec = keras1_layout(_parse_json(model_json_text), keras.__version__)
     _resolve_functions(spec, custom_objects, trust_lambda_bytecode)
     _translate_cudnn(spec)
+    if written_by_tf_keras(spec):
+        spec = from_tf_keras(spec)
     try:
         model = keras.models.model_from_json(json.dumps(spec), custom_objects=custom_objects)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -190,6 +214,57 @@ def _translate_cudnn(spec: dict) -> None:
             class_name, extra = _CUDNN_AS[layer["class_name"]]
             layer["class_name"] = class_name
             layer["config"].update(activation="tanh", recurrent_activation="sigmoid", use_bias=True, **extra)
+
+
+def written_by_tf_keras(spec: dict) -> bool:
+    """A Keras 2 config written by TensorFlow's own Keras (tf.keras: '2.2.4-tf', 2.4 and later, tf_keras)."""
+    version = spec.get("keras_version")
+    if not isinstance(version, str) or not version.startswith("2."):
+        return False
+    minor = "".join(c for c in version.split(".")[1] if c.isdigit()) if "." in version else ""
+    return version.endswith("-tf") or (minor.isdigit() and int(minor) >= 4)
+
+
+# tf.keras layer settings Keras 2.3.1 lacks, and the value at which they change nothing
+_TF_KERAS_NEUTRAL = {"groups": 1, "ragged": False, "optional": False, "sparse": False}
+
+
+def from_tf_keras(spec: dict) -> dict:
+    """A tf.keras 2.x config in Keras 2.3.1's terms: 'Functional' is 'Model'; settings tf.keras added are
+    dropped where they hold the value that changes nothing (Conv2D groups=1, InputLayer ragged=False), and any
+    other refused; initializers Keras 2.3.1 has only as functions ('GlorotUniform') are named as those (they
+    do not matter once the stored weights are loaded); a dtype policy is its dtype."""
+    import inspect
+
+    import keras
+
+    spec = json.loads(json.dumps(spec))
+    base = {"input_shape", "batch_input_shape", "batch_size", "dtype", "name", "trainable", "weights"}
+    for layer in [spec, *_layer_specs(spec)]:
+        if layer.get("class_name") == "Functional":
+            layer["class_name"] = "Model"
+        cls, config = getattr(keras.layers, str(layer.get("class_name")), None), layer.get("config")
+        if cls is None or not isinstance(config, dict) or not inspect.isclass(cls):
+            continue
+        accepted = set(inspect.signature(cls.__init__).parameters) | base
+        for key in [key for key in config if key not in accepted]:
+            if key in _TF_KERAS_NEUTRAL and config[key] == _TF_KERAS_NEUTRAL[key]:
+                del config[key]
+            elif key not in _TF_KERAS_NEUTRAL:
+                continue   # Keras refuses it when it builds the layer, naming it
+            else:
+                raise ModelInputError(
+                    f"layer '{config.get('name')}' ({layer['class_name']}) has {key}={config[key]!r}, which Keras "
+                    f"{keras.__version__} cannot build", "compare this tf.keras file on tf-keras and a Keras 3 backend")
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = (config["dtype"].get("config") or {}).get("name", "float32")
+        for key, value in config.items():
+            if key.endswith("_initializer") and isinstance(value, dict) and \
+                    not hasattr(keras.initializers, str(value.get("class_name"))):
+                snake = "".join("_" + c.lower() if c.isupper() else c for c in value["class_name"]).lstrip("_")
+                if hasattr(keras.initializers, snake):
+                    value["class_name"] = snake
+    return spec
 
 
 def _cannot_build(exc: Exception) -> ModelInputError:

@@ -29,7 +29,8 @@ class Worker(KerasWorker):
         from backends.theano.layer_ops import LayerOps
 
         self.loading = keras_loading
-        loaded = keras_loading.load_model(Path(model).read_text(), weights, custom_objects, trust_lambda_bytecode)
+        text, weights = keras_loading.read_model_file(model, weights)  # (a full-model .h5 holds both)
+        loaded = keras_loading.load_model(text, weights, custom_objects, trust_lambda_bytecode)
         self.layer_ops = LayerOps(loaded)
         return loaded
 

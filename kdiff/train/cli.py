@@ -5,7 +5,8 @@ import argparse
 
 from rich.console import Console
 
-from kdiff.cli import CommandParser, add_common_arguments, resolve_sides, write_json
+from kdiff import full_model_h5
+from kdiff.cli import CommandParser, _side_spec, add_common_arguments, resolve_sides, write_json
 from kdiff.diff import DiffOptions
 from kdiff.errors import UsageError
 from kdiff.metrics import Tolerance
@@ -23,12 +24,13 @@ def train_parser() -> argparse.ArgumentParser:
                         help="MODEL [WEIGHTS] X.npy Y.npy; only X.npy Y.npy when both sides name their own files")
     parser.add_argument("--optimizer", metavar="NAME[:k=v,...]",
                         help="both sides' optimizer, e.g. adam or rmsprop:rho=0.9 (each framework's defaults for "
-                             "what is not named)")
+                             "what is not named); default: the one a full-model .h5 was compiled with")
     parser.add_argument("--a-optimizer", metavar="[NAME][:k=v,...]", help="side A's optimizer or extra settings")
     parser.add_argument("--b-optimizer", metavar="[NAME][:k=v,...]",
                         help="side B's optimizer or extra settings; iterations=N starts the optimizer's step "
                              "counter at N (e.g. a resumed optimizer), as in adam:iterations=5")
-    parser.add_argument("--loss", required=True, help="a Keras loss name, e.g. mse or categorical_crossentropy")
+    parser.add_argument("--loss", help="a Keras loss name, e.g. mse or categorical_crossentropy; default: the one a "
+                                        "full-model .h5 was compiled with")
     parser.add_argument("--steps", type=int, default=5, help="training steps (default %(default)s)")
     parser.add_argument("--batch-size", type=int, help="samples per step (default: all of X, up to 32)")
     parser.add_argument("--a", dest="a", metavar="BACKEND[:MODEL[,WEIGHTS]]", help="side A, as for 'kdiff'")
@@ -64,8 +66,34 @@ def _value(text: str):
     return text
 
 
-def _optimizers(args: argparse.Namespace) -> tuple[OptimizerSpec, OptimizerSpec]:
-    shared = parse_optimizer(args.optimizer, "--optimizer") if args.optimizer else OptimizerSpec("")
+def _from_file(args: argparse.Namespace) -> full_model_h5.TrainingSetup | None:
+    """The optimizer and loss side A's full-model .h5 was compiled with (its training_config), where the user
+    leaves one of them out; None when they name both, or the model file carries none."""
+    own_names = all(getattr(args, f"{side}_optimizer") and
+                    parse_optimizer(getattr(args, f"{side}_optimizer"), f"--{side}-optimizer").name for side in "ab")
+    if args.loss and (args.optimizer or own_names):
+        return None
+    model = _side_spec(args.a)[1] or (args.files[0] if len(args.files) in (3, 4) else None)
+    if not model or not full_model_h5.is_hdf5(model):
+        return None
+    return full_model_h5.training_setup(model)
+
+
+def _said(setup: full_model_h5.TrainingSetup, args: argparse.Namespace, model: str) -> str:
+    """What was taken from the file, for the output."""
+    taken = []
+    if not args.optimizer:
+        settings = ", ".join(f"{key}={value}" for key, value in setup.settings.items())
+        taken.append(f"optimizer {setup.optimizer}" + (f" ({settings})" if settings else ""))
+    if not args.loss:
+        taken.append(f"loss {setup.loss}")
+    left_out = f"; not taken: {', '.join(setup.left_out)}" if setup.left_out and not args.optimizer else ""
+    return f"kdiff train: {' and '.join(taken)} from {model}'s training configuration{left_out}"
+
+
+def _optimizers(args: argparse.Namespace, from_file=None) -> tuple[OptimizerSpec, OptimizerSpec]:
+    shared = parse_optimizer(args.optimizer, "--optimizer") if args.optimizer else \
+        OptimizerSpec(from_file.optimizer, dict(from_file.settings)) if from_file else OptimizerSpec("")
     specs = []
     for side in "ab":
         text = getattr(args, f"{side}_optimizer")
@@ -80,11 +108,18 @@ def _optimizers(args: argparse.Namespace) -> tuple[OptimizerSpec, OptimizerSpec]
 
 def main(argv: list[str], out: Console, err: Console) -> int:
     args = train_parser().parse_args(argv)
-    optimizers = _optimizers(args)   # bad settings fail before anything starts
+    from_file = _from_file(args)
+    optimizers = _optimizers(args, from_file)   # bad settings fail before anything starts
+    loss = args.loss or (from_file.loss if from_file else None)
+    if not loss:
+        raise UsageError("usage", "no loss to train with", "name one with --loss NAME (a full-model .h5 saved after "
+                         "compile() carries its own)")
     a, b, (x_path, y_path) = resolve_sides(args, ("X.npy", "Y.npy"),
                                            "kdiff train model.json weights.h5 x.npy y.npy --optimizer adam --loss mse")
+    if from_file:
+        (out if args.json != "-" else err).print(_said(from_file, args, a.model), highlight=False)
     options = TrainOptions(
-        optimizers=optimizers, loss=args.loss, steps=args.steps, batch_size=args.batch_size,
+        optimizers=optimizers, loss=loss, steps=args.steps, batch_size=args.batch_size,
         diff=DiffOptions(tolerance=Tolerance(args.atol, args.rtol), custom_objects=args.custom_objects,
                          timeouts=Timeouts(call=args.timeout), gradients=False))
     with TrainView(err) as view:
