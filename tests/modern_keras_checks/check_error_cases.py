@@ -77,11 +77,11 @@ def run_cases(keras, fixtures: str, tmp: str) -> dict:
     json.dump(config, open(wrong_units, "w"))
     cases["weights_shape_mismatch"] = expect_error(
         ModelInputError, lambda: load(wrong_units, vgg_weights), ["dense_2", "(32, 7)", "(32, 10)"])
-    config["config"]["layers"][-1]["class_name"] = "ConvLSTM2D"
+    config["config"]["layers"][-1]["class_name"] = "ConvLSTM2DCell"
     unsupported = os.path.join(tmp, "unsupported.json")
     json.dump(config, open(unsupported, "w"))
     cases["unsupported_layer"] = expect_error(
-        UnsupportedLayerError, lambda: load(unsupported, vgg_weights), ["ConvLSTM2D", "dense_2"])
+        UnsupportedLayerError, lambda: load(unsupported, vgg_weights), ["ConvLSTM2DCell", "dense_2"])
 
     lambda_json, lambda_weights = path("k2_lambda", "model.json"), path("k2_lambda", "weights.h5")
     cases["lambda_untrusted"] = expect_error(LambdaBytecodeError, lambda: load(lambda_json, lambda_weights),
