@@ -353,6 +353,11 @@ def _worker_options(backend: str) -> dict:
     compiledir = kdiff_home() / "theano-compiledir"  # Theano compiles its ops into it: it must be writable
     try:
         writable_folder(compiledir, "Theano's compile folder")
+        compiledir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError("kdiff-home-unwritable", f"Theano's compile folder {compiledir} cannot be made "
+                         f"({exc.strerror or exc}) (in KDIFF_HOME)",
+                         "make that folder writable, or point KDIFF_HOME at a writable folder with free space") from exc
     except UsageError as exc:
         raise InputError("kdiff-home-unwritable", f"{exc.message} (in KDIFF_HOME)",
                          "make that folder writable, or point KDIFF_HOME at a writable folder with free space") from exc

@@ -79,15 +79,18 @@ def writable_file(path: str, option: str) -> None:
 
 
 def writable_folder(folder: Path, option: str) -> None:
-    """A folder kdiff will write into: it exists (or can be made) and can be written."""
+    """A folder kdiff will write into: it exists and can be written, or it can be made where its
+    nearest existing parent is a folder that can be written (nothing is made now: a run that ends
+    writing nothing leaves no folder behind)."""
     if folder.exists() and not folder.is_dir():
         raise UsageError("output-not-folder", f"{option} {folder} is a file, not a folder", f"give {option} a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError("output-unwritable", f"{option} {folder} cannot be created ({exc.strerror or exc})",
-                         f"give {option} a folder you can write") from exc
-    _try_writing(folder, option)
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError("output-unwritable", f"{option} {folder} cannot be created: {existing} is a file",
+                         f"give {option} a folder you can write")
+    _try_writing(existing, option)
 
 
 def _try_writing(folder: Path, option: str) -> None:
