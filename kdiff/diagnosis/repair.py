@@ -143,13 +143,21 @@ def _prove_further(session, current: DiffReport, first: str, tolerance: Toleranc
 
 
 def _with_explains(before: DiffReport, after: DiffReport, proven: dict[str, list[Finding]]) -> list[Finding]:
-    """The round's findings, each explaining the layers that match now and did not before, from its own
-    layer up to the next fixed one (in topological order)."""
-    owner, explained = None, {name: [] for name in proven}
+    """The round's findings, each explaining the layers that match now and did not before: a layer is
+    explained by the fix it waited for last, the latest (in topological order) of the fixed layers among
+    itself and the layers it depends on, as if the fixes had been applied one at a time in that order."""
+    order = {layer.name: index for index, layer in enumerate(after.layers)}
+    fixed_upstream: dict[str, set] = {}
+    for layer in after.layers:  # (in topological order: a layer's sources come before it)
+        fixed_upstream[layer.name] = {layer.name} & proven.keys()
+        for source in layer.inbound:
+            fixed_upstream[layer.name] |= fixed_upstream.get(source, set())
+    first = next(iter(proven))
+    explained = {name: [] for name in proven}
     for was, now in zip(before.layers, after.layers):
-        owner = was.name if was.name in proven else owner
-        if owner is not None and was.status != MATCH and now.status == MATCH:
-            explained[owner].append(was.name)
+        if was.status != MATCH and now.status == MATCH:
+            owners = fixed_upstream[was.name]
+            explained[max(owners, key=order.get) if owners else first].append(was.name)
     return [replace(finding, explains=tuple(explained[name])) for name, found in proven.items() for finding in found]
 
 
