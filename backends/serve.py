@@ -20,14 +20,14 @@ import traceback
 
 import zmq
 
-import backends.commands.gradients  # noqa: F401  (each module registers its commands)
-import backends.commands.layer_changes  # noqa: F401
-import backends.commands.layers  # noqa: F401
-import backends.commands.model  # noqa: F401
-import backends.commands.training  # noqa: F401
-from backends.commands import COMMANDS, Call
-from backends.errors import ModelInputError
-from kdiff.wire import PROTOCOL_VERSION, ProtocolError, decode, encode
+import backends.common.commands.gradients  # noqa: F401  (each module registers its commands)
+import backends.common.commands.layer_changes  # noqa: F401
+import backends.common.commands.layers  # noqa: F401
+import backends.common.commands.model  # noqa: F401
+import backends.common.commands.training  # noqa: F401
+from backends.common.commands import COMMANDS, Call
+from backends.common.errors import ModelInputError
+from kdiff.protocol.wire import PROTOCOL_VERSION, ProtocolError, decode, encode
 
 PR_SET_PDEATHSIG = 1
 EXIT_COORDINATOR_GONE = 75

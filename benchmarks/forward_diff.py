@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from kdiff.diff import DiffOptions, DiffSession, Side  # noqa: E402
 from kdiff.environments import ensure_env  # noqa: E402
-from kdiff.wire import decode, encode  # noqa: E402
+from kdiff.protocol.wire import decode, encode  # noqa: E402
 from timing import median_time  # noqa: E402  (benchmarks/timing.py)
 
 

@@ -14,7 +14,7 @@ from kdiff.model_checks import parse_model_json
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
-# kdiff train's optimizer names (backends/training_common.OPTIMIZER_CLASSES), by the class names files state
+# kdiff train's optimizer names (backends/common/training_common.OPTIMIZER_CLASSES), by the class names files state
 OPTIMIZER_NAMES = {"sgd": "sgd", "adam": "adam", "rmsprop": "rmsprop", "adagrad": "adagrad", "adadelta": "adadelta",
                    "adamax": "adamax", "nadam": "nadam"}
 # Optimizer settings taken from a file, under kdiff's names (Keras 1 and Keras <= 2.2 wrote 'lr'); the rest

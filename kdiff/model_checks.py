@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from kdiff.errors import InputError
-from kdiff.wire import nesting_depth
+from kdiff.protocol.wire import nesting_depth
 
 MAX_JSON_DEPTH = 200  # a model nests a few levels a layer: Keras 3 configs of nested models reach ~30
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdiff import layer_catalog
+from kdiff.protocol import layer_catalog
 from kdiff import full_model_h5
 from kdiff.errors import InputError
 from kdiff.model_checks import (check_layer_config, check_listed_weights, check_unique_names, parse_model_json,

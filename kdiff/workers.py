@@ -23,7 +23,7 @@ from pathlib import Path
 import zmq
 
 from kdiff.errors import InputError, WorkerFailure
-from kdiff.wire import PROTOCOL_VERSION, ProtocolError, decode, encode
+from kdiff.protocol.wire import PROTOCOL_VERSION, ProtocolError, decode, encode
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent  # holds both kdiff/ and backends/
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backends.worker_base import Worker as WorkerBase
+from backends.common.worker_base import Worker as WorkerBase
 
 class Worker(WorkerBase):
     backend = "fake"

@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 
-from kdiff.wire import encode
+from kdiff.protocol.wire import encode
 
 HOSTILE_DTYPES = ["(-1,)f4", "(2,3)<f4", "(1,)f4", "V8", "|V4", "S3", "|S8", "U2", "<U4", "O", "|O", "f16", "<f16",
                   "g", "M8[ns]", "<m8[s]", "<f4,<i4", "[('a','<f4')]", "float32", "int", "", "f4" * 300, "\x00",

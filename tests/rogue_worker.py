@@ -15,7 +15,7 @@ import time
 import zmq
 
 from backends.serve import HeartbeatThread
-from kdiff.wire import PROTOCOL_VERSION, encode
+from kdiff.protocol.wire import PROTOCOL_VERSION, encode
 
 
 def _array_reply(seq: int, entry: dict, buffer: bytes) -> list:

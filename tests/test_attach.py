@@ -250,7 +250,7 @@ def _attack(endpoint: str, keys_dir: str | None, seed: int, seconds: float = 6.0
     import zmq
 
     from kdiff.probe.keys import ClientKeys
-    from kdiff.wire import ProtocolError, decode
+    from kdiff.protocol.wire import ProtocolError, decode
     from tests.hostile_messages import hostile_message
 
     rng = random.Random(seed)

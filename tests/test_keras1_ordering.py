@@ -1,4 +1,4 @@
-"""Fast: the one layout rule for Keras 1 layers that saved no dim_ordering (backends/keras1_ordering.py),
+"""Fast: the one layout rule for Keras 1 layers that saved no dim_ordering (backends/common/keras1_ordering.py),
 as the theano worker and the Keras 3 translation each apply it, on real Keras 1.2.2 files; and the Keras 1
 Embedding's arguments as the Keras 3 translation reads them. No framework is imported."""
 import copy
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from backends import keras1_ordering
+from backends.common import keras1_ordering
 from backends.modern_keras import legacy_config
-from backends.theano import keras_loading
+from backends.original_keras import loading
 from tests.conftest import fixture_dir
 
 LAYOUT = {"th": "channels_first", "tf": "channels_last"}
@@ -65,7 +65,7 @@ CASES = [  # (orderings the convolutions state, file version, the ordering the o
 
 def theano_orderings(model: dict) -> dict:
     """The dim_ordering of every layer as the theano worker hands the config to Keras 1.2.2."""
-    spec = keras_loading.keras1_layout(copy.deepcopy(model), "1.2.2")
+    spec = loading.keras1_layout(copy.deepcopy(model), "1.2.2")
     return {entry["config"]["name"]: entry["config"].get("dim_ordering")
             for entry in keras1_ordering.layer_entries(spec) if entry["class_name"] != "Model"}
 
@@ -106,7 +106,7 @@ def test_the_real_keras1_vgg_gets_th_on_both_sides():
     pads = [layer["config"]["name"] for layer in model["config"] if layer["class_name"] == "ZeroPadding2D"]
     assert len(pads) == 3 and all("dim_ordering" not in layer["config"] for layer in model["config"]
                                   if layer["class_name"] == "ZeroPadding2D")
-    theano = keras_loading.keras1_layout(model, "1.2.2")
+    theano = loading.keras1_layout(model, "1.2.2")
     assert [layer["config"]["dim_ordering"] for layer in theano["config"]
             if layer["class_name"] == "ZeroPadding2D"] == ["th"] * 3
     keras3 = keras3_layouts(model)
@@ -115,7 +115,7 @@ def test_the_real_keras1_vgg_gets_th_on_both_sides():
 
 def test_keras2_files_are_left_as_they_are():
     model = model_json("k2_vgg_channels_first")
-    assert keras_loading.keras1_layout(copy.deepcopy(model), "2.3.1") == model
+    assert loading.keras1_layout(copy.deepcopy(model), "2.3.1") == model
 
 
 def test_keras1_embedding_keeps_output_dim():

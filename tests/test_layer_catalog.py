@@ -1,4 +1,4 @@
-"""kdiff/layer_catalog.py is the one list of layer classes: the coordinator's pre-check and the Keras 3 /
+"""kdiff/protocol/layer_catalog.py is the one list of layer classes: the coordinator's pre-check and the Keras 3 /
 tf_keras translation both read it, it names every public layer class of the real Keras 1.2.2 and 2.3.1, and
 every class it accepts is one the translation can build."""
 import json
@@ -7,13 +7,14 @@ import subprocess
 import pytest
 
 from backends.modern_keras import build, legacy_config
-from kdiff import layer_catalog, model_files
+from kdiff import model_files
+from kdiff.protocol import layer_catalog
 from kdiff.errors import InputError
 
 LIST_PUBLIC_LAYERS = """
 import sys, inspect, json
 sys.path.insert(0, sys.argv[2])
-from backends.theano import compat
+from backends.original_keras import compat
 compat.configure_theano(sys.argv[3])
 compat.prepare_keras(int(sys.argv[1]))
 from keras import layers

@@ -12,7 +12,7 @@ from kdiff.attach.client import ProbeClient, ProbeUnreachable
 from kdiff.attach.snapshot import check_snapshot
 from kdiff.probe.channel import ProbeChannel, ProbeSetupError, is_loopback, parse_request
 from kdiff.probe.keys import ClientKeys, ServerKeys, make_keys
-from kdiff.wire import ProtocolError, encode
+from kdiff.protocol.wire import ProtocolError, encode
 
 
 def test_the_probe_imports_numpy_and_pyzmq_only():

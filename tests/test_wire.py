@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from kdiff.wire import ProtocolError, decode, encode
+from kdiff.protocol.wire import ProtocolError, decode, encode
 
 
 def test_round_trip_keeps_dtype_shape_values_and_header():

@@ -13,7 +13,7 @@ import zmq
 
 from kdiff.errors import InputError, WorkerFailure
 from kdiff.probe.channel import ProbeChannel
-from kdiff.wire import ProtocolError, decode, encode
+from kdiff.protocol.wire import ProtocolError, decode, encode
 from kdiff.workers import WorkerPool, WorkerProcess
 from tests.hostile_messages import hostile_message, valid_messages
 

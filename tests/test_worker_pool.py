@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from kdiff.errors import EXIT_WORKER_FAILED, InputError, WorkerFailure
-from kdiff.wire import PROTOCOL_VERSION
+from kdiff.protocol.wire import PROTOCOL_VERSION
 from kdiff.workers import Timeouts, WorkerPool
 from tests.helpers import wait_until_gone
 

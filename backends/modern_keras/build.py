@@ -9,11 +9,11 @@ dropout rates inside recurrent layers do nothing at inference.
 """
 from __future__ import annotations
 
-from backends.errors import LambdaBytecodeError, ModelInputError
+from backends.common.errors import LambdaBytecodeError, ModelInputError
 from backends.modern_keras import lambda_bytecode
 from backends.modern_keras.extra_layer_classes import layer_classes
 from backends.modern_keras.legacy_config import LayerSpec, ModelDescription, TensorRef
-from kdiff.layer_catalog import KDIFF_EXTRA_LAYERS, TF_KERAS_NATIVE
+from kdiff.protocol.layer_catalog import KDIFF_EXTRA_LAYERS, TF_KERAS_NATIVE
 
 _CONV = ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
          "activation", "use_bias")

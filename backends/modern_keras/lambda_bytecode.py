@@ -17,7 +17,7 @@ import struct
 import sys
 import types
 
-from backends.errors import ModelInputError
+from backends.common.errors import ModelInputError
 
 # Code object layouts: (number of raw int32 fields, names of the object fields up to
 # co_name, Python versions). The type of the field after code/consts/names tells them apart.

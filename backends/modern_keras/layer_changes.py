@@ -7,7 +7,7 @@ objects again on its own inputs, the changed layer in the old one's place, so ev
 weight stays shared and the model saves as a plain Keras model."""
 from __future__ import annotations
 
-from backends.errors import ModelInputError
+from backends.common.errors import ModelInputError
 from backends.modern_keras.loading import _flat, _graph_nodes, _node_inputs, _node_outputs
 from backends.modern_keras.layer_ops import _call_arguments
 

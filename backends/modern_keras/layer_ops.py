@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.errors import ModelInputError
+from backends.common.errors import ModelInputError
 from backends.modern_keras.loading import (_flat, _graph_nodes, _layer_calls, _node_inputs, _node_outputs,
                                            forward_all, mask_only_nodes)
 

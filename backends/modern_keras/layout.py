@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 
-from backends.errors import ModelInputError
+from backends.common.errors import ModelInputError
 from backends.modern_keras.legacy_config import LayerSpec, ModelDescription
 
 LAYOUTS = ("channels_first", "channels_last")

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from backends import keras1_ordering
-from backends.errors import ModelInputError, UnsupportedLayerError
-from kdiff import layer_catalog
+from backends.common import keras1_ordering
+from backends.common.errors import ModelInputError, UnsupportedLayerError
+from kdiff.protocol import layer_catalog
 
 # Classes a description may hold (Keras 2 names). Anything else is refused up front.
 # The one list, shared with the coordinator's pre-check (kdiff/model_files.py).
@@ -147,7 +147,7 @@ def parse_model_config(model_config: dict) -> ModelDescription:
 
 def _fill_keras1_dim_ordering(model_config: dict, version: str) -> dict:
     """Keras 1.2 left `dim_ordering` out of ZeroPadding2D, UpSampling2D, Cropping2D... configs:
-    the ordering comes from the one rule the theano worker uses too (backends/keras1_ordering.py)."""
+    the ordering comes from the one rule the theano worker uses too (backends/common/keras1_ordering.py)."""
     return keras1_ordering.fill_dim_ordering(model_config, version)[0]
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
-from backends.errors import ModelInputError
+from backends.common.errors import ModelInputError
 from backends.modern_keras.legacy_config import LayerSpec, ModelDescription
 
 CONV_CLASSES = ("Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose")  # Keras 2's list for its fallback

@@ -18,7 +18,7 @@ import weakref
 import h5py
 import numpy as np
 
-from backends.errors import ModelInputError
+from backends.common.errors import ModelInputError
 from backends.modern_keras import legacy_config, legacy_weights
 from backends.modern_keras.build import build_model
 

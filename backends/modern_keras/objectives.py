@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from backends.errors import ModelInputError
+from backends.common.errors import ModelInputError
 
 
 def loss_function(keras, name: str):

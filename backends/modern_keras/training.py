@@ -13,11 +13,11 @@ import importlib
 
 import numpy as np
 
-from backends.errors import ModelInputError
+from backends.common.errors import ModelInputError
 from backends.modern_keras.objectives import loss_function
 from backends.modern_keras.loading import _layer_calls
 from backends.modern_keras.training_statistics import MovingStatistics
-from backends.training_common import (StepResult, check_layer_settings, check_settings, optimizer_class_name,
+from backends.common.training_common import (StepResult, check_layer_settings, check_settings, optimizer_class_name,
                                       pop_iterations, update_of)
 
 # Where each optimizer keeps its per-weight slots, and kdiff's name for each kind

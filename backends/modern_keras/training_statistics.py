@@ -2,14 +2,14 @@
 
 Each BatchNormalization layer's input for the step's batch (inference mode, i.e. Dropout passing
 through) is given to the layer itself in training mode, whose own update rule moves the
-statistics (see backends/moving_statistics.py)."""
+statistics (see backends/common/moving_statistics.py)."""
 from __future__ import annotations
 
 import numpy as np
 
 from backends.modern_keras.loading import _graph_nodes, _node_inputs
-from backends import moving_statistics
-from backends.training_common import BATCH_NORMALIZATION
+from backends.common import moving_statistics
+from backends.common.training_common import BATCH_NORMALIZATION
 
 
 class MovingStatistics(moving_statistics.MovingStatistics):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from backends.keras_worker import KerasWorker
+from backends.common.keras_worker import KerasWorker
 
 
 class ModernKerasWorker(KerasWorker):
@@ -34,7 +34,7 @@ class ModernKerasWorker(KerasWorker):
         return self.layer_ops.forward_backward(inputs, projections, loss, targets)
 
     def _layer_config_impl(self, layer):
-        from backends.json_safe import json_safe
+        from backends.common.json_safe import json_safe
 
         return json_safe(self._model.get_layer(layer).get_config())
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
-from backends.keras_worker import KerasWorker
+from backends.common.keras_worker import KerasWorker
 
 
 class Worker(KerasWorker):
     backend = "theano"
 
     def _import_framework_impl(self) -> None:
-        from backends.theano import compat
+        from backends.original_keras import compat
 
         compat.configure_theano(self.options.get("compiledir") or str(Path.home() / ".cache" / "kdiff" / "theano"))
         # Which Keras runs is decided by the environment (2.3.1 or 1.2.2); its shims go in first.
@@ -25,12 +25,12 @@ class Worker(KerasWorker):
         return {"keras": keras.__version__, "theano": theano.__version__}
 
     def _load_impl(self, model, weights, custom_objects, trust_lambda_bytecode):
-        from backends.theano import keras_loading
-        from backends.theano.layer_ops import LayerOps
+        from backends.original_keras import loading
+        from backends.original_keras.layer_ops import LayerOps
 
-        self.loading = keras_loading
-        text, weights = keras_loading.read_model_file(model, weights)  # (a full-model .h5 holds both)
-        loaded = keras_loading.load_model(text, weights, custom_objects, trust_lambda_bytecode)
+        self.loading = loading
+        text, weights = loading.read_model_file(model, weights)  # (a full-model .h5 holds both)
+        loaded = loading.load_model(text, weights, custom_objects, trust_lambda_bytecode)
         self.layer_ops = LayerOps(loaded)
         return loaded
 

@@ -23,7 +23,7 @@ from kdiff.probe.keys import ClientKeys, make_keys
 from kdiff.report import DiffReport
 from kdiff.ui.attach_view import LiveLosses, render_attach_report
 from kdiff.ui.progress_view import ConsoleProgress
-from kdiff.wire import ProtocolError
+from kdiff.protocol.wire import ProtocolError
 from kdiff.workers import Timeouts
 
 HELLO_SECONDS = 10.0

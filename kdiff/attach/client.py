@@ -10,7 +10,7 @@ from typing import Callable
 import zmq
 
 from kdiff.errors import KdiffError
-from kdiff.wire import PROTOCOL_VERSION, ProtocolError, decode, encode
+from kdiff.protocol.wire import PROTOCOL_VERSION, ProtocolError, decode, encode
 
 MAX_SNAPSHOT_BYTES = 8 * 1024**3
 

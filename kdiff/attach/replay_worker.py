@@ -11,8 +11,8 @@ import zipfile
 
 import numpy as np
 
-from backends.errors import ModelInputError
-from backends.worker_base import Worker as WorkerBase
+from backends.common.errors import ModelInputError
+from backends.common.worker_base import Worker as WorkerBase
 from kdiff.attach.snapshot import read_snapshot
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from kdiff.environments import kdiff_home
-from kdiff.wire import ProtocolError
+from kdiff.protocol.wire import ProtocolError
 
 HEADER_FIELDS = {"step": int, "loss": (int, float, str), "backend": str, "layers": list, "inputs": list,
                  "outputs": list, "optimizer_slots": list, "versions": dict, "device": str,

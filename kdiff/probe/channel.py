@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 import zmq
 
-from kdiff.wire import PROTOCOL_VERSION, ProtocolError, decode, encode
+from kdiff.protocol.wire import PROTOCOL_VERSION, ProtocolError, decode, encode
 
 HASH = re.compile(r"[0-9a-f]{1,64}")
 REQUESTS = ("hello", "attach", "detach", "snapshot")

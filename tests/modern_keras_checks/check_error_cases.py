@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from backends.errors import LambdaBytecodeError, ModelInputError, UnsupportedLayerError  # noqa: E402
+from backends.common.errors import LambdaBytecodeError, ModelInputError, UnsupportedLayerError  # noqa: E402
 from backends.modern_keras import loading  # noqa: E402
 
 

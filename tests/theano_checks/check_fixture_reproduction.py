@@ -4,7 +4,7 @@ Run with the Python of the matching Theano environment (Keras 1 or 2, as model.j
 
     <theano venv>/bin/python tests/theano_checks/check_fixture_reproduction.py FIXTURE_DIR [--trust-lambda-bytecode]
 
-Loads FIXTURE_DIR/model.json and weights.h5 through backends.theano.keras_loading, runs
+Loads FIXTURE_DIR/model.json and weights.h5 through backends.original_keras.loading, runs
 sample.npy through forward_all and compares every layer with activations.npz. Prints
 {"layer key": max relative error} as JSON, where the error is max|ours - recorded| divided
 by max|recorded| of that output. Exit status: 0 all within 1e-5, 1 above it or outputs
@@ -23,8 +23,8 @@ import numpy as np
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO_ROOT)
 
-from backends.errors import ModelInputError  # noqa: E402
-from backends.theano import compat  # noqa: E402
+from backends.common.errors import ModelInputError  # noqa: E402
+from backends.original_keras import compat  # noqa: E402
 
 TOLERANCE = 1e-5
 
@@ -55,11 +55,11 @@ def main() -> int:
 
     with open(os.path.join(args.fixture_dir, "model.json")) as f:
         model_json = f.read()
-    from backends.theano.keras_loading import keras_major_of
+    from backends.original_keras.loading import keras_major_of
 
     compat.configure_theano(args.theano_cache)
     compat.prepare_keras(keras_major_of(model_json))
-    from backends.theano.keras_loading import forward_all, load_model
+    from backends.original_keras.loading import forward_all, load_model
 
     try:
         model = load_model(model_json, os.path.join(args.fixture_dir, "weights.h5"), {}, args.trust_lambda_bytecode)

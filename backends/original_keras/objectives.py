@@ -1,7 +1,7 @@
 """The loss functions of the Keras that wrote the file (1.2.2 or 2.3.1), by name."""
 from __future__ import annotations
 
-from backends.errors import ModelInputError
+from backends.common.errors import ModelInputError
 
 
 def loss_function(name: str, keras1: bool):

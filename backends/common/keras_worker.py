@@ -3,7 +3,7 @@
 (weights, set_weights, run, backward), both set by the subclass's ``_load_impl``."""
 from __future__ import annotations
 
-from backends.worker_base import Worker
+from backends.common.worker_base import Worker
 
 
 class KerasWorker(Worker):

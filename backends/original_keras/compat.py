@@ -1,7 +1,7 @@
 """Everything needed to run Theano-era Keras (1.2.2, 2.3.1) on Python 3.11 with theano-pymc.
 
 Call order in a worker: `configure_theano(cache_dir)`, then `prepare_keras(major)`, then
-import `backends.theano.keras_loading`. Each shim below says why it exists; none changes
+import `backends.original_keras.loading`. Each shim below says why it exists; none changes
 what a layer computes.
 """
 from __future__ import annotations

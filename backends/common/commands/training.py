@@ -14,15 +14,15 @@ import importlib
 
 import numpy as np
 
-from backends.commands import Call, command
-from backends.errors import ModelInputError
+from backends.common.commands import Call, command
+from backends.common.errors import ModelInputError
 
 
 @command("compile_optimizer")
 def compile_optimizer(call: Call) -> None:
     worker = call.worker
     worker._require_loaded()
-    module = "backends.theano.training" if worker.backend == "theano" else "backends.modern_keras.training"
+    module = "backends.original_keras.training" if worker.backend == "theano" else "backends.modern_keras.training"
     trainer_class = importlib.import_module(module).Trainer
     worker.trainer = trainer_class(worker, call.args["optimizer"], dict(call.args.get("config") or {}),
                                    call.args["loss"])

@@ -1,5 +1,5 @@
 """Loading a model, running it forward, and writing it out."""
-from backends.commands import Call, command
+from backends.common.commands import Call, command
 
 
 @command("load")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backends.errors import ModelInputError
+from backends.common.errors import ModelInputError
 
 # kdiff's optimizer names -> the class name every Keras generation uses
 OPTIMIZER_CLASSES = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop", "adagrad": "Adagrad",

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 
-from backends import keras1_ordering
-from backends.errors import LambdaBytecodeError, ModelInputError
+from backends.common import keras1_ordering
+from backends.common.errors import LambdaBytecodeError, ModelInputError
 
 # Config keys and layer classes that exist only in Keras 1 model files.
 # (Keras 2's Embedding keeps `output_dim`, so that name is no sign; `input_dtype` is Keras 1's `dtype`.)
@@ -43,7 +43,7 @@ def read_model_file(model_path: str, weights_path: str | None) -> tuple[str, str
     beside it, not in it) and its weights in the group `model_weights`, unless `weights_path` names others."""
     import h5py
 
-    from backends.theano.compat import h5py2_view
+    from backends.original_keras.compat import h5py2_view
 
     if not h5py.is_hdf5(model_path):
         with open(model_path, encoding="utf-8", errors="replace") as file:
@@ -83,7 +83,7 @@ def load_model(model_json_text: str, weights_path: str | None, custom_objects: d
 def keras1_layout(spec: dict, keras_version: str) -> dict:
     """Under Keras 1, `spec` with an ordering stated in every layer that takes one: Keras 1 saved none for
     ZeroPadding2D, UpSampling2D, Cropping2D... and would take keras.json's. The rule is the one the Keras 3
-    side uses (backends/keras1_ordering.py). Keras 2 files state every layer's data_format."""
+    side uses (backends/common/keras1_ordering.py). Keras 2 files state every layer's data_format."""
     if not keras_version.startswith("1."):
         return spec
     version = spec.get("keras_version") if isinstance(spec.get("keras_version"), str) else keras_version
@@ -284,7 +284,7 @@ def _load_weights(model, weights_path: str) -> None:
     import h5py
     import keras
 
-    from backends.theano.compat import h5py2_view
+    from backends.original_keras.compat import h5py2_view
 
     if not os.path.isfile(weights_path):
         raise ModelInputError(f"weights file not found: {weights_path}", "check the path given for weights.h5")

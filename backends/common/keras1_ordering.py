@@ -6,7 +6,7 @@ such a file, Keras 1 took the ordering from the loading machine's keras.json. Th
 VGG16 is 'th' with a ZeroPadding2D before every convolution, so on a default ('tf') machine it does not
 load back at all.
 
-The rule, used by the theano worker before Keras 1 builds the model (backends/theano/keras_loading.py)
+The rule, used by the theano worker before Keras 1 builds the model (backends/original_keras/loading.py)
 and by the Keras 3 / tf_keras translation (backends/modern_keras/legacy_config.py), so that both sides
 build the same model: every layer of a model used the one global setting, so a layer that states no
 ordering takes the ordering the model's other layers state (convolutions and pooling always write it);

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.theano.keras_loading import _graph, _layers, _model_nodes
-from backends import moving_statistics
-from backends.training_common import BATCH_NORMALIZATION
+from backends.original_keras.loading import _graph, _layers, _model_nodes
+from backends.common import moving_statistics
+from backends.common.training_common import BATCH_NORMALIZATION
 
 
 class MovingStatistics(moving_statistics.MovingStatistics):

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-from backends.errors import ModelInputError
+from backends.common.errors import ModelInputError
 
 
 class Worker:

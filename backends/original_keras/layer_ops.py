@@ -1,5 +1,5 @@
 """One layer's weights, one layer run alone, and every layer's gradients, for a model loaded
-by backends.theano.keras_loading (Keras 1 or 2 on Theano, learning phase fixed at 0).
+by backends.original_keras.loading (Keras 1 or 2 on Theano, learning phase fixed at 0).
 
 Theano compiles each graph before running it: the function running a layer, and the one
 computing the gradients, are compiled on first use and kept.
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.errors import ModelInputError
-from backends.json_safe import json_safe
-from backends.theano.keras_loading import _graph, _layers, _model_nodes
+from backends.common.errors import ModelInputError
+from backends.common.json_safe import json_safe
+from backends.original_keras.loading import _graph, _layers, _model_nodes
 
 
 class LayerOps:
@@ -77,7 +77,7 @@ class LayerOps:
         import theano
         from keras import backend as K
 
-        from backends.theano.losses import loss_function
+        from backends.original_keras.objectives import loss_function
 
         graph = _graph(self.model)
         if loss is None:

@@ -1,5 +1,5 @@
 """One layer at a time: its weights, and running it alone."""
-from backends.commands import Call, command
+from backends.common.commands import Call, command
 
 
 @command("weights")

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.errors import ModelInputError
-from backends.theano.keras_loading import _graph, _layers
-from backends.theano.training_statistics import MovingStatistics
-from backends.training_common import (StepResult, check_layer_settings, check_settings, optimizer_class_name,
+from backends.common.errors import ModelInputError
+from backends.original_keras.loading import _graph, _layers
+from backends.original_keras.training_statistics import MovingStatistics
+from backends.common.training_common import (StepResult, check_layer_settings, check_settings, optimizer_class_name,
                                       pop_iterations, update_of)
 
 # The slots each optimizer keeps per weight, in the order its get_updates creates them
@@ -139,7 +139,7 @@ class Trainer:
         batch mean of Keras's loss function, summed over the model's outputs."""
         from keras import backend as K
 
-        from backends.theano.losses import loss_function
+        from backends.original_keras.objectives import loss_function
 
         loss_of = loss_function(name, self.keras1)
         outputs = list(_graph(self.model).outputs)

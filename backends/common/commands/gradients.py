@@ -1,6 +1,6 @@
 """Gradients of a loss (a projection of the outputs, or a named loss on labels) with respect to
 every layer output and weight; and every layer's outputs with them, from one pass."""
-from backends.commands import Call, command
+from backends.common.commands import Call, command
 
 
 @command("backward")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.training_common import StatisticsStep, batch_moments
+from backends.common.training_common import StatisticsStep, batch_moments
 
 
 class MovingStatistics:

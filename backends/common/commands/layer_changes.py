@@ -1,5 +1,5 @@
 """A layer's configuration, and changes to it: run a changed copy alone, or keep the change."""
-from backends.commands import Call, command
+from backends.common.commands import Call, command
 
 
 @command("layer_config")
