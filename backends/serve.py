@@ -25,6 +25,7 @@ import backends.common.commands.layer_changes  # noqa: F401
 import backends.common.commands.layers  # noqa: F401
 import backends.common.commands.model  # noqa: F401
 import backends.common.commands.training  # noqa: F401
+from backends import registry
 from backends.common.commands import COMMANDS, Call
 from backends.common.errors import ModelInputError
 from kdiff.protocol.wire import PROTOCOL_VERSION, ProtocolError, decode, encode
@@ -205,9 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     server = Server(socket, None)
     server.set_running(0)  # importing a framework takes seconds: the coordinator hears progress meanwhile
     try:
-        module = importlib.import_module(args.worker_module or f"backends.{args.backend.replace('-', '_')}.worker")
-        options = dict(item.split("=", 1) for item in args.option)
-        server.worker = module.Worker(options)
+        worker_class = (importlib.import_module(args.worker_module).Worker if args.worker_module
+                        else registry.backend(args.backend).worker_class())
+        server.worker = worker_class(dict(item.split("=", 1) for item in args.option))
         info = server.worker.start()
     except Exception as exc:
         server.send({"type": "error", "seq": 0, "error": error_payload(exc)})

@@ -25,6 +25,7 @@ class Worker:
         self._input_specs: list[dict] = []
         self._layer_names: set[str] = set()
         self._last_outputs: dict[str, list[np.ndarray]] = {}
+        self._trainer = None  # the training step's state once 'compile_optimizer' came (kdiff train)
 
     # ---- public API, called by backends.serve -------------------------------------------
     def start(self) -> dict:
@@ -55,7 +56,7 @@ class Worker:
     def forward(self, inputs: list[np.ndarray]) -> Iterator[tuple[str, list[np.ndarray]]]:
         """Every layer's outputs in inference mode, one layer at a time in topological order."""
         self._require_loaded()
-        prepared = self._check_inputs(inputs)
+        prepared = self.check_inputs(inputs)
         self._last_outputs = {"input:" + spec["name"]: [x] for spec, x in zip(self._input_specs, prepared)}
         for name, outputs in self._forward_impl(prepared):
             outputs = [np.asarray(out) for out in outputs]
@@ -136,7 +137,7 @@ class Worker:
 
         Yields ``(layer, [d loss / d output], [(weight name, d loss / d weight)])`` in topological order."""
         self._require_loaded()
-        prepared = self._check_inputs(inputs)
+        prepared = self.check_inputs(inputs)
         targets = None if targets is None else [np.asarray(t) for t in targets]
         for name, output_grads, weight_grads in self._backward_impl(prepared, [np.asarray(p) for p in projections],
                                                                     loss, targets):
@@ -149,7 +150,7 @@ class Worker:
         forward's are), then ``("gradient", layer, [d loss / d output], [(weight name, d loss / d weight)])``
         for every layer, both in topological order."""
         self._require_loaded()
-        prepared = self._check_inputs(inputs)
+        prepared = self.check_inputs(inputs)
         targets = None if targets is None else [np.asarray(t) for t in targets]
         self._last_outputs = {"input:" + spec["name"]: [x] for spec, x in zip(self._input_specs, prepared)}
         for kind, name, *values in self._forward_backward_impl(prepared, [np.asarray(p) for p in projections],
@@ -230,6 +231,31 @@ class Worker:
         raise ModelInputError(f"kdiff cannot write models for the {self.backend} backend",
                               "write repaired models for tensorflow, jax, torch or tf-keras")
 
+    # ---- training (kdiff train; backends.common.commands.training) -----------------------
+    def compile_optimizer(self, optimizer: str, config: dict, loss: str) -> dict:
+        """Make the optimizer and loss a training step uses; answers what the trainer describes."""
+        self._require_loaded()
+        self._trainer = self._trainer_impl(optimizer, dict(config), loss)
+        return self._trainer.describe()
+
+    @property
+    def trainer(self):
+        """The trainer 'compile_optimizer' made: its family's Trainer (backends/<family>/training.py)."""
+        if self._trainer is None:
+            raise ModelInputError("no optimizer compiled yet", "send 'compile_optimizer' first")
+        return self._trainer
+
+    @property
+    def model(self):
+        """The loaded model, for the trainer."""
+        self._require_loaded()
+        return self._model
+
+    def _trainer_impl(self, optimizer: str, config: dict, loss: str):
+        from backends import registry
+
+        return registry.backend(self.backend).trainer_class()(self, optimizer, config, loss)
+
     # ---- checks -------------------------------------------------------------------------
     def _require_layer(self, layer: str) -> None:
         self._require_loaded()
@@ -245,7 +271,8 @@ class Worker:
         if self._model is None:
             raise RuntimeError(f"{self.backend} worker has no model: 'load' must come first")
 
-    def _check_inputs(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    def check_inputs(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The inputs as the model takes them (one per model input, conformed to its spec), or a ModelInputError."""
         specs = self._input_specs
         if len(inputs) != len(specs):
             raise ModelInputError(

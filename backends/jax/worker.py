@@ -4,7 +4,6 @@ from backends.modern_keras.worker import ModernKerasWorker
 class Worker(ModernKerasWorker):
     backend = "jax"
     keras_backend = "jax"
-    gradients_module = "backends.jax.gradients"
 
     def _versions_impl(self) -> dict:
         import jax

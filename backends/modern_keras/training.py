@@ -9,7 +9,7 @@ training-mode rule (``training_statistics.py``). The optimizer setting ``iterati
 constructor argument) sets the built optimizer's step counter, e.g. a resumed optimizer's."""
 from __future__ import annotations
 
-import importlib
+from backends import registry
 
 import numpy as np
 
@@ -31,8 +31,8 @@ KERAS2_FORMULAS = ("RMSprop", "Adagrad")
 class Trainer:
     def __init__(self, worker, optimizer: str, config: dict, loss: str):
         self.keras = worker.keras
-        self.model = worker._model
-        self.backend_training = importlib.import_module(worker.gradients_module.replace(".gradients", ".training"))
+        self.model = worker.model
+        self.backend_training = registry.backend(worker.backend).module("training")
         self.class_name = optimizer_class_name(optimizer)
         check_settings(config)
         config = dict(config)

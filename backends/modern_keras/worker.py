@@ -9,15 +9,16 @@ from backends.common.keras_worker import KerasWorker
 class ModernKerasWorker(KerasWorker):
     keras_backend = ""      # KERAS_BACKEND for Keras 3; "" for tf_keras
     keras_module = "keras"  # the module to import as `keras`
-    gradients_module = ""   # the backend's backends/<backend>/gradients.py
 
     def _import_framework_impl(self) -> None:
         if self.keras_backend:
             os.environ["KERAS_BACKEND"] = self.keras_backend
         import importlib
 
+        from backends import registry
+
         self.keras = importlib.import_module(self.keras_module)
-        self.gradients = importlib.import_module(self.gradients_module)
+        self.gradients = registry.backend(self.backend).module("gradients")
         from backends.modern_keras import loading
 
         self.loading = loading

@@ -14,10 +14,11 @@ from backends.original_keras.loading import _graph, _layers, _model_nodes
 
 
 class LayerOps:
-    def __init__(self, model):
+    def __init__(self, model, gradients):
         import keras
 
         self.model = model
+        self.gradients = gradients  # the backend's gradients module (backends/theano/gradients.py)
         self._layers = {layer.name: layer for layer in _layers(model)}
         self._run_functions = {}       # layer name -> compiled function of the layer alone
         self._backward_functions = {}  # (loss, targets' ndim and dtype) -> compiled gradient function
@@ -74,7 +75,6 @@ class LayerOps:
     def _compile_backward(self, loss: str | None, targets: list[np.ndarray] | None):
         """One function: (model inputs, projections or targets) -> gradients with respect to every
         layer's outputs and weights, in backward()'s order."""
-        import theano
         from keras import backend as K
 
         from backends.original_keras.objectives import loss_function
@@ -89,7 +89,7 @@ class LayerOps:
             value = sum(K.mean(loss_of(target, output)) for target, output in zip(extra, graph.outputs))
         wanted = [t for layer, outputs in _layer_outputs(self.model) for t in [*outputs, *layer.weights]]
         # a layer whose output does not reach the model's outputs gets zeros
-        grads = theano.grad(value, wanted, disconnected_inputs="ignore")
+        grads = self.gradients.gradients(value, wanted)
         return K.function(list(graph.inputs) + extra, grads)
 
 

@@ -29,7 +29,8 @@ class Trainer:
         from keras import backend as K
 
         self.keras1 = keras.__version__.startswith("1.")
-        self.model = worker._model
+        self.model = worker.model
+        self.worker_backend = worker.backend
         self.class_name = optimizer_class_name(optimizer)
         check_settings(config)
         self.config = self._framework_config(config)
@@ -135,18 +136,13 @@ class Trainer:
         return K.function(list(self.gradient_inputs), [], updates=updates)
 
     def _compile_loss(self, name: str):
-        """K.function(targets + predictions) -> [loss, d loss / d prediction...], the loss being the
-        batch mean of Keras's loss function, summed over the model's outputs."""
-        from keras import backend as K
-
+        """(targets + predictions) -> [loss, d loss / d prediction...], the loss being the batch mean
+        of Keras's loss function, summed over the model's outputs (the backend's training.py compiles it)."""
+        from backends import registry
         from backends.original_keras.objectives import loss_function
 
-        loss_of = loss_function(name, self.keras1)
-        outputs = list(_graph(self.model).outputs)
-        targets = [K.placeholder(ndim=K.ndim(out), dtype=K.dtype(out)) for out in outputs]
-        predictions = [K.placeholder(ndim=K.ndim(out), dtype=K.dtype(out)) for out in outputs]
-        loss = sum(K.mean(loss_of(t, p)) for t, p in zip(targets, predictions))
-        return K.function(targets + predictions, [loss] + K.gradients(loss, predictions))
+        return registry.backend(self.worker_backend).module("training").loss_and_output_gradients_function(
+            loss_function(name, self.keras1), list(_graph(self.model).outputs))
 
     # ---- reading the optimizer's state ----------------------------------------------------
     def _slots(self, optimizer) -> dict:

@@ -4,7 +4,6 @@ from backends.modern_keras.worker import ModernKerasWorker
 class Worker(ModernKerasWorker):
     backend = "tensorflow"
     keras_backend = "tensorflow"
-    gradients_module = "backends.tensorflow.gradients"
 
     def _versions_impl(self) -> dict:
         import tensorflow as tf

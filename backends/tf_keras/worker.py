@@ -4,7 +4,6 @@ from backends.modern_keras.worker import ModernKerasWorker
 class Worker(ModernKerasWorker):
     backend = "tf-keras"
     keras_module = "tf_keras"
-    gradients_module = "backends.tf_keras.gradients"
 
     def _versions_impl(self) -> dict:
         import tensorflow as tf

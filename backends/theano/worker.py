@@ -4,6 +4,7 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
+from backends import registry
 from backends.common.keras_worker import KerasWorker
 
 
@@ -31,7 +32,7 @@ class Worker(KerasWorker):
         self.loading = loading
         text, weights = loading.read_model_file(model, weights)  # (a full-model .h5 holds both)
         loaded = loading.load_model(text, weights, custom_objects, trust_lambda_bytecode)
-        self.layer_ops = LayerOps(loaded)
+        self.layer_ops = LayerOps(loaded, registry.backend(self.backend).module("gradients"))
         return loaded
 
     def _layer_config_impl(self, layer):

@@ -4,7 +4,6 @@ from backends.modern_keras.worker import ModernKerasWorker
 class Worker(ModernKerasWorker):
     backend = "torch"
     keras_backend = "torch"
-    gradients_module = "backends.torch.gradients"
 
     def _versions_impl(self) -> dict:
         import torch

@@ -6,11 +6,9 @@ applies gradients: this side's own, or ones the coordinator sends; first, every
 BatchNormalization layer's moving statistics are updated from the batch by the layer's own
 training-mode rule). ``trial_step`` re-runs the last step from its starting state with changed
 optimizer or layer settings, leaving the model as it was.
-The per-framework part is a trainer from ``backends/<backend>/training.py`` (theano) or
-``backends/modern_keras/training.py``, kept on the worker as ``worker.trainer``."""
+The per-framework part is the worker's trainer (``worker.compile_optimizer``, ``worker.trainer``):
+its family's Trainer, taking the framework's part from the backend's training.py."""
 from __future__ import annotations
-
-import importlib
 
 import numpy as np
 
@@ -20,13 +18,8 @@ from backends.common.errors import ModelInputError
 
 @command("compile_optimizer")
 def compile_optimizer(call: Call) -> None:
-    worker = call.worker
-    worker._require_loaded()
-    module = "backends.original_keras.training" if worker.backend == "theano" else "backends.modern_keras.training"
-    trainer_class = importlib.import_module(module).Trainer
-    worker.trainer = trainer_class(worker, call.args["optimizer"], dict(call.args.get("config") or {}),
-                                   call.args["loss"])
-    call.reply(worker.trainer.describe())
+    call.reply(call.worker.compile_optimizer(call.args["optimizer"], dict(call.args.get("config") or {}),
+                                             call.args["loss"]))
 
 
 @command("train_gradients")
@@ -34,7 +27,7 @@ def train_gradients(call: Call) -> None:
     """Streams the loss ({"loss": ...}), then one part per layer: its outputs (o*), the loss's
     gradient with respect to them (g*) and to each of its weights (w*)."""
     worker, trainer = call.worker, _trainer(call)
-    inputs = worker._check_inputs(call.numbered("x"))
+    inputs = worker.check_inputs(call.numbered("x"))
     loss, output_grads = trainer.loss_and_output_gradients(inputs, call.numbered("y"))
     call.part({"loss": loss})
     activations = worker.forward(inputs)
@@ -99,7 +92,4 @@ def trial_step(call: Call) -> None:
 
 
 def _trainer(call: Call):
-    trainer = getattr(call.worker, "trainer", None)
-    if trainer is None:
-        raise ModelInputError("no optimizer compiled yet", "send 'compile_optimizer' first")
-    return trainer
+    return call.worker.trainer
