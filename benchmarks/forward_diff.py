@@ -23,7 +23,7 @@ import zmq
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from kdiff.diff import DiffOptions, DiffSession, Side  # noqa: E402
+from kdiff.session import DiffOptions, DiffSession, Side  # noqa: E402
 from kdiff.environments import ensure_env  # noqa: E402
 from kdiff.protocol.wire import decode, encode  # noqa: E402
 from timing import median_time  # noqa: E402  (benchmarks/timing.py)

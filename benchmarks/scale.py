@@ -61,9 +61,9 @@ def plain(backend: str, model: Path, sample: Path, repeats: int) -> dict:
 
 def coordinator(model: str, sample_path: str, repeats: int) -> dict:
     """The kdiff part, in a process of its own so that its peak RSS is kdiff's alone."""
-    import kdiff.diff as diff_module
+    import kdiff.passes as diff_module
     import kdiff.gradients as gradients_module
-    from kdiff.diff import DiffOptions, DiffSession, Side
+    from kdiff.session import DiffOptions, DiffSession, Side
     from kdiff.streams import partners
 
     baseline = rss_bytes()
@@ -113,7 +113,7 @@ def profile_compare(session, sample, diff_module, gradients_module, partners) ->
     unpaired = {"now": 0, "max": 0, "max_layers": 0}
     held: dict[tuple[str, str], int] = {}
     original_receive = pool.receive_any
-    original_forward = diff_module._compare_outputs
+    original_forward = diff_module.compare_outputs
     original_gradient = gradients_module._compare
 
     def receive_any(pending, deadline, hold=()):
@@ -146,20 +146,18 @@ def profile_compare(session, sample, diff_module, gradients_module, partners) ->
         return wrapper
 
     pool.receive_any = receive_any
-    diff_module._compare_outputs = timed(original_forward)
+    diff_module.compare_outputs = timed(original_forward)
     gradients_module._compare = timed(original_gradient)
     try:
         # as DiffSession.compare runs it: one forward_backward call on each side
-        declared = session._declared_output_shapes(sample.shape[0])
-        fused = gradients_module.GradientComparison(session.pairs, sample, declared, session.tolerances,
-                                                    session.weight_maps, session.bridge)
+        inputs = session.inputs(sample)
+        fused = diff_module.fused_gradients(session, inputs)
         start = time.perf_counter()
-        diff_module._forward_and_compare(pool, session.pairs, sample, session.options, session.progress,
-                                         session.bridge, session.tolerances, {}, fused)
+        diff_module.forward_pass(session, inputs, fused)
         elapsed = time.perf_counter() - start
     finally:
         pool.receive_any = original_receive
-        diff_module._compare_outputs = original_forward
+        diff_module.compare_outputs = original_forward
         gradients_module._compare = original_gradient
     return {
         "forward_backward_diff_s": elapsed,

@@ -2,35 +2,27 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from kdiff import __version__
 from kdiff.bug_log import one_line, write_bug_log
-from kdiff.diff import DiffOptions, Side, run_diff
+from kdiff.diff import run_diff
+from kdiff.session import DiffOptions
 from kdiff.environments import BACKENDS, ENVS, describe_envs, ensure_env, env_python, env_spec, env_state
 from kdiff.layouts import LAYOUTS
 from kdiff.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, InternalError, KdiffError, UsageError
 from kdiff.metrics import Tolerance
 from kdiff.report import DiffReport
-from kdiff.model_files import inspect_model
-from kdiff.preflight import check_options
 from kdiff.ui.errors import render_error
 from kdiff.ui.progress_view import ConsoleProgress
 from kdiff.ui.report_view import render_report
 from kdiff.workers import Timeouts
+from kdiff.cli_arguments import CommandParser, add_common_arguments, resolve_sides, write_json
 
-
-
-class CommandParser(argparse.ArgumentParser):
-    def error(self, message: str):  # usage errors are data too, rendered like the others
-        raise UsageError("usage", message, f"see '{self.prog} --help'")
 
 
 def diff_parser(prog: str = "kdiff") -> argparse.ArgumentParser:
@@ -69,28 +61,6 @@ def diff_parser(prog: str = "kdiff") -> argparse.ArgumentParser:
     parser.add_argument("--trust-lambda-bytecode", action="store_true",
                         help="run the marshalled Lambda bytecode stored in the model file (only for files you trust)")
     return parser
-
-
-def add_common_arguments(parser: argparse.ArgumentParser, derived_tolerances: bool = False) -> None:
-    """The options every command that starts two workers on a model takes. With ``derived_tolerances``
-    --atol/--rtol default to None: each layer's tolerance is then derived (kdiff.tolerances)."""
-    parser.add_argument("--a-python", metavar="PATH", help="run side A in this Python instead of kdiff's environment")
-    parser.add_argument("--b-python", metavar="PATH", help="run side B in this Python instead of kdiff's environment")
-    if derived_tolerances:
-        derived = "default: each layer's own, derived from its dtype and reduction length"
-        parser.add_argument("--atol", type=float, help=f"absolute tolerance for every layer ({derived}; "
-                                                       f"{Tolerance.atol:g} when only --rtol is given)")
-        parser.add_argument("--rtol", type=float, help=f"relative tolerance for every layer ({derived}; "
-                                                       f"{Tolerance.rtol:g} when only --atol is given)")
-    else:
-        parser.add_argument("--atol", type=float, default=Tolerance.atol, help="absolute tolerance (default %(default)g)")
-        parser.add_argument("--rtol", type=float, default=Tolerance.rtol, help="relative tolerance (default %(default)g)")
-    parser.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
-    parser.add_argument("--custom-objects", metavar="FILE.py",
-                        help="a Python file defining functions the model needs (e.g. for Lambda layers), by name")
-    parser.add_argument("--timeout", type=float, default=Timeouts.call, metavar="SECONDS",
-                        help="deadline of one worker call (default %(default)g)")
-    parser.add_argument("--version", action="version", version=f"kdiff {__version__}")
 
 
 def fix_parser() -> argparse.ArgumentParser:
@@ -164,44 +134,6 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt  # unwinds through every 'finally' that stops workers
 
 
-def _side_spec(text: str | None) -> tuple[str | None, str | None, str | None]:
-    """'BACKEND[:MODEL[,WEIGHTS]]' as (backend, model, weights)."""
-    if not text:
-        return None, None, None
-    backend, _, files = text.partition(":")
-    model, _, weights = files.partition(",")
-    return backend or None, model or None, weights or None
-
-
-def resolve_sides(args: argparse.Namespace, data: tuple[str, ...] = ("SAMPLE",),
-                  example: str = "kdiff model.json weights.h5 sample.npy") -> tuple[Side, Side, list[str]]:
-    """Both sides from 'MODEL [WEIGHTS] DATA...' and '--a/--b BACKEND[:MODEL[,WEIGHTS]]'; the data files."""
-    (a_backend, a_model, a_weights), (b_backend, b_model, b_weights) = _side_spec(args.a), _side_spec(args.b)
-    files, count, names = list(args.files), len(data), " ".join(data)
-    if a_model and b_model:
-        if len(files) != count:
-            raise UsageError("usage", f"both sides name their files, so only {names} {'is' if count == 1 else 'are'} "
-                             f"expected, got {len(files)} file(s)",
-                             "e.g. kdiff --a theano:model.json,weights.h5 --b tensorflow:port.keras " + names.lower())
-        shared_model = shared_weights = None
-    elif len(files) in (count + 1, count + 2):
-        shared_model, shared_weights = files[0], files[1] if len(files) == count + 2 else None
-    else:
-        raise UsageError("usage", f"expected MODEL [WEIGHTS] {names}, got {len(files)} file(s)", f"e.g. {example}")
-    a_model, a_weights = (a_model, a_weights) if a_model else (shared_model, shared_weights)
-    b_model, b_weights = (b_model, b_weights) if b_model else (shared_model, shared_weights)
-    check_options(args, {name.lower().removesuffix('.npy'): path for name, path in zip(data, files[-count:])})
-    model_file = inspect_model(a_model, a_weights)
-    keras3 = model_file.keras_major == 3
-    # a tf.keras 2.x file never ran on Theano: by default its own Keras (tf_keras) is side A
-    default_a = "tensorflow" if keras3 else "tf-keras" if model_file.tf_keras else "theano"
-    a = Side("a", a_backend or default_a, a_model, a_weights, args.a_python)
-    b = Side("b", b_backend or ("jax" if keras3 else "tensorflow"), b_model, b_weights, args.b_python,
-             layout=_checked_layout(getattr(args, "b_layout", None), b_backend or ("jax" if keras3 else "tensorflow"),
-                                    b_model, b_weights))
-    return a, b, files[-count:]
-
-
 def _checked_loss(args: argparse.Namespace) -> str | None:
     """--loss and --labels come together, and only where gradients are compared."""
     if bool(args.loss) != bool(args.labels):
@@ -212,31 +144,6 @@ def _checked_loss(args: argparse.Namespace) -> str | None:
         raise UsageError("loss-without-gradients", "--loss and --labels shape the gradients, and --no-grad skips them",
                          "leave out --no-grad, or --loss and --labels")
     return args.loss or None
-
-
-def _checked_layout(layout: str | None, backend: str, model: str, weights: str | None) -> str | None:
-    """--b-layout, when side B can be built in it: a Keras 1/2 file on a modern Keras backend."""
-    if not layout:
-        return None
-    if backend.startswith("theano"):
-        raise UsageError("b-layout-backend", f"--b-layout {layout}: the {backend} worker builds a model only as "
-                         "its file states", "use --b tensorflow, jax, torch or tf-keras")
-    if inspect_model(model, weights).keras_major == 3:
-        raise UsageError("b-layout-keras3", f"--b-layout {layout}: side B's model is a Keras 3 file, which is "
-                         "built in the layout it states", "--b-layout rebuilds Keras 1/2 files; pass a Keras 3 "
-                         "port as it is (--b BACKEND:port.keras) and kdiff feeds it the sample in its layout")
-    return layout
-
-
-def write_json(report: dict, path: str | None) -> None:
-    """The report as JSON to PATH, or to stdout for '-'."""
-    if not path:
-        return
-    text = json.dumps(report, indent=2)
-    if path == "-":
-        print(text)
-    else:
-        Path(path).write_text(text + "\n")
 
 
 def run_diff_command(args: argparse.Namespace, out: Console, err: Console) -> DiffReport:

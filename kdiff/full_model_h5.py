@@ -5,7 +5,6 @@ coordinator without any framework: the architecture (root attribute `model_confi
 of a model saved after compile(). The weights are the `model_weights` group; workers read them."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -16,6 +16,8 @@ import numpy as np
 
 from kdiff.alignment import LayerPair
 from kdiff.metrics import LayerMetrics, Measured, Tolerance, combine, largest_finite_abs
+from kdiff.model_inputs import ModelInputs
+from kdiff.protocol import vocabulary as v
 from kdiff.tolerances import Tolerances, as_tolerances
 from kdiff.streams import stream_pairs
 from kdiff.workers import WorkerPool
@@ -99,23 +101,24 @@ class GradientComparison:
     instead of the projection. Each layer's gradients are judged by its gradient rule in ``tolerance``
     (kdiff.tolerances), scaled to them."""
 
-    def __init__(self, pairs: list[LayerPair], sample: np.ndarray | list, output_shapes: list[tuple],
+    def __init__(self, pairs: list[LayerPair], inputs: "ModelInputs | np.ndarray | list", output_shapes: list[tuple],
                  tolerance: Tolerance | Tolerances, weight_maps: dict[str, list] | None = None, bridge=None,
                  loss: NamedLoss | None = None, projected: list[np.ndarray] | None = None):
+        inputs = ModelInputs.of(inputs, bridge if bridge is not None and bridge.active else None)
+        self.output_shapes = list(output_shapes)
         self.weight_maps = weight_maps or {}
         self.tolerances = as_tolerances(tolerance)
         self.bridge = bridge
         self.args = {"loss": loss.name} if loss is not None else None
         if loss is not None:
-            targets = {f"y{i}": y for i, y in enumerate(loss.labels)}
+            targets = v.pack(loss.labels, v.LABELS)
         else:  # ``projected``: given projections (attach: the run's own d loss / d output) instead of random ones
-            targets = {f"p{i}": p for i, p in enumerate(projections(output_shapes) if projected is None else projected)}
-        inputs = sample if isinstance(sample, list) else [sample]
-        self.arrays = {**{f"x{i}": x for i, x in enumerate(inputs)}, **targets}
+            targets = v.pack(projections(output_shapes) if projected is None else projected, v.PROJECTIONS)
+        self.arrays = {**inputs.pack("a", v.MODEL_INPUTS), **targets}
         self.b_arrays = None
         if bridge is not None and bridge.active:  # (a model with one input)
             b_outputs = output_layers({pair.b["name"]: pair.b for pair in pairs if pair.b is not None})
-            self.b_arrays = {"x0": bridge.sample_for_b(inputs[0]),
+            self.b_arrays = {**inputs.pack("b", v.MODEL_INPUTS),
                              **{key: bridge.to_b(name, [self.arrays[key]])[0] if self.arrays[key].ndim >= 3
                                 else self.arrays[key] for key, name in zip(targets, b_outputs)}}
             # (sparse class ids have no layout)
@@ -123,10 +126,10 @@ class GradientComparison:
         self.failure: str | None = None  # why a side could not differentiate the model, when it could not
 
     def on_part(self, side: str, header: dict, part: dict):
-        outputs = [part[key] for key in sorted((k for k in part if k.startswith("o")), key=lambda k: int(k[1:]))]
+        outputs = v.unpack(part, v.OUTPUT_GRADIENTS)
         if side == "b" and self.b_arrays is not None:
             outputs = self.bridge.to_a(header.get("layer"), outputs)
-        weights = [part[f"w{i}"] for i in range(len(header.get("weights", ())))]
+        weights = v.unpack(part, v.WEIGHT_GRADIENTS)
         return outputs, list(zip(header.get("weights", ()), weights))
 
     def on_pair(self, a_layer: str, a_kept, b_kept) -> None:
@@ -151,12 +154,12 @@ class GradientComparison:
         self.results[a_layer] = GradientDiff(output, weights)
 
 
-def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], sample: np.ndarray | list,
+def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], inputs: ModelInputs,
                          output_shapes: list[tuple], tolerance: Tolerance | Tolerances, timeout: float,
                          weight_maps: dict[str, list] | None = None, bridge=None, loss: NamedLoss | None = None,
                          projected: list[np.ndarray] | None = None) -> dict[str, GradientDiff]:
     """Gradient differences keyed by side A's layer name, from both sides' 'backward' (see GradientComparison)."""
-    comparison = GradientComparison(pairs, sample, output_shapes, tolerance, weight_maps, bridge, loss, projected)
+    comparison = GradientComparison(pairs, inputs, output_shapes, tolerance, weight_maps, bridge, loss, projected)
     stream_pairs(pool, pairs, "backward", comparison.arrays, timeout, comparison.on_part, comparison.on_pair,
                  b_arrays=comparison.b_arrays, args=comparison.args)
     return comparison.results

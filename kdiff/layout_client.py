@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kdiff.layouts import LayoutBridge
+from kdiff.model_inputs import ModelInputs
 from kdiff.worker_calls import SideClient
 
 
@@ -37,8 +38,8 @@ class LayoutClient:
     def outputs(self, layers: list[str]) -> dict[str, list[np.ndarray]]:
         return {layer: self.bridge.to_a(layer, arrays) for layer, arrays in self.client.outputs(layers).items()}
 
-    def self_check(self, sample: np.ndarray | list) -> dict[str, float]:
-        return self.client.self_check(sample if isinstance(sample, list) else self.bridge.sample_for_b(sample))
+    def self_check(self, sample: "np.ndarray | list | ModelInputs") -> dict[str, float]:
+        return self.client.self_check(ModelInputs.of(sample, self.bridge).b)
 
     def __getattr__(self, name):  # weights, set_weights, save, layer_config, change_layer: layout-free
         return getattr(self.client, name)

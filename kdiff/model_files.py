@@ -32,8 +32,6 @@ class ModelFile:
     keras_version: str         # as written in the file, "" when it says none
     layer_classes: tuple       # every layer class used, nested models included
     input_shapes: tuple        # declared input shapes without the batch dimension (None: unknown)
-    weights_backend: str       # the HDF5 'backend' attribute, "" when absent
-    has_lambda: bool
     data_format: str = ""      # the layout its image layers state: channels_first/channels_last, "" for none or mixed
     flatten_formats: tuple = ()  # (Flatten layer name, its stated data_format or ""), for every Flatten
     warnings: tuple = ()       # what in the files is accepted but worth saying (integer or non-finite weights)
@@ -66,7 +64,6 @@ def inspect_model(model_path: str, weights_path: str | None) -> ModelFile:
         path=path, format="keras-h5" if full else "keras-json", keras_major=_keras_major(config, layers, version),
         keras_version=version, tf_keras=full_model_h5.written_by_tf_keras(version, backend),
         layer_classes=tuple(sorted({cls for cls, _, _ in layers})), input_shapes=_declared_inputs(config, layers),
-        weights_backend=str(attrs.get("backend", "")), has_lambda=any(cls == "Lambda" for cls, _, _ in layers),
         data_format=_stated_layout(layers), flatten_formats=_flatten_formats(layers),
         warnings=tuple(attrs.get("warnings", ())), integer_input=_takes_integers(layers),
     )
@@ -90,8 +87,7 @@ def _inspect_keras3_archive(path: Path, weights_path: str | None) -> ModelFile:
     return ModelFile(path=path, format="keras3-archive", keras_major=3,
                      keras_version=str(metadata.get("keras_version", "")),
                      layer_classes=tuple(sorted({cls for cls, _, _ in layers})),
-                     input_shapes=_declared_inputs(config, layers), weights_backend="",
-                     has_lambda=any(cls == "Lambda" for cls, _, _ in layers),
+                     input_shapes=_declared_inputs(config, layers),
                      data_format=_stated_layout(layers), flatten_formats=_flatten_formats(layers),
                      warnings=tuple(attrs.get("warnings", ())), integer_input=_takes_integers(layers))
 

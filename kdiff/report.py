@@ -1,11 +1,11 @@
 """The results of a diff: frozen dataclasses, and their JSON form (whose keys are stable)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from kdiff import __version__
 from kdiff.errors import EXIT_DIVERGED, EXIT_MATCH
+from kdiff.protocol.json_values import json_number
 from kdiff.metrics import LayerMetrics, Tolerance
 
 MATCH, DIVERGED, PROPAGATED, ONLY_A, ONLY_B = "match", "diverged", "propagated", "only-a", "only-b"
@@ -53,7 +53,7 @@ class DiffReport:
     notes: tuple[str, ...] = ()
     unexplained: object = None     # kdiff.diagnosis.model.Unexplained: a divergence no rule explains
     repaired: "DiffReport | None" = None  # the comparison once every proven fix was applied
-    written: object = None         # kdiff.diff.WrittenRepair, with --write-fixed
+    written: object = None         # kdiff.diagnosis.written.WrittenRepair, with --write-fixed
     noise_floor: dict = field(default_factory=dict)  # side -> {layer: max |run 1 - run 2|} where it disagrees
     gradient_loss: dict | None = None  # what the gradients are of: a projection, or a named loss on labels
     input_warnings: tuple[str, ...] = ()  # what in the files and the sample kdiff accepted but says up front
@@ -94,7 +94,7 @@ class DiffReport:
     def to_json(self) -> dict:
         return {
             "kdiff_version": self.kdiff_version,
-            "backends": {info.side: _backend_json(info) for info in self.backends},
+            "backends": {info.side: backend_json(info) for info in self.backends},
             "sample": self.sample,
             "tolerance": {"mode": "derived"} if self.tolerance is None else
             {"mode": "given", "atol": self.tolerance.atol, "rtol": self.tolerance.rtol},
@@ -119,31 +119,27 @@ def _after_fixes(repaired: "DiffReport") -> dict:
             "first_grad_divergence": _place(repaired.first_grad_divergence),
             "layers": [{"name": layer.name, "status": layer.status,
                         "grad_match": layer.grad.matches if layer.grad is not None else None,
-                        "max_abs": _number(layer.metrics.max_abs) if layer.metrics else None,
-                        "max_rel": _number(layer.metrics.max_rel) if layer.metrics else None,
+                        "max_abs": json_number(layer.metrics.max_abs) if layer.metrics else None,
+                        "max_rel": json_number(layer.metrics.max_rel) if layer.metrics else None,
                         "tolerance": _tolerance_json(layer.tolerance)}
                        for layer in repaired.layers]}
 
 
-def _backend_json(info: BackendInfo) -> dict:
+def backend_json(info: BackendInfo) -> dict:
     return {"name": info.name, "versions": info.versions, "device": info.device, "python": info.python,
             "env": info.env or None, "model": info.model, "weights": info.weights or None,
             "layout": info.layout or None}
-
-
-def _number(value: float) -> float | str:
-    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf") if not math.isnan(value) else "nan"
 
 
 def _place(found: tuple[int, LayerResult] | None) -> dict | None:
     return {"layer": found[1].name, "index": found[0]} if found else None
 
 
-def _metrics_json(m: LayerMetrics | str | None) -> dict | None:
+def metrics_json(m: LayerMetrics | str | None) -> dict | None:
     if not isinstance(m, LayerMetrics):
         return {"note": m} if isinstance(m, str) else None
-    return {"max_abs": _number(m.max_abs), "max_rel": _number(m.max_rel), "mean_abs": _number(m.mean_abs),
-            "cosine": _number(m.cosine), "out_of_tolerance": m.out_of_tolerance, "match": m.matches}
+    return {"max_abs": json_number(m.max_abs), "max_rel": json_number(m.max_rel), "mean_abs": json_number(m.mean_abs),
+            "cosine": json_number(m.cosine), "out_of_tolerance": m.out_of_tolerance, "match": m.matches}
 
 
 def _tolerance_json(tolerance: Tolerance | None) -> dict | None:
@@ -159,10 +155,10 @@ def _layer_json(layer: LayerResult) -> dict:
         "class": layer.class_name,
         "a_shape": list(layer.a_shape) if layer.a_shape is not None else None,
         "b_shape": list(layer.b_shape) if layer.b_shape is not None else None,
-        "max_abs": _number(m.max_abs) if m else None,
-        "max_rel": _number(m.max_rel) if m else None,
-        "mean_abs": _number(m.mean_abs) if m else None,
-        "cosine": _number(m.cosine) if m else None,
+        "max_abs": json_number(m.max_abs) if m else None,
+        "max_rel": json_number(m.max_rel) if m else None,
+        "mean_abs": json_number(m.mean_abs) if m else None,
+        "cosine": json_number(m.cosine) if m else None,
         "out_of_tolerance": m.out_of_tolerance if m else None,
         "nan": {"a": m.nan_a, "b": m.nan_b} if m else None,
         "inf": {"a": m.inf_a, "b": m.inf_b} if m else None,
@@ -171,8 +167,8 @@ def _layer_json(layer: LayerResult) -> dict:
         "aligned_by": layer.aligned_by or None,
         "note": layer.note or None,
         "layout": layer.layout or None,
-        "isolated": _metrics_json(layer.isolated),
+        "isolated": metrics_json(layer.isolated),
         "tolerance": _tolerance_json(layer.tolerance),
-        "grad": _metrics_json(grad.output) if grad is not None else None,
-        "weight_grads": {name: _metrics_json(metrics) for name, metrics in grad.weights} if grad is not None else None,
+        "grad": metrics_json(grad.output) if grad is not None else None,
+        "weight_grads": {name: metrics_json(metrics) for name, metrics in grad.weights} if grad is not None else None,
     }

@@ -5,11 +5,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kdiff.model_inputs import ModelInputs
+from kdiff.protocol import vocabulary
 from kdiff.workers import WorkerPool
 
 
 def _ordered(arrays: dict) -> list[np.ndarray]:
-    return [np.array(arrays[key]) for key in sorted(arrays, key=int)]
+    return [np.array(value) for value in vocabulary.unpack(arrays)]
 
 
 @dataclass(frozen=True)
@@ -22,22 +24,21 @@ class SideClient:
         return list(zip(result["names"], _ordered(arrays)))
 
     def set_weights(self, layer: str, arrays: list[np.ndarray]) -> None:
-        self.pool.call(self.side, "set_weights", {"layer": layer}, {str(i): a for i, a in enumerate(arrays)})
+        self.pool.call(self.side, "set_weights", {"layer": layer}, vocabulary.pack(arrays))
 
     def run_layer(self, layer: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        _, arrays = self.pool.call(self.side, "run_layer", {"layer": layer}, {str(i): x for i, x in enumerate(inputs)})
+        _, arrays = self.pool.call(self.side, "run_layer", {"layer": layer}, vocabulary.pack(inputs))
         return _ordered(arrays)
 
     def outputs(self, layers: list[str]) -> dict[str, list[np.ndarray]]:
         result, arrays = self.pool.call(self.side, "outputs", {"layers": layers})
-        return {layer: [np.array(arrays[f"{layer}:{i}"]) for i in range(count)]
-                for layer, count in result["counts"].items()}
+        return {layer: [np.array(value) for value in values]
+                for layer, values in vocabulary.unpack_by_layer(result["counts"], arrays).items()}
 
-    def self_check(self, sample: np.ndarray | list) -> dict[str, float]:
+    def self_check(self, sample: "np.ndarray | list | ModelInputs") -> dict[str, float]:
         """Layers whose output differs between two identical forward passes: name -> max |difference|
-        (``sample``: the model's input, or a list of them for a model with several)."""
-        inputs = sample if isinstance(sample, list) else [sample]
-        result, _ = self.pool.call(self.side, "self_check", arrays={str(i): x for i, x in enumerate(inputs)})
+        (``sample``: the model's input, or a list of them for a model with several, as side A takes it)."""
+        result, _ = self.pool.call(self.side, "self_check", arrays=ModelInputs.of(sample).pack("a"))
         return result["differing"]
 
     def save(self, directory: str) -> list[str]:
@@ -55,7 +56,7 @@ class SideClient:
         holding `weights` when given (shaped for the changed config), else the layer's own."""
         args, arrays = _change(layer, overrides, training, weights)
         _, outputs = self.pool.call(self.side, "run_layer_changed", args,
-                                    {**arrays, **{str(i): x for i, x in enumerate(inputs)}})
+                                    {**arrays, **vocabulary.pack(inputs)})
         return _ordered(outputs)
 
     def change_layer(self, layer: str, overrides: dict, training: bool | None,
@@ -65,6 +66,6 @@ class SideClient:
 
 
 def _change(layer: str, overrides: dict, training: bool | None, weights) -> tuple[dict, dict]:
-    """The arguments and arrays of a config change (weights travel as w0, w1, ...)."""
-    arrays = {} if weights is None else {f"w{i}": w for i, w in enumerate(weights)}
+    """The arguments and arrays of a config change (weights travel as vocabulary.WEIGHTS)."""
+    arrays = {} if weights is None else vocabulary.pack(weights, vocabulary.WEIGHTS)
     return {"layer": layer, "overrides": overrides, "training": training, "with_weights": weights is not None}, arrays

@@ -277,6 +277,19 @@ class WorkerPool:
         ``hold`` are not read meanwhile (their worker waits), unless no other side is pending."""
         return self._receive_from(pending, deadline, hold)
 
+    def replies(self, pending: dict[str, int], timeout: float | None = None) -> dict[str, dict]:
+        """The results of calls sent to several sides at once (side -> seq), as each side answers."""
+        deadline = time.monotonic() + (timeout or self.timeouts.call)
+        replies = {}
+        waiting = dict(pending)
+        while waiting:
+            side, header, _ = self._receive_from(waiting, deadline)
+            if header.get("type") != "reply":
+                raise self._failure(side, f"sent a '{header.get('type')}' message where a reply was due")
+            replies[side] = header.get("result") or {}
+            del waiting[side]
+        return replies
+
     def _receive(self, side: str, seq: int, deadline: float, expect: str) -> tuple[dict, dict]:
         _, header, arrays = self._receive_from({side: seq}, deadline)
         if header.get("type") != expect:

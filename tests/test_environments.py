@@ -135,7 +135,7 @@ def test_an_unwritable_kdiff_home_is_bad_input_naming_it(tiny_env, tmp_path, mon
 
 
 def test_a_kdiff_home_whose_theano_compile_folder_cannot_be_written_is_named_not_the_model(tmp_path, monkeypatch):
-    from kdiff.diff import _worker_options
+    from kdiff.session import worker_options as _worker_options
     from kdiff.errors import InputError
 
     monkeypatch.setenv("KDIFF_HOME", str(tmp_path))

@@ -5,7 +5,7 @@ import argparse
 import pytest
 
 from kdiff import full_model_h5
-from kdiff.cli import resolve_sides
+from kdiff.cli_arguments import resolve_sides
 from kdiff.errors import InputError
 from kdiff.model_files import inspect_model
 from tests.conftest import fixture_dir

@@ -10,6 +10,7 @@ from kdiff.environments import kdiff_home
 from kdiff.errors import InputError
 from kdiff.worker_calls import SideClient
 from kdiff.workers import WorkerPool
+from kdiff.protocol import vocabulary
 from tests.conftest import fixture_dir
 
 pytestmark = pytest.mark.slow
@@ -79,8 +80,8 @@ def backward(client: SideClient, sample: np.ndarray, projection: np.ndarray | No
     arrays = {"x0": sample, "p0": projection} if loss is None else {"x0": sample, "y0": labels}
     seq = client.pool.send(client.side, "backward", {"loss": loss} if loss else None, arrays)
     for header, arrays in _parts(client, seq):
-        outputs = [arrays[f"o{i}"] for i in range(sum(key.startswith("o") for key in arrays))]
-        grads[header["layer"]] = (outputs, {name: arrays[f"w{i}"] for i, name in enumerate(header["weights"])})
+        outputs = vocabulary.unpack(arrays, vocabulary.OUTPUT_GRADIENTS)
+        grads[header["layer"]] = (outputs, dict(zip(header["weights"], vocabulary.unpack(arrays, vocabulary.WEIGHT_GRADIENTS))))
     return grads
 
 
@@ -243,8 +244,8 @@ def test_forward_backward_gives_forward_then_backward_from_one_call(side, env):
         assert [v.shape for v in got_outputs[layer]] == [v.shape for v in values], layer
         for got, want in zip(got_outputs[layer], values):
             assert scaled_error(got, want) < 1e-5, layer
-    got_grads = {header["layer"]: ([arrays[f"o{i}"] for i in range(sum(k.startswith("o") for k in arrays))],
-                                   {name: arrays[f"w{i}"] for i, name in enumerate(header["weights"])})
+    got_grads = {header["layer"]: (vocabulary.unpack(arrays, vocabulary.OUTPUT_GRADIENTS),
+                                   dict(zip(header["weights"], vocabulary.unpack(arrays, vocabulary.WEIGHT_GRADIENTS))))
                  for header, arrays in parts if header["kind"] == "gradient"}
     assert_same_gradients(got_grads, expected, 1e-5)
     kept = client.pool.call(client.side, "outputs", {"layers": ["conv2d_1"]})[1]["conv2d_1:0"]

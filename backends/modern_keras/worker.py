@@ -35,7 +35,7 @@ class ModernKerasWorker(KerasWorker):
         return self.layer_ops.forward_backward(inputs, projections, loss, targets)
 
     def _layer_config_impl(self, layer):
-        from backends.common.json_safe import json_safe
+        from kdiff.protocol.json_values import json_safe
 
         return json_safe(self._model.get_layer(layer).get_config())
 

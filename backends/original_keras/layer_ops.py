@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from backends.common.errors import ModelInputError
-from backends.common.json_safe import json_safe
-from backends.original_keras.loading import _graph, _layers, _model_nodes
+from kdiff.protocol.json_values import json_safe
+from backends.original_keras.graph import functional_graph, model_layers, model_nodes
 
 
 class LayerOps:
@@ -19,7 +19,7 @@ class LayerOps:
 
         self.model = model
         self.gradients = gradients  # the backend's gradients module (backends/theano/gradients.py)
-        self._layers = {layer.name: layer for layer in _layers(model)}
+        self._layers = {layer.name: layer for layer in model_layers(model)}
         self._run_functions = {}       # layer name -> compiled function of the layer alone
         self._backward_functions = {}  # (loss, targets' ndim and dtype) -> compiled gradient function
         self.keras1 = keras.__version__.startswith("1.")
@@ -49,7 +49,7 @@ class LayerOps:
         """Per layer in describe_layers order: (name, [d loss / d output], [(weight name, d loss / d weight)])
         for loss = sum_k sum(model_output_k * projections[k]), or with `loss` (a Keras loss name) the
         batch mean of that loss on `targets` (one per output), summed over the outputs."""
-        outputs = len(_graph(self.model).outputs)
+        outputs = len(functional_graph(self.model).outputs)
         if loss is not None and len(targets or ()) != outputs:
             raise ModelInputError(f"the loss {loss!r} needs one label array per model output: the model has "
                                   f"{outputs}, {len(targets or ())} given", "pass --labels once per model output")
@@ -67,7 +67,7 @@ class LayerOps:
         import theano
         from keras import backend as K
 
-        node = _model_nodes(self.model, layer)[0]
+        node = model_nodes(self.model, layer)[0]
         placeholders = [tensor.type() for tensor in node.input_tensors]
         outputs = theano.clone(list(node.output_tensors), replace=dict(zip(node.input_tensors, placeholders)))
         return K.function(placeholders, outputs), len(placeholders)
@@ -79,7 +79,7 @@ class LayerOps:
 
         from backends.original_keras.objectives import loss_function
 
-        graph = _graph(self.model)
+        graph = functional_graph(self.model)
         if loss is None:
             extra = [K.placeholder(ndim=K.ndim(output), dtype=K.dtype(output)) for output in graph.outputs]
             value = sum(K.sum(output * projection) for output, projection in zip(graph.outputs, extra))
@@ -95,5 +95,5 @@ class LayerOps:
 
 def _layer_outputs(model) -> list[tuple]:
     """(layer, its output tensors over its calls in the model), in describe_layers order."""
-    return [(layer, [t for node in _model_nodes(model, layer) for t in node.output_tensors])
-            for layer in _layers(model)]
+    return [(layer, [t for node in model_nodes(model, layer) for t in node.output_tensors])
+            for layer in model_layers(model)]

@@ -10,6 +10,7 @@ import json
 import os
 
 from backends.common import keras1_ordering
+from backends.original_keras.graph import model_layers, model_nodes, plain_shape, source_name, weight_order_layers
 from backends.common.errors import LambdaBytecodeError, ModelInputError
 
 # Config keys and layer classes that exist only in Keras 1 model files.
@@ -94,15 +95,15 @@ def describe_layers(model) -> list[dict]:
     """Every layer but the inputs, in topological order, with its inbound layers, output shapes,
     output dtype and weight shapes."""
     described = []
-    for layer in _layers(model):
+    for layer in model_layers(model):
         inbound, output_shapes = [], []
-        for node in _model_nodes(model, layer):
+        for node in model_nodes(model, layer):
             for source in node.inbound_layers:
-                name = _source_name(source)
+                name = source_name(source)
                 if name not in inbound:
                     inbound.append(name)
-            output_shapes += [_plain_shape(shape) for shape in node.output_shapes]
-        outputs = [t for node in _model_nodes(model, layer) for t in node.output_tensors]
+            output_shapes += [plain_shape(shape) for shape in node.output_shapes]
+        outputs = [t for node in model_nodes(model, layer) for t in node.output_tensors]
         described.append({
             "name": layer.name,
             "class_name": type(layer).__name__,
@@ -120,7 +121,7 @@ def input_specs(model) -> list[dict]:
 
     return [
         {"name": tensor._keras_history[0].name,
-         "shape": list(_plain_shape(K.int_shape(tensor))),
+         "shape": list(plain_shape(K.int_shape(tensor))),
          "dtype": K.dtype(tensor)}
         for tensor in model.inputs
     ]
@@ -131,8 +132,8 @@ def forward_all(model, inputs: list) -> list[tuple[str, list]]:
     from keras import backend as K
 
     tensors_by_layer = [
-        (layer.name, [t for node in _model_nodes(model, layer) for t in node.output_tensors])
-        for layer in _layers(model)
+        (layer.name, [t for node in model_nodes(model, layer) for t in node.output_tensors])
+        for layer in model_layers(model)
     ]
     if len(inputs) != len(model.inputs):
         raise ModelInputError(f"the model has {len(model.inputs)} inputs but the sample gives {len(inputs)} arrays")
@@ -338,7 +339,7 @@ def _first_difference(model, root) -> str:
 
 def _paired_layers(model, root) -> list[tuple]:
     """(model layer, file layer name, stored weight shapes), paired by position as Keras loads them."""
-    weighted_layers = [layer for layer in _weight_order_layers(model) if layer.weights]
+    weighted_layers = [layer for layer in weight_order_layers(model) if layer.weights]
     file_layers = [name for name in _text_list(root, "layer_names") if _text_list(root[name], "weight_names")]
     return [
         (layer, name, [tuple(root[name][weight].shape) for weight in _text_list(root[name], "weight_names")])
@@ -356,49 +357,3 @@ def _text_list(group, attribute: str) -> list[str]:
             chunks.append(group.attrs[f"{attribute}{index}"])
             index += 1
     return [name.decode("utf8") for chunk in chunks for name in chunk]
-
-
-# --- the model's graph, for Keras 1 and 2 -----------------------------------------------
-
-
-def _graph(model):
-    """The functional graph Keras built: a Keras 1 Sequential keeps it in `.model`."""
-    import keras
-
-    if keras.__version__.startswith("1.") and isinstance(model, keras.models.Sequential):
-        if model.model is None:
-            model.build()
-        return model.model
-    return model
-
-
-def _layers(model) -> list:
-    return [layer for layer in _graph(model).layers if type(layer).__name__ != "InputLayer"]
-
-
-def _weight_order_layers(model) -> list:
-    """The layers in the order Keras's load_weights pairs them with the file's layers."""
-    import keras
-
-    if keras.__version__.startswith("1."):
-        return model.flattened_layers if hasattr(model, "flattened_layers") else model.layers
-    return model.layers
-
-
-def _model_nodes(model, layer) -> list:
-    """The nodes (calls) of `layer` that belong to this model, in call order."""
-    graph = _graph(model)
-    if hasattr(layer, "_inbound_nodes"):  # Keras 2
-        node_keys, nodes = graph._network_nodes, layer._inbound_nodes
-    else:
-        node_keys, nodes = graph.container_nodes, layer.inbound_nodes
-    return [node for index, node in enumerate(nodes) if f"{layer.name}_ib-{index}" in node_keys]
-
-
-def _plain_shape(shape) -> tuple:
-    """Keras computes some dimensions with numpy: make them plain ints (JSON-ready)."""
-    return tuple(None if dim is None else int(dim) for dim in shape)
-
-
-def _source_name(layer) -> str:
-    return f"input:{layer.name}" if type(layer).__name__ == "InputLayer" else layer.name

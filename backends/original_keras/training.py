@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from backends.common.errors import ModelInputError
-from backends.original_keras.loading import _graph, _layers
+from backends.original_keras.graph import functional_graph, model_layers
 from backends.original_keras.training_statistics import MovingStatistics
 from backends.common.training_common import (StepResult, check_layer_settings, check_settings, optimizer_class_name,
                                       pop_iterations, update_of)
@@ -54,7 +54,7 @@ class Trainer:
         from keras import backend as K
 
         self.inputs = list(inputs)
-        graph = _graph(self.model)
+        graph = functional_graph(self.model)
         predictions = K.function(list(graph.inputs), list(graph.outputs))(list(inputs))
         if len(targets) != len(predictions):
             raise ModelInputError(f"the model has {len(predictions)} output(s) but {len(targets)} target array(s) "
@@ -142,7 +142,7 @@ class Trainer:
         from backends.original_keras.objectives import loss_function
 
         return registry.backend(self.worker_backend).module("training").loss_and_output_gradients_function(
-            loss_function(name, self.keras1), list(_graph(self.model).outputs))
+            loss_function(name, self.keras1), list(functional_graph(self.model).outputs))
 
     # ---- reading the optimizer's state ----------------------------------------------------
     def _slots(self, optimizer) -> dict:
@@ -178,7 +178,7 @@ def _set_iterations(optimizer, iterations: int) -> None:
 def _trainable_weights(model) -> list[dict]:
     """Each trainable weight: its layer, position among the layer's weights, name and shape."""
     found = []
-    for layer in _layers(model):
+    for layer in model_layers(model):
         trainable = {id(w) for w in layer.trainable_weights}
         for index, variable in enumerate(layer.weights):
             if id(variable) in trainable:

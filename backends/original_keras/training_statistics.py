@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.original_keras.loading import _graph, _layers, _model_nodes
+from backends.original_keras.graph import functional_graph, model_layers, model_nodes
 from backends.common import moving_statistics
 from backends.common.training_common import BATCH_NORMALIZATION
 
@@ -22,12 +22,12 @@ class MovingStatistics(moving_statistics.MovingStatistics):
         super().__init__()
         self.keras1 = keras1
         self.tensors = {}      # layer name -> its input tensor in the model
-        for layer in _layers(model):
+        for layer in model_layers(model):
             if type(layer).__name__ not in BATCH_NORMALIZATION or (keras1 and getattr(layer, "mode", 0) != 0):
                 continue
             names = ("running_mean", "running_std") if keras1 else ("moving_mean", "moving_variance")
             statistics = [(kind, getattr(layer, name, None)) for kind, name in zip(("mean", "variance"), names)]
-            nodes = _model_nodes(model, layer)
+            nodes = model_nodes(model, layer)
             if not nodes or any(variable is None for _, variable in statistics):
                 continue
             self.layers.append((layer, statistics))
@@ -38,7 +38,7 @@ class MovingStatistics(moving_statistics.MovingStatistics):
                                        "shape": list(variable.get_value().shape),
                                        "momentum": float(layer.momentum), "epsilon": float(layer.epsilon)})
         tensors = [self.tensors[layer.name] for layer, _ in self.layers]
-        self.input_function = K.function(list(_graph(model).inputs), tensors) if tensors else None
+        self.input_function = K.function(list(functional_graph(model).inputs), tensors) if tensors else None
         self.functions = {}    # (layer name, momentum) -> the layer's update function
 
     def _layer_inputs(self, inputs: list) -> list:

@@ -13,8 +13,8 @@ from kdiff.attach.client import ProbeClient, ProbeUnreachable
 from kdiff.attach.precision import write_float64_copy
 from kdiff.attach.replay import live_side, replay, require_same_batch
 from kdiff.attach.snapshot import Snapshot, cached_model, check_snapshot
-from kdiff.cli import CommandParser
-from kdiff.diff import DiffOptions, Side
+from kdiff.cli_arguments import CommandParser
+from kdiff.session import DiffOptions, Side
 from kdiff.environments import BACKENDS
 from kdiff.errors import InputError, UsageError
 from kdiff.metrics import Tolerance

@@ -1,6 +1,6 @@
 """Replaying snapshots: a live run's snapshot against a reference worker that loads the
 snapshot's model, or two runs' snapshots against each other, through the same comparison,
-classification and diagnosis as the offline command (kdiff.diff.DiffSession). The snapshot
+classification and diagnosis as the offline command (kdiff.session.DiffSession). The snapshot
 side is a replay worker (kdiff.attach.replay_worker) serving what the probe captured.
 
 Gradients are those of the run's own training loss: both sides differentiate
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from kdiff.attach.snapshot import Snapshot
-from kdiff.diff import DiffOptions, DiffSession, Progress, Side
+from kdiff.progress import Progress
+from kdiff.session import DiffOptions, DiffSession, Side
 from kdiff.errors import InputError
 from kdiff.gradients import backward_and_compare
 from kdiff.report import DiffReport

@@ -6,8 +6,8 @@ import argparse
 from rich.console import Console
 
 from kdiff import full_model_h5
-from kdiff.cli import CommandParser, _side_spec, add_common_arguments, resolve_sides, write_json
-from kdiff.diff import DiffOptions
+from kdiff.cli_arguments import CommandParser, add_common_arguments, resolve_sides, side_spec, write_json
+from kdiff.session import DiffOptions
 from kdiff.errors import UsageError
 from kdiff.metrics import Tolerance
 from kdiff.train.session import OptimizerSpec, TrainOptions, run_training
@@ -73,7 +73,7 @@ def _from_file(args: argparse.Namespace) -> full_model_h5.TrainingSetup | None:
                     parse_optimizer(getattr(args, f"{side}_optimizer"), f"--{side}-optimizer").name for side in "ab")
     if args.loss and (args.optimizer or own_names):
         return None
-    model = _side_spec(args.a)[1] or (args.files[0] if len(args.files) in (3, 4) else None)
+    model = side_spec(args.a)[1] or (args.files[0] if len(args.files) in (3, 4) else None)
     if not model or not full_model_h5.is_hdf5(model):
         return None
     return full_model_h5.training_setup(model)

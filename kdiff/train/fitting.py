@@ -13,7 +13,7 @@ another iteration count shows as another t, not another learning rate."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,7 +44,6 @@ class Fit:
     formula: str = ""             # the variant that fits, where the generations differ
     assumed: tuple = ()           # settings taken from the declared config (not identifiable)
     step: int = 0                 # t, the step number the rule used (solved for Adam, else iterations + 1)
-    other_formulas: dict = field(default_factory=dict)  # variant -> its residual
     counter_step: int = 0         # t by the optimizer's own iteration counter (iterations + 1)
 
     def to_json(self) -> dict:
@@ -150,10 +149,9 @@ def _square_root_rule(optimizer: str, e: _Elements, t: int, declared: dict, valu
                             _residual(-learning_rate * g / denominator, update), formula=formula,
                             assumed=assumed, step=t)
     best = min(fits.values(), key=lambda fit: fit.residual)
-    others = {formula: fit.residual for formula, fit in fits.items() if fit is not best}
     if all("epsilon" in fit.assumed for fit in fits.values()):
         best = Fit(best.optimizer, best.values, best.residual, "", best.assumed, t)  # indistinguishable
-    return Fit(best.optimizer, best.values, best.residual, best.formula, best.assumed, t, others)
+    return Fit(best.optimizer, best.values, best.residual, best.formula, best.assumed, t)
 
 
 def _adadelta(e: _Elements, t: int, declared: dict) -> Fit:

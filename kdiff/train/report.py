@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from kdiff import __version__
 from kdiff.errors import EXIT_DIVERGED, EXIT_MATCH
 from kdiff.metrics import LayerMetrics
-from kdiff.report import BackendInfo, _backend_json, _metrics_json, _number
+from kdiff.protocol.json_values import json_number
+from kdiff.report import BackendInfo, backend_json, metrics_json
 
 
 @dataclass(frozen=True)
@@ -16,8 +17,8 @@ class WeightError:
     metrics: LayerMetrics
 
     def to_json(self) -> dict:
-        return {"weight": self.weight, "max_abs": _number(self.metrics.max_abs),
-                "max_rel": _number(self.metrics.max_rel), "match": self.metrics.matches}
+        return {"weight": self.weight, "max_abs": json_number(self.metrics.max_abs),
+                "max_rel": json_number(self.metrics.max_rel), "match": self.metrics.matches}
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class StepRecord:
     diverged_weights: tuple = ()          # side A's names of the weights whose updates do not match
 
     def to_json(self) -> dict:
-        return {"step": self.step, "loss_a": _number(self.loss_a), "loss_b": _number(self.loss_b),
+        return {"step": self.step, "loss_a": json_number(self.loss_a), "loss_b": json_number(self.loss_b),
                 "worst_update": self.worst_update.to_json() if self.worst_update else None,
                 "diverged_weights": list(self.diverged_weights)}
 
@@ -45,9 +46,9 @@ class LayerStep:
     weights: tuple = ()                   # ((weight name, {"gradient"|"update"|"slot:KIND": LayerMetrics}), ...)
 
     def to_json(self) -> dict:
-        return {"name": self.name, "class": self.class_name, "activation": _metrics_json(self.activation),
-                "gradient": _metrics_json(self.gradient),
-                "weights": {name: {key: _metrics_json(m) for key, m in parts.items()} for name, parts in self.weights}}
+        return {"name": self.name, "class": self.class_name, "activation": metrics_json(self.activation),
+                "gradient": metrics_json(self.gradient),
+                "weights": {name: {key: metrics_json(m) for key, m in parts.items()} for name, parts in self.weights}}
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class TrainReport:
         first = self.first_divergence
         return {
             "kdiff_version": self.kdiff_version,
-            "backends": {info.side: _backend_json(info) for info in self.backends},
+            "backends": {info.side: backend_json(info) for info in self.backends},
             "optimizers": self.optimizers,
             "loss": self.loss,
             "batch_size": self.batch_size,

@@ -5,7 +5,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from kdiff.diff import DiffOptions, DiffSession, Progress, Side
+from kdiff.protocol import vocabulary as v
+from kdiff.protocol.vocabulary import pack, unpack, unpack_slots
+
+from kdiff.progress import Progress
+from kdiff.session import DiffOptions, DiffSession, Side
 from kdiff.diagnosis.model import ErrorSize
 from kdiff.errors import InputError
 from kdiff.gradients import gradient_tolerance
@@ -174,7 +178,7 @@ class _Run:
         first = final.first_divergence
         left = {"layer": first[1].name if first else None,
                 "unexplained": diagnosis.unexplained.to_json() if diagnosis.unexplained is not None else None,
-                "message": (f"before the first step, the models' forward passes already differ "
+                "message": ("before the first step, the models' forward passes already differ "
                             + (f"from {first[1].name} on" if first else "") + ", and no proven fix removes it: "
                             "the steps below are compared with that caveat")}
         return diagnosis.findings, left
@@ -189,35 +193,33 @@ class _Run:
             if "loss" in header:
                 losses[side] = header["loss"]
                 return None
-            return {prefix: [arrays[k] for k in sorted((k for k in arrays if k[0] == prefix), key=lambda k: int(k[1:]))]
-                    for prefix in "ogw"}
+            return {prefix: unpack(arrays, prefix) for prefix in (v.OUTPUTS, v.OUTPUT_GRADIENTS, v.WEIGHT_GRADIENTS)}
 
         def on_pair(a_layer, a_kept, b_kept):
-            weights = tuple((pair.name, {"gradient": self._compare_gradient(pair.element_map(a_kept["w"][pair.index]),
-                                                                            b_kept["w"][pair.index])})
+            weights = tuple((pair.name, {"gradient": self._compare_gradient(pair.element_map(a_kept[v.WEIGHT_GRADIENTS][pair.index]),
+                                                                            b_kept[v.WEIGHT_GRADIENTS][pair.index])})
                             for pair in self.pairs if pair.layer == a_layer)
             results[a_layer] = LayerStep(a_layer, layer_info[a_layer]["class_name"],
-                                         _compare_all(a_kept["o"], b_kept["o"],
+                                         _compare_all(a_kept[v.OUTPUTS], b_kept[v.OUTPUTS],
                                                       lambda p, q: compare_arrays(p, q, self.tolerance)),
-                                         _compare_all(a_kept["g"], b_kept["g"], self._compare_gradient), weights)
+                                         _compare_all(a_kept[v.OUTPUT_GRADIENTS], b_kept[v.OUTPUT_GRADIENTS], self._compare_gradient), weights)
 
-        stream_pairs(self.pool, self.session.pairs, "train_gradients", {"x0": x, "y0": y},
+        stream_pairs(self.pool, self.session.pairs, "train_gradients", {**pack([x], v.MODEL_INPUTS), **pack([y], v.LABELS)},
                      self.options.diff.timeouts.call, on_part, on_pair)
         return losses, results
 
     def _optimizer_step(self, side: str, side_a: _SideStep | None) -> _SideStep:
         arrays = {}
         if side_a is not None:  # side B applies side A's gradients
-            arrays = {f"g{pair.b_index}": pair.element_map(side_a.gradients[pair.a_index]) for pair in self.pairs}
+            arrays = {f"{v.WEIGHT_GRADIENTS}{pair.b_index}": pair.element_map(side_a.gradients[pair.a_index])
+                      for pair in self.pairs}
         result, out = self.pool.call(side, "optimizer_step", arrays=arrays)
-        count = sum(1 for key in out if key[0] == "u")
-        slots, statistics = result["slots"], range(sum(1 for key in out if key.startswith("nb")))
-        return _SideStep(result["iterations"][0], [out[f"a{i}"] for i in range(count)],
-                         [out[f"u{i}"] for i in range(count)],
-                         {kind: [out[f"b:{kind}:{i}"] for i in range(count)] for kind in slots},
-                         {kind: [out[f"s:{kind}:{i}"] for i in range(count)] for kind in slots},
-                         [out[f"nb{i}"] for i in statistics], [out[f"na{i}"] for i in statistics],
-                         [out[f"nx{i}"] for i in statistics], list(result.get("samples", [])))
+        updates, slots = unpack(out, v.UPDATES), result["slots"]
+        return _SideStep(result["iterations"][0], unpack(out, v.APPLIED), updates,
+                         unpack_slots(out, v.SLOTS_BEFORE, slots, len(updates)),
+                         unpack_slots(out, v.SLOTS_AFTER, slots, len(updates)),
+                         unpack(out, v.STATISTICS_BEFORE), unpack(out, v.STATISTICS_AFTER),
+                         unpack(out, v.BATCH_STATISTICS), list(result.get("samples", [])))
 
     def _update_errors(self, side_a: _SideStep, side_b: _SideStep) -> list[WeightError]:
         """Every paired trainable weight's update, then every paired moving statistic's."""
@@ -285,8 +287,7 @@ class _Run:
         def trial(overrides, formula, layers):
             self.progress.stage(f"step {step}: re-running side B's step with {overrides or layers or formula}")
             _, out = self.pool.call("b", "trial_step", {"overrides": overrides, "formula": formula, "layers": layers})
-            return ([out[f"u{i}"] for i in range(sum(1 for key in out if key[0] == "u"))],
-                    [out[f"n{i}"] for i in range(sum(1 for key in out if key[0] == "n"))])
+            return unpack(out, v.UPDATES), unpack(out, v.STATISTICS_UPDATES)
 
         before, _ = update_error((side_b.updates, side_b.statistic_updates))
         sides = tuple(side.backend for side in self.session.sides)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from kdiff.diff import Progress
+from kdiff.progress import Progress
 
 
 class ConsoleProgress(Progress):

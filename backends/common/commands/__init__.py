@@ -11,6 +11,8 @@ from typing import Callable
 
 import numpy as np
 
+from kdiff.protocol import vocabulary
+
 COMMANDS: dict[str, Callable[["Call"], None]] = {}
 
 
@@ -37,7 +39,6 @@ class Call:
     def part(self, header: dict, arrays: dict | None = None) -> None:
         self.send({"type": "part", "seq": self.seq, **header}, arrays)
 
-    def numbered(self, prefix: str = "") -> list[np.ndarray]:
-        """The arrays sent as PREFIX0, PREFIX1, ... in order (writable copies)."""
-        keys = [key for key in self.arrays if key.startswith(prefix) and key[len(prefix):].isdigit()]
-        return [np.array(self.arrays[key]) for key in sorted(keys, key=lambda key: int(key[len(prefix):]))]
+    def numbered(self, prefix: str = vocabulary.VALUES) -> list[np.ndarray]:
+        """The list of arrays sent under ``prefix`` (kdiff.protocol.vocabulary), in order, as writable copies."""
+        return [np.array(value) for value in vocabulary.unpack(self.arrays, prefix)]

@@ -1,5 +1,6 @@
 """A layer's configuration, and changes to it: run a changed copy alone, or keep the change."""
 from backends.common.commands import Call, command
+from kdiff.protocol import vocabulary as v
 
 
 @command("layer_config")
@@ -11,7 +12,7 @@ def layer_config(call: Call) -> None:
 def run_layer_changed(call: Call) -> None:
     outputs = call.worker.run_layer_changed(call.args["layer"], call.numbered(), call.args.get("overrides") or {},
                                             call.args.get("training"), _weights(call))
-    call.reply({}, {str(i): out for i, out in enumerate(outputs)})
+    call.reply({}, v.pack(outputs))
 
 
 @command("change_layer")
@@ -22,5 +23,5 @@ def change_layer(call: Call) -> None:
 
 
 def _weights(call: Call):
-    """The weights the changed layer is to hold, sent as w0, w1, ... (None: the layer's own)."""
-    return call.numbered("w") if call.args.get("with_weights") else None
+    """The weights the changed layer is to hold, sent as WEIGHTS (None: the layer's own)."""
+    return call.numbered(v.WEIGHTS) if call.args.get("with_weights") else None

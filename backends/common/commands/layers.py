@@ -1,11 +1,12 @@
 """One layer at a time: its weights, and running it alone."""
 from backends.common.commands import Call, command
+from kdiff.protocol import vocabulary as v
 
 
 @command("weights")
 def weights(call: Call) -> None:
     named = call.worker.layer_weights(call.args["layer"])
-    call.reply({"names": [name for name, _ in named]}, {str(i): value for i, (_, value) in enumerate(named)})
+    call.reply({"names": [name for name, _ in named]}, v.pack([value for _, value in named]))
 
 
 @command("set_weights")
@@ -17,4 +18,4 @@ def set_weights(call: Call) -> None:
 @command("run_layer")
 def run_layer(call: Call) -> None:
     outputs = call.worker.run_layer(call.args["layer"], call.numbered())
-    call.reply({}, {str(i): out for i, out in enumerate(outputs)})
+    call.reply({}, v.pack(outputs))

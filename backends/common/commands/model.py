@@ -1,5 +1,6 @@
 """Loading a model, running it forward, and writing it out."""
 from backends.common.commands import Call, command
+from kdiff.protocol import vocabulary as v
 
 
 @command("load")
@@ -11,7 +12,7 @@ def load(call: Call) -> None:
 def forward(call: Call) -> None:
     count = 0
     for name, outputs in call.worker.forward(call.numbered()):
-        call.part({"layer": name}, {str(i): out for i, out in enumerate(outputs)})
+        call.part({"layer": name}, v.pack(outputs))
         count += 1
     call.reply({"layers": count})
 
@@ -24,8 +25,8 @@ def self_check(call: Call) -> None:
 @command("outputs")
 def outputs(call: Call) -> None:
     found = call.worker.last_outputs(list(call.args["layers"]))
-    call.reply({"counts": {layer: len(values) for layer, values in found.items()}},
-               {f"{layer}:{i}": out for layer, values in found.items() for i, out in enumerate(values)})
+    counts, arrays = v.pack_by_layer(found)
+    call.reply({"counts": counts}, arrays)
 
 
 @command("save")

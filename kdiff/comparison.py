@@ -1,0 +1,38 @@
+"""One comparison in a session, as named stages: the noise floor (does each side agree with
+itself?), the forward pass (with the backward one fused in where the output shapes are known),
+the isolation runs (--isolate), the gradient pass, then classification of one record per layer
+pair into the report."""
+from __future__ import annotations
+
+from kdiff.classification import classify, layer_records
+from kdiff.gradients import PROJECTION
+from kdiff.isolation import isolate_layers
+from kdiff.model_inputs import ModelInputs
+from kdiff.passes import GradientPass, forward_pass, fused_gradients, gradient_pass
+from kdiff.report import DiffReport
+
+
+def compare(session, inputs: ModelInputs, sample_path: str, gradients: bool, noise_floor: bool) -> DiffReport:
+    noise = session.noise_floor(inputs) if noise_floor else {}
+    fused = fused_gradients(session, inputs) if gradients else None
+    session.progress.stage("running the sample through both models and differentiating them" if fused is not None
+                           else "running the sample through both models")
+    forward = forward_pass(session, inputs, fused)
+    isolated = {}
+    if session.options.isolate:
+        session.progress.stage("running each of side B's layers alone on side A's inputs")
+        isolated = isolate_layers(session.pairs, session.clients["a"], session.clients["b"], session.tolerances,
+                                  session.progress)
+    backward = gradient_pass(session, inputs, forward, fused) if gradients else GradientPass({})
+    notes = list(backward.notes)
+    if any(pair.aligned_by == "order" for pair in session.pairs):
+        notes.append("some layers have different names on the two sides and were paired by order and shape")
+    records = layer_records(session.pairs, forward.metrics, forward.used, forward.shapes, backward.gradients,
+                            isolated, session.bridge.note)
+    loss = session.named_loss
+    return DiffReport(
+        backends=session.backend_infos(), layers=tuple(classify(records)), tolerance=session.tolerances.given,
+        sample=inputs.info(sample_path), notes=tuple(notes), noise_floor=noise,
+        input_warnings=tuple(session.input_warnings),
+        gradient_loss=(loss.to_json() if loss is not None else PROJECTION) if backward.gradients else None,
+    )

@@ -1,0 +1,9 @@
+"""What a diff, a training comparison or an attach reports while it runs; the UI subclasses it
+(kdiff.ui.progress_view), so the UI never imports the engine."""
+from __future__ import annotations
+
+
+class Progress:
+    def stage(self, text: str) -> None: ...
+    def log(self, text: str) -> None: ...
+    def layer_done(self, done: int, total: int) -> None: ...

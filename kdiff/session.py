@@ -1,0 +1,223 @@
+"""The session stage of a diff: both sides' environments made, their workers started, the model
+loaded on each, the layers aligned, the tolerances and the layout bridge settled. The stages
+that then run in it (kdiff.comparison) may run many times: the diagnosis re-runs them after each
+proven fix, and training once per step."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kdiff.alignment import LayerPair, align_layers
+from kdiff.element_maps import find_element_map
+from kdiff.environments import backend_spec, ensure_env, env_for, kdiff_home
+from kdiff.errors import InputError, UsageError
+from kdiff.gradients import NamedLoss, output_layers
+from kdiff.layout_client import LayoutClient
+from kdiff.layouts import LayoutBridge, layout_bridge
+from kdiff.metrics import Tolerance
+from kdiff.model_checks import sample_warnings
+from kdiff.model_files import inspect_model, load_labels, load_sample
+from kdiff.model_inputs import ModelInputs
+from kdiff.preflight import writable_folder
+from kdiff.progress import Progress
+from kdiff.report import BackendInfo, DiffReport
+from kdiff.tolerances import Tolerances, derive
+from kdiff.worker_calls import SideClient
+from kdiff.workers import Timeouts, WorkerPool
+
+
+@dataclass(frozen=True)
+class Side:
+    name: str                  # "a" or "b"
+    backend: str
+    model: str
+    weights: str | None = None
+    python: str | None = None  # a user's interpreter instead of kdiff's environment
+    worker_module: str | None = None  # tests only: a stand-in worker class (see tests/fake_worker.py)
+    worker_options: dict = field(default_factory=dict)
+    layout: str | None = None  # build the model in this memory layout (channels_first/channels_last): --b-layout
+
+
+@dataclass(frozen=True)
+class DiffOptions:
+    tolerance: Tolerance = Tolerance()  # every layer's, unless derived_tolerances
+    derived_tolerances: bool = False  # derive each layer's tolerance from its dtype and arithmetic (kdiff.tolerances)
+    custom_objects: str | None = None
+    trust_lambda_bytecode: bool = False
+    dump_dir: str | None = None
+    timeouts: Timeouts = Timeouts()
+    write_fixed: str | None = None   # a folder for side B's model with every proven fix applied
+    gradients: bool = True           # also compare every layer's gradients (kdiff.gradients)
+    isolate: bool = False            # also run each of side B's layers alone on side A's inputs (kdiff.isolation)
+    noise_floor: bool = True         # first run each side twice on the same input: does it agree with itself?
+    loss: str | None = None          # differentiate this Keras loss on `labels` instead of a projection
+    labels: tuple[str, ...] = ()     # .npy files, one per model output
+
+
+class DiffSession:
+    """Both workers started and the model loaded on each; ``compare`` may then run many times."""
+
+    def __init__(self, a: Side, b: Side, options: DiffOptions = DiffOptions(), progress: Progress = Progress()):
+        self.sides = (a, b)
+        self.options = options
+        self.progress = progress
+        self.models = {side.name: inspect_model(side.model, side.weights) for side in self.sides}
+        # Every side's backend and environment is known to be valid before any is built.
+        for side in self.sides:
+            if side.worker_module is None:
+                backend_spec(side.backend)
+        self.envs = {side.name: "" if side.python else env_for(side.backend, self.models[side.name].keras_major)
+                     for side in self.sides}
+        self.pythons: dict[str, str] = {}
+        self.pool: WorkerPool | None = None
+        self.weight_maps: dict[str, list] = {}  # side A's layer -> per weight, how side B reorders it
+        self.bridge = LayoutBridge()            # how side B's arrays are moved to side A's layout (kdiff.layouts)
+        self.tolerances = Tolerances.from_user(options.tolerance)  # per layer once derived (start)
+        self.named_loss: NamedLoss | None = None  # the loss the backward diff differentiates (else a projection)
+        self.input_warnings: list[str] = list(dict.fromkeys(
+            warning for side in self.sides for warning in self.models[side.name].warnings))
+
+    def __enter__(self) -> "DiffSession":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        a, b = self.sides
+        for side in self.sides:
+            if side.python:
+                self.pythons[side.name] = side.python
+            else:
+                self.progress.stage(f"environment {self.envs[side.name]}")
+                self.pythons[side.name] = str(ensure_env(self.envs[side.name], self.progress.log))
+        self.pool = pool = WorkerPool(self.options.timeouts)
+        self.progress.stage(f"starting workers: {a.backend} and {b.backend}")
+        for side in self.sides:
+            layout = {"layout": side.layout} if side.layout else {}
+            pool.spawn(side.name, side.backend, self.pythons[side.name],
+                       {**worker_options(side.backend), **layout, **side.worker_options}, side.worker_module)
+        self.hellos = {side.name: pool.wait_hello(side.name) for side in self.sides}
+        self.progress.stage("loading the model on both sides")
+        described = pool.replies({side.name: pool.send(side.name, "load", _load_args(side, self.options))
+                                  for side in self.sides})
+        a_layout, b_layout = self.models["a"].data_format, b.layout or self.models["b"].data_format
+        self.pairs: list[LayerPair] = align_layers(described["a"]["layers"], described["b"]["layers"],
+                                                   a_layout if a_layout and b_layout and a_layout != b_layout else "")
+        self.a_layers = {layer["name"]: layer for layer in described["a"]["layers"]}
+        self.b_layers = {layer["name"]: layer for layer in described["b"]["layers"]}
+        if self.options.derived_tolerances:
+            self.tolerances = derive(self.pairs, described["a"].get("inputs") or [])
+        self.clients = {side.name: SideClient(pool, side.name) for side in self.sides}
+        self.bridge = layout_bridge(self.pairs, self.models["a"], self.models["b"], b.layout,
+                                    described["a"].get("inputs") or [], described["b"].get("inputs") or [])
+        if self.bridge.active:  # the diagnosis and isolation then see side B in side A's layout
+            self.clients["b"] = LayoutClient(self.clients["b"], self.bridge,
+                                             {name: list(layer.get("inbound", ())) for name, layer in self.b_layers.items()})
+        outputs = len(output_layers(self.a_layers))
+        if self.named_loss is not None and len(self.named_loss.labels) != outputs:
+            raise InputError("labels-count", f"the loss {self.named_loss.name!r} needs one label file per model "
+                             f"output: the model has {outputs}, {len(self.named_loss.labels)} given",
+                             "pass --labels once per output, in the order of the model's outputs")
+
+    def pair_of(self, a_name: str) -> LayerPair | None:
+        """The pair holding side A's layer of that name."""
+        return next((pair for pair in self.pairs if pair.a is not None and pair.a["name"] == a_name), None)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+    def load_sample(self, sample_path: str) -> np.ndarray:
+        """The sample, checked; and the labels of a named loss, checked against it and the model."""
+        sample = load_sample(sample_path, self.models["a"])
+        self.input_warnings += sample_warnings(sample, self.models["a"].integer_input, Path(sample_path).name)
+        for warning in self.input_warnings:
+            self.progress.log(f"warning: {warning}")
+        if self.options.loss is not None:
+            self.named_loss = NamedLoss(self.options.loss, tuple(load_labels(list(self.options.labels),
+                                                                             sample.shape[0])),
+                                        tuple(self.options.labels))
+        return sample
+
+    def inputs(self, sample: np.ndarray | list | ModelInputs) -> ModelInputs:
+        """The sample as each side is fed it (side B's moved to its layout)."""
+        return ModelInputs.of(sample, self.bridge)
+
+    def compare(self, sample: np.ndarray | list | ModelInputs, sample_path: str = "", gradients: bool | None = None,
+                noise_floor: bool | None = None) -> DiffReport:
+        """Forward diff of every layer; with ``gradients`` the backward diff too, and with ``noise_floor``
+        a self-check of each side first (both default to the session's options): kdiff.comparison."""
+        from kdiff.comparison import compare
+
+        return compare(self, self.inputs(sample), sample_path,
+                       self.options.gradients if gradients is None else gradients,
+                       self.options.noise_floor if noise_floor is None else noise_floor)
+
+    def backend_infos(self) -> tuple[BackendInfo, BackendInfo]:
+        """What each side runs: backend, versions, device, interpreter, environment, files, layout."""
+        return tuple(
+            BackendInfo(side=side.name, name=side.backend, versions=self.hellos[side.name].get("versions", {}),
+                        device=self.hellos[side.name].get("device", ""), python=self.pythons[side.name],
+                        env=self.envs[side.name], model=side.model, weights=side.weights or "",
+                        layout=(self.bridge.b_layout if side.name == "b" else self.bridge.a_layout) or "")
+            for side in self.sides
+        )
+
+    def refresh_weight_maps(self, a_layers: list[str]) -> None:
+        """Find how side B holds each of these layers' weights: A's, reordered (or not at all)."""
+        for name in a_layers:
+            pair = self.pair_of(name)
+            if pair is None or pair.b is None:
+                continue
+            a_values = [value for _, value in self.clients["a"].weights(name)]
+            b_values = [value for _, value in self.clients["b"].weights(pair.b["name"])]
+            maps = [find_element_map(a, b, within_zeros=True) if a.shape != b.shape or not np.array_equal(a, b) else None
+                    for a, b in zip(a_values, b_values)]
+            inbound = list(pair.b.get("inbound", ()))  # a Dense whose rows follow a reordered Flatten
+            maps = [m if m is not None or a.shape != b.shape else self.bridge.weight_map(inbound, a, b)
+                    for m, a, b in zip(maps, a_values, b_values)]
+            self.weight_maps[name] = [m if m is not None and not m.is_identity else None for m in maps]
+
+    def noise_floor(self, sample: np.ndarray | list | ModelInputs) -> dict[str, dict[str, float]]:
+        """Both sides at once run the sample (or samples, one per model input) twice; the layers where a
+        side disagrees with itself."""
+        self.progress.stage("running each side twice: does it agree with itself?")
+        inputs = self.inputs(sample)
+        replies = self.pool.replies({side.name: self.pool.send(side.name, "self_check", arrays=inputs.pack(side.name))
+                                     for side in self.sides})
+        return {side: reply.get("differing", {}) for side, reply in replies.items()}
+
+
+def worker_options(backend: str) -> dict:
+    """The options a backend's worker is started with (Theano's: its compile folder, which must be writable)."""
+    if backend != "theano":
+        return {}
+    compiledir = kdiff_home() / "theano-compiledir"  # Theano compiles its ops into it: it must be writable
+    try:
+        writable_folder(compiledir, "Theano's compile folder")
+        compiledir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError("kdiff-home-unwritable", f"Theano's compile folder {compiledir} cannot be made "
+                         f"({exc.strerror or exc}) (in KDIFF_HOME)",
+                         "make that folder writable, or point KDIFF_HOME at a writable folder with free space") from exc
+    except UsageError as exc:
+        raise InputError("kdiff-home-unwritable", f"{exc.message} (in KDIFF_HOME)",
+                         "make that folder writable, or point KDIFF_HOME at a writable folder with free space") from exc
+    return {"compiledir": str(compiledir)}
+
+
+def _load_args(side: Side, options: DiffOptions) -> dict:
+    return {
+        "model": str(Path(side.model).resolve()),
+        "weights": str(Path(side.weights).resolve()) if side.weights else None,
+        "custom_objects": str(Path(options.custom_objects).resolve()) if options.custom_objects else None,
+        "trust_lambda_bytecode": options.trust_lambda_bytecode,
+    }
