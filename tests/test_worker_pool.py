@@ -35,7 +35,7 @@ def start(pool, side="a", **options):
 def test_hello_carries_protocol_backend_versions_and_pid():
     with WorkerPool() as pool:
         worker = start(pool)
-        assert worker.hello["protocol"] == PROTOCOL_VERSION == 2 and worker.hello["backend"] == "fake"
+        assert worker.hello["protocol"] == PROTOCOL_VERSION == 3 and worker.hello["backend"] == "fake"
         assert worker.hello["versions"] == {"numpy": np.__version__} and worker.hello["pid"] == worker.process.pid
     assert worker.process.poll() is not None
 

@@ -23,7 +23,9 @@ import numpy as np
 
 # 1: the first release. 2: workers answer 'forward_backward' (parts carry a "kind"), and a probe's
 # snapshot holds models with several inputs and outputs, its arrays sent without copies.
-PROTOCOL_VERSION = 2
+# 3: array keys from kdiff.protocol.vocabulary (a gradient part's output gradients are 'g', its
+# weight gradients 'dw'; optimizer_step takes 'dw').
+PROTOCOL_VERSION = 3
 
 # Array kinds allowed on the wire: bool, signed and unsigned ints, floats, complex.
 ALLOWED_DTYPE_KINDS = frozenset("biufc")
