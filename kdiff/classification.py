@@ -2,7 +2,9 @@
 each) -> each layer's status, in order. A layer that does not match is where a divergence
 starts ('diverged') when every layer feeding it matched, else it only carries one
 ('propagated'). Where the layer was also run in isolation, that decides: its own computation
-differs ('diverged') or it only receives other inputs ('propagated')."""
+differs ('diverged'), or it only receives other inputs ('propagated'); and a layer whose inputs
+match and which matches alone matches, however far the rounding its inputs carry takes its
+whole-model output past its tolerance (deep models: the rounding of forty layers adds up)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,8 +63,11 @@ def classify(records: list[LayerRecord]) -> list[LayerResult]:
         inbound = tuple(pair.a.get("inbound", ()))
         inputs_match = all(status_of.get(source) == MATCH for source in inbound if not source.startswith("input:"))
         layer_metrics = outcome if isinstance(outcome, LayerMetrics) else None
+        note = outcome if isinstance(outcome, str) else ("no output came back" if outcome is None else "")
         if layer_metrics is not None and layer_metrics.matches:
             status = MATCH
+        elif isinstance(alone, LayerMetrics) and alone.matches and inputs_match and layer_metrics is not None:
+            status, note = MATCH, carried_noise_note(layer_metrics, record.tolerance, alone)
         elif isinstance(alone, LayerMetrics):
             status = PROPAGATED if alone.matches else DIVERGED
         else:
@@ -73,10 +78,15 @@ def classify(records: list[LayerRecord]) -> list[LayerResult]:
             a_shape=_first(record.a_shapes), b_shape=_first(record.b_shapes),
             status=status, metrics=layer_metrics, grad=record.gradient, isolated=alone,
             b_name=pair.b["name"] if pair.b["name"] != name else "",
-            aligned_by=pair.aligned_by, inbound=inbound,
-            note=outcome if isinstance(outcome, str) else ("no output came back" if outcome is None else ""),
-            layout=record.layout, tolerance=record.tolerance))
+            aligned_by=pair.aligned_by, inbound=inbound, note=note, layout=record.layout, tolerance=record.tolerance))
     return results
+
+
+def carried_noise_note(whole: LayerMetrics, tolerance: Tolerance | None, alone: LayerMetrics) -> str:
+    """Why a layer out of its whole-model tolerance still matches: the float noise its inputs carry."""
+    allowed = f" > atol {tolerance.atol:.3g}, rtol {tolerance.rtol:.3g}" if tolerance is not None else ""
+    return (f"in the whole model it differs by max abs {whole.max_abs:.3g}, max rel {whole.max_rel:.3g}{allowed}, "
+            f"only by the rounding its inputs carry: alone on side A's inputs it matches (max rel {alone.max_rel:.3g})")
 
 
 def _first(shapes: tuple | None) -> tuple | None:

@@ -15,13 +15,12 @@ from kdiff.session import DiffOptions
 from kdiff.environments import BACKENDS, ENVS, describe_envs, ensure_env, env_python, env_spec, env_state
 from kdiff.layouts import LAYOUTS
 from kdiff.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, InternalError, KdiffError, UsageError
-from kdiff.metrics import Tolerance
 from kdiff.report import DiffReport
 from kdiff.ui.errors import render_error
 from kdiff.ui.progress_view import ConsoleProgress
 from kdiff.ui.report_view import render_report
 from kdiff.workers import Timeouts
-from kdiff.cli_arguments import CommandParser, add_common_arguments, resolve_sides, write_json
+from kdiff.cli_arguments import CommandParser, add_common_arguments, given_tolerance, resolve_sides, write_json
 
 
 
@@ -148,11 +147,8 @@ def _checked_loss(args: argparse.Namespace) -> str | None:
 
 def run_diff_command(args: argparse.Namespace, out: Console, err: Console) -> DiffReport:
     a, b, (sample,) = resolve_sides(args)
-    given = args.atol is not None or args.rtol is not None
-    options = DiffOptions(tolerance=Tolerance(Tolerance.atol if args.atol is None else args.atol,
-                                              Tolerance.rtol if args.rtol is None else args.rtol,
-                                              "given: --atol/--rtol" if given else ""),
-                          derived_tolerances=not given, custom_objects=args.custom_objects,
+    tolerance, given = given_tolerance(args)
+    options = DiffOptions(tolerance=tolerance, derived_tolerances=not given, custom_objects=args.custom_objects,
                           trust_lambda_bytecode=args.trust_lambda_bytecode, dump_dir=args.dump,
                           timeouts=Timeouts(call=args.timeout), write_fixed=args.write_fixed,
                           gradients=not args.no_grad, isolate=args.isolate, loss=_checked_loss(args),

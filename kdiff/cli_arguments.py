@@ -44,6 +44,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, derived_tolerances: bo
     parser.add_argument("--version", action="version", version=f"kdiff {__version__}")
 
 
+def given_tolerance(args: argparse.Namespace) -> tuple[Tolerance, bool]:
+    """The tolerance --atol/--rtol give (the other at its default), and whether the user gave one: when
+    not, each layer's tolerance is derived (kdiff.tolerances) and the returned one is only the fallback."""
+    given = args.atol is not None or args.rtol is not None
+    return (Tolerance(Tolerance.atol if args.atol is None else args.atol, Tolerance.rtol if args.rtol is None
+                      else args.rtol, "given: --atol/--rtol" if given else ""), given)
+
+
 def side_spec(text: str | None) -> tuple[str | None, str | None, str | None]:
     """'BACKEND[:MODEL[,WEIGHTS]]' as (backend, model, weights)."""
     if not text:

@@ -1,15 +1,16 @@
 """One comparison in a session, as named stages: the noise floor (does each side agree with
 itself?), the forward pass (with the backward one fused in where the output shapes are known),
 the isolation runs (--isolate), the gradient pass, then classification of one record per layer
-pair into the report."""
+pair into the report, where each layer at which a divergence seems to start is first run alone
+(kdiff.isolation.settle_by_isolation): honest rounding amplified by depth is not a divergence."""
 from __future__ import annotations
 
-from kdiff.classification import classify, layer_records
+from kdiff.classification import layer_records
 from kdiff.gradients import PROJECTION
-from kdiff.isolation import isolate_layers
+from kdiff.isolation import isolate_layers, settle_by_isolation
 from kdiff.model_inputs import ModelInputs
 from kdiff.passes import GradientPass, forward_pass, fused_gradients, gradient_pass
-from kdiff.report import DiffReport
+from kdiff.report import MATCH, DiffReport
 
 
 def compare(session, inputs: ModelInputs, sample_path: str, gradients: bool, noise_floor: bool) -> DiffReport:
@@ -29,10 +30,23 @@ def compare(session, inputs: ModelInputs, sample_path: str, gradients: bool, noi
         notes.append("some layers have different names on the two sides and were paired by order and shape")
     records = layer_records(session.pairs, forward.metrics, forward.used, forward.shapes, backward.gradients,
                             isolated, session.bridge.note)
+    # where a divergence seems to start, its layer alone says whether it computes otherwise or carries noise
+    records, layers = settle_by_isolation(records, session.clients["a"], session.clients["b"], session.tolerances,
+                                          session.progress)
+    carried = [layer.name for layer in layers if layer.status == MATCH and layer.metrics is not None
+               and not layer.metrics.matches]
+    if carried:
+        notes.append(f"{len(carried)} layer(s) ({_names(carried)}) differ in the whole model by more than their "
+                     "tolerance only by the rounding their inputs carry, amplified with depth: each matches alone "
+                     "on side A's inputs")
     loss = session.named_loss
     return DiffReport(
-        backends=session.backend_infos(), layers=tuple(classify(records)), tolerance=session.tolerances.given,
+        backends=session.backend_infos(), layers=tuple(layers), tolerance=session.tolerances.given,
         sample=inputs.info(sample_path), notes=tuple(notes), noise_floor=noise,
         input_warnings=tuple(session.input_warnings),
         gradient_loss=(loss.to_json() if loss is not None else PROJECTION) if backward.gradients else None,
     )
+
+
+def _names(names: list[str], shown: int = 4) -> str:
+    return ", ".join(names[:shown]) + (f", and {len(names) - shown} more" if len(names) > shown else "")

@@ -6,10 +6,10 @@ import argparse
 from rich.console import Console
 
 from kdiff import full_model_h5
-from kdiff.cli_arguments import CommandParser, add_common_arguments, resolve_sides, side_spec, write_json
+from kdiff.cli_arguments import (CommandParser, add_common_arguments, given_tolerance, resolve_sides, side_spec,
+                                 write_json)
 from kdiff.session import DiffOptions
 from kdiff.errors import UsageError
-from kdiff.metrics import Tolerance
 from kdiff.train.session import OptimizerSpec, TrainOptions, run_training
 from kdiff.ui.train_view import TrainView, render_train_report
 from kdiff.workers import Timeouts
@@ -35,7 +35,7 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help="samples per step (default: all of X, up to 32)")
     parser.add_argument("--a", dest="a", metavar="BACKEND[:MODEL[,WEIGHTS]]", help="side A, as for 'kdiff'")
     parser.add_argument("--b", dest="b", metavar="BACKEND[:MODEL[,WEIGHTS]]", help="side B, as for 'kdiff'")
-    add_common_arguments(parser)
+    add_common_arguments(parser, derived_tolerances=True)
     return parser
 
 
@@ -118,9 +118,10 @@ def main(argv: list[str], out: Console, err: Console) -> int:
                                            "kdiff train model.json weights.h5 x.npy y.npy --optimizer adam --loss mse")
     if from_file:
         (out if args.json != "-" else err).print(_said(from_file, args, a.model), highlight=False)
+    tolerance, given = given_tolerance(args)  # derived per layer for the forward check unless given
     options = TrainOptions(
         optimizers=optimizers, loss=loss, steps=args.steps, batch_size=args.batch_size,
-        diff=DiffOptions(tolerance=Tolerance(args.atol, args.rtol), custom_objects=args.custom_objects,
+        diff=DiffOptions(tolerance=tolerance, derived_tolerances=not given, custom_objects=args.custom_objects,
                          timeouts=Timeouts(call=args.timeout), gradients=False))
     with TrainView(err) as view:
         report = run_training(a, b, x_path, y_path, options, view)

@@ -171,7 +171,7 @@ class _Run:
             return (), None
         from kdiff.diagnosis.repair import diagnose
 
-        diagnosis = diagnose(self.session, sample, report, self.tolerance, self.progress)
+        diagnosis = diagnose(self.session, sample, report, self.session.tolerances, self.progress)
         final = diagnosis.repaired or report
         if final.exit_code == 0:
             return diagnosis.findings, None
