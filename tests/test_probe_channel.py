@@ -9,7 +9,7 @@ import pytest
 import zmq
 
 from kdiff.attach.client import ProbeClient, ProbeUnreachable
-from kdiff.attach.snapshot import check_snapshot
+from kdiff.attach.snapshot import check_snapshot, write_snapshot
 from kdiff.probe.channel import ProbeChannel, ProbeSetupError, is_loopback, parse_request
 from kdiff.probe.keys import ClientKeys, ServerKeys, make_keys
 from kdiff.protocol.wire import ProtocolError, encode
@@ -127,7 +127,7 @@ def test_the_model_file_is_kept_by_hash_and_needed_only_once(tmp_path, monkeypat
         check_snapshot(SNAPSHOT_HEADER, without_file)
     check_snapshot(SNAPSHOT_HEADER, {**without_file, "model_file": np.arange(5, dtype=np.uint8)})
     snapshot = check_snapshot(SNAPSHOT_HEADER, without_file)
-    model = snapshot.write(tmp_path / "replay")
+    model = write_snapshot(snapshot, tmp_path / "replay")
     assert model.read_bytes() == bytes(range(5))
     assert "model_file" not in snapshot.arrays
     with pytest.raises(ProtocolError, match="model_hash"):

@@ -6,11 +6,11 @@ class Worker(ModernKerasWorker):
     keras_backend = "jax"
 
     def _versions_impl(self) -> dict:
-        import jax
+        from backends.jax.capture import versions
 
-        return {"keras": self.keras.__version__, "jax": jax.__version__}
+        return versions(self.keras)
 
     def _device_impl(self) -> str:
-        import jax
+        from backends.jax.capture import device
 
-        return jax.default_backend()
+        return device()

@@ -8,8 +8,8 @@ weight stays shared and the model saves as a plain Keras model."""
 from __future__ import annotations
 
 from backends.common.errors import ModelInputError
-from backends.modern_keras.loading import _flat, _graph_nodes, _node_inputs, _node_outputs
-from backends.modern_keras.layer_ops import _call_arguments
+from backends.modern_keras.graph import flat, graph_nodes, node_inputs, node_outputs
+from backends.modern_keras.layer_ops import call_arguments
 
 
 def changed_copy(layer, overrides: dict):
@@ -30,11 +30,11 @@ def run_changed(ops, layer_name: str, inputs: list, overrides: dict, training: b
     original = ops.model.get_layer(layer_name)
     copy = changed_copy(original, overrides)
     node = ops._first_node(layer_name)
-    args, kwargs = _call_arguments(node, dict(zip(map(id, _node_inputs(node)), inputs)))
+    args, kwargs = call_arguments(node, dict(zip(map(id, node_inputs(node)), inputs)))
     kwargs = ops.as_in_forward(kwargs) if training is None else {**kwargs, "training": training}
     copy(*args, **kwargs)                       # builds the copy's weights
     _set_weights(copy, original, weights)
-    return [ops._numpy(output) for output in _flat(copy(*args, **kwargs))]
+    return [ops._numpy(output) for output in flat(copy(*args, **kwargs))]
 
 
 def rebuilt_with_change(keras, model, layer_name: str, overrides: dict, training: bool | None,
@@ -48,12 +48,12 @@ def rebuilt_with_change(keras, model, layer_name: str, overrides: dict, training
     if training and hasattr(keras, "ops"):
         _always_in_training_mode(replacement)
     produced = {id(tensor): tensor for tensor in model.inputs}
-    for layer, _, node in _graph_nodes(model):
-        args, kwargs = _call_arguments(node, produced)
+    for layer, _, node in graph_nodes(model):
+        args, kwargs = call_arguments(node, produced)
         if layer is original and training is not None:
             kwargs["training"] = training
         outputs = (replacement if layer is original else layer)(*args, **kwargs)
-        for old, new in zip(_node_outputs(node), _flat(outputs)):
+        for old, new in zip(node_outputs(node), flat(outputs)):
             produced[id(old)] = new
     if replacement is not original:
         _set_weights(replacement, original, weights)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from backends.common.errors import ModelInputError
-from backends.modern_keras.loading import (_flat, _graph_nodes, _layer_calls, _node_inputs, _node_outputs,
-                                           forward_all, mask_only_nodes)
+from backends.modern_keras.graph import (flat, graph_nodes, layer_calls, mask_only_nodes, node_inputs, node_outputs,
+                                         weight_name)
+from backends.modern_keras.loading import forward_all
 
 
 class LayerOps:
@@ -23,7 +24,7 @@ class LayerOps:
         self._zero_probes = {}    # input shapes -> the probes' zero values (framework tensors), made once
 
     def weights(self, layer: str) -> list[tuple[str, np.ndarray]]:
-        return [(_weight_name(variable), np.asarray(variable.numpy()))
+        return [(weight_name(variable), np.asarray(variable.numpy()))
                 for variable in self.model.get_layer(layer).weights]
 
     def set_weights(self, layer: str, arrays: list[np.ndarray]) -> None:
@@ -34,13 +35,13 @@ class LayerOps:
         called with that call's other arguments, in inference mode as the model's forward pass
         runs it."""
         node = self._first_node(layer)
-        tensors = _node_inputs(node)
+        tensors = node_inputs(node)
         if len(inputs) != len(tensors):
             raise ModelInputError(f"layer '{layer}' takes {len(tensors)} input(s), {len(inputs)} given",
                                   "pass one array per input tensor of the layer")
-        args, kwargs = _call_arguments(node, {id(t): x for t, x in zip(tensors, inputs)})
+        args, kwargs = call_arguments(node, {id(t): x for t, x in zip(tensors, inputs)})
         outputs = self.model.get_layer(layer)(*args, **self.as_in_forward(kwargs))
-        return [self._numpy(output) for output in _flat(outputs)]
+        return [self._numpy(output) for output in flat(outputs)]
 
     def as_in_forward(self, kwargs: dict) -> dict:
         """A call's keyword arguments with the training flag the model's forward pass gives the layer:
@@ -74,7 +75,7 @@ class LayerOps:
                 yield "output", name, values
             raise
         position = 0
-        for layer, tensors, _ in _layer_calls(self.model):
+        for layer, tensors, _ in layer_calls(self.model):
             yield "output", layer.name, [self._numpy(output) for output in outputs[position:position + len(tensors)]]
             position += len(tensors)
         outputs = None
@@ -100,10 +101,10 @@ class LayerOps:
 
     def _gradients_by_layer(self, probe_grads, grad_by_variable):
         _, probe_index = self._probe_model()
-        for layer, outputs, _ in _layer_calls(self.model):
+        for layer, outputs, _ in layer_calls(self.model):
             yield (layer.name,
                    [probe_grads[probe_index[id(tensor)]] for tensor in outputs],
-                   [(_weight_name(variable), grad_by_variable[id(variable)]) for variable in layer.weights])
+                   [(weight_name(variable), grad_by_variable[id(variable)]) for variable in layer.weights])
 
     def _probe_values(self, inputs: list[np.ndarray]) -> list:
         """The probes' values (zeros shaped like the layer outputs, in probe order), as framework tensors
@@ -125,17 +126,17 @@ class LayerOps:
         the graph's shapes with the batch filled in, or, where another axis is open (a sequence of
         any length), from running the model once."""
         batch = inputs[0].shape[0]
-        calls = [(tensor, tuple(tensor.shape)) for _, tensors, _ in _layer_calls(self.model) for tensor in tensors]
+        calls = [(tensor, tuple(tensor.shape)) for _, tensors, _ in layer_calls(self.model) for tensor in tensors]
         shapes = [(batch, *shape[1:]) if shape and shape[0] is None else shape for _, shape in calls]
         if all(None not in shape for shape in shapes):
             return [(tensor, np.zeros(shape, _numpy_dtype(tensor.dtype))) for (tensor, _), shape in zip(calls, shapes)]
         return [(tensor, np.zeros_like(output))
-                for (_, tensors, _), (_, outputs) in zip(_layer_calls(self.model), forward_all(self.model, inputs))
+                for (_, tensors, _), (_, outputs) in zip(layer_calls(self.model), forward_all(self.model, inputs))
                 for tensor, output in zip(tensors, outputs)]
 
     def _first_node(self, layer: str):
         if layer not in self._first_nodes:
-            self._first_nodes[layer] = next(node for candidate, _, node in _graph_nodes(self.model)
+            self._first_nodes[layer] = next(node for candidate, _, node in graph_nodes(self.model)
                                             if candidate.name == layer)
         return self._first_nodes[layer]
 
@@ -151,9 +152,9 @@ class LayerOps:
                        for i, t in enumerate(self.model.inputs)}
             probes, probe_index, layer_outputs = [], {}, {}
             masks = mask_only_nodes(self.model)
-            for layer, node_index, node in _graph_nodes(self.model):
-                args, kwargs = _call_arguments(node, rebuilt)
-                for original, output in zip(_node_outputs(node), _flat(layer(*args, **kwargs))):
+            for layer, node_index, node in graph_nodes(self.model):
+                args, kwargs = call_arguments(node, rebuilt)
+                for original, output in zip(node_outputs(node), flat(layer(*args, **kwargs))):
                     if (id(layer), node_index) in masks:   # a mask's computation: rebuilt, not probed
                         rebuilt[id(original)] = output
                         continue
@@ -164,7 +165,7 @@ class LayerOps:
                     rebuilt[id(original)] = keras.layers.Add(name=f"kdiff_probed_{len(probes)}")([output, probe])
                     probes.append(probe)
             inputs = [rebuilt[id(t)] for t in self.model.inputs] + probes
-            every_layer = [layer_outputs[id(t)] for _, tensors, _ in _layer_calls(self.model) for t in tensors]
+            every_layer = [layer_outputs[id(t)] for _, tensors, _ in layer_calls(self.model) for t in tensors]
             self._probed = (keras.Model(inputs, [rebuilt[id(t)] for t in self.model.outputs] + every_layer),
                             probe_index)
         return self._probed
@@ -186,13 +187,13 @@ def _check_targets(loss: str | None, targets: list | None, outputs: int) -> None
                               f"{len(targets or ())} given", "pass --labels once per model output, in output order")
 
 
-def _call_arguments(node, values: dict) -> tuple[list, dict]:
+def call_arguments(node, values: dict) -> tuple[list, dict]:
     """The node's call arguments (args, kwargs) with each input tensor replaced by values[id(tensor)]."""
     if hasattr(node, "arguments"):                         # Keras 3
         args, kwargs = node.arguments.args, node.arguments.kwargs
     else:                                                  # tf_keras
         args, kwargs = node.call_args, node.call_kwargs
-    inputs = {id(t) for t in _node_inputs(node)}
+    inputs = {id(t) for t in node_inputs(node)}
 
     def replace(item):
         if isinstance(item, (list, tuple)):
@@ -202,9 +203,3 @@ def _call_arguments(node, values: dict) -> tuple[list, dict]:
         return values[id(item)] if id(item) in inputs else item
 
     return list(replace(list(args))), replace(dict(kwargs))
-
-
-def _weight_name(variable) -> str:
-    """'layer/weight': a Keras 3 variable's path, a tf_keras variable's name without ':0'."""
-    path = getattr(variable, "path", None)
-    return path if isinstance(path, str) else variable.name.removesuffix(":0")

@@ -21,6 +21,7 @@ import numpy as np
 from backends.common.errors import ModelInputError
 from backends.modern_keras import legacy_config, legacy_weights
 from backends.modern_keras.build import build_model
+from backends.modern_keras.graph import dtype_name, history, keras_module, layer_calls, tensor_shape
 
 # Kept beside each loaded model, not on it (Keras tracks attributes set on a model, and
 # saving it would then change): the legacy file's root attributes, the capture model.
@@ -192,135 +193,21 @@ def _load_weights_file(keras, model, weights_path: str) -> dict:
 
 # ---- describing and running a model ---------------------------------------------------
 
-def _history(tensor):
-    """(layer, node index, tensor index) that produced a symbolic tensor."""
-    layer, node_index, tensor_index = tensor._keras_history
-    return layer, node_index, tensor_index
-
-
-def _flat(structure) -> list:
-    if isinstance(structure, (list, tuple)):
-        return [item for element in structure for item in _flat(element)]
-    if isinstance(structure, dict):
-        return [item for element in structure.values() for item in _flat(element)]
-    return [structure]
-
-
-def _node_inputs(node) -> list:
-    if hasattr(node, "keras_inputs"):         # tf_keras
-        return list(node.keras_inputs)
-    return list(node.input_tensors)           # Keras 3
-
-
-def _is_input_layer(layer) -> bool:
-    return type(layer).__name__ == "InputLayer"
-
-
-def _graph_nodes(model) -> list[tuple]:
-    """(layer, node index, node) of every call inside `model`, in topological order."""
-    found: dict[tuple[int, int], tuple] = {}
-    stack = [_history(t) for t in model.outputs]
-    while stack:
-        layer, node_index, _ = stack.pop()
-        key = (id(layer), node_index)
-        if key in found or _is_input_layer(layer):
-            continue
-        node = layer._inbound_nodes[node_index]
-        found[key] = (layer, node_index, node)
-        stack.extend(_history(t) for t in _node_inputs(node))
-    order = {id(layer): position for position, layer in enumerate(model.layers)}
-    ranked = sorted(found.values(), key=lambda item: (order.get(id(item[0]), 1 << 30), item[1]))
-    return _topological(ranked)
-
-
-def _topological(ranked: list) -> list:
-    """The calls in `ranked` order, each moved after the calls whose outputs it takes (operations that are
-    not layers of the model, such as a mask's computation, rank last in model.layers order)."""
-    done, result, pending = set(), [], list(ranked)
-    while pending:
-        waiting = []
-        for item in pending:
-            layer, node_index, node = item
-            needed = {(id(source), index) for source, index, _ in map(_history, _node_inputs(node))
-                      if not _is_input_layer(source)}
-            if needed <= done:
-                done.add((id(layer), node_index))
-                result.append(item)
-            else:
-                waiting.append(item)
-        if len(waiting) == len(pending):   # a cycle cannot happen in a Keras graph; keep the rest as ranked
-            return result + waiting
-        pending = waiting
-    return result
-
-
-def mask_only_nodes(model) -> set:
-    """(id(layer), node index) of the calls that only compute masks: Keras 3 records the operations that a
-    mask is computed with (Masking's `any(not_equal(...))`) as calls of the graph, feeding a layer's `mask`
-    argument. They are not layers of the model: not compared, not probed."""
-    main, stack = set(), [_history(t) for t in model.outputs]
-    while stack:
-        layer, node_index, _ = stack.pop()
-        key = (id(layer), node_index)
-        if key in main or _is_input_layer(layer):
-            continue
-        main.add(key)
-        node = layer._inbound_nodes[node_index]
-        masks = {id(t) for t in _flat(_call_kwargs(node).get("mask"))}
-        stack.extend(_history(t) for t in _node_inputs(node) if id(t) not in masks)
-    return {(id(layer), index) for layer, index, _ in _graph_nodes(model)} - main
-
-
-def _call_kwargs(node) -> dict:
-    if hasattr(node, "arguments"):                         # Keras 3
-        return dict(node.arguments.kwargs)
-    return dict(getattr(node, "call_kwargs", None) or {})  # tf_keras
-
-
-def _node_outputs(node) -> list:
-    return _flat(node.output_tensors)
-
-
-def _shape(tensor) -> tuple:
-    return tuple(None if d is None else int(d) for d in tensor.shape)
-
-
-def _layer_calls(model) -> list[tuple]:
-    """[(layer, [its output tensors over all its calls], [inbound names])] in order."""
-    calls: dict[int, tuple] = {}
-    masks = mask_only_nodes(model)
-    for layer, node_index, node in _graph_nodes(model):
-        if (id(layer), node_index) in masks:
-            continue
-        _, outputs, inbound = calls.setdefault(id(layer), (layer, [], []))
-        outputs.extend(_node_outputs(node))
-        for tensor in _node_inputs(node):
-            source = _history(tensor)[0]
-            name = f"input:{source.name}" if _is_input_layer(source) else source.name
-            if name not in inbound:
-                inbound.append(name)
-    return list(calls.values())
-
-
 def describe_layers(model) -> list[dict]:
     """Every layer's name, class, inbound layers and output shapes; with its output dtype and its
     weights' shapes, from which the coordinator derives the layer's tolerance (kdiff.tolerances)."""
     return [{"name": layer.name, "class_name": type(layer).__name__, "inbound": inbound,
-             "output_shapes": [_shape(t) for t in outputs],
-             "dtype": _dtype_name(outputs[0].dtype) if outputs else None,
+             "output_shapes": [tensor_shape(t) for t in outputs],
+             "dtype": dtype_name(outputs[0].dtype) if outputs else None,
              "weight_shapes": [[int(d) for d in variable.shape] for variable in layer.weights]}
-            for layer, outputs, inbound in _layer_calls(model)]
-
-
-def _dtype_name(dtype) -> str:
-    return getattr(dtype, "name", str(dtype))
+            for layer, outputs, inbound in layer_calls(model)]
 
 
 def input_specs(model) -> list[dict]:
     specs = []
     for tensor in model.inputs:
         dtype = tensor.dtype
-        specs.append({"name": _history(tensor)[0].name, "shape": list(_shape(tensor)),
+        specs.append({"name": history(tensor)[0].name, "shape": list(tensor_shape(tensor)),
                       "dtype": getattr(dtype, "name", str(dtype))})
     return specs
 
@@ -329,18 +216,12 @@ def _capture_model(model):
     """A model with the same inputs that returns every layer's outputs (built once)."""
     if model in _CAPTURE_MODELS:
         return _CAPTURE_MODELS[model]
-    calls = _layer_calls(model)
+    calls = layer_calls(model)
     outputs = [tensor for _, tensors, _ in calls for tensor in tensors]
-    keras = _keras_module(model)
+    keras = keras_module(model)
     capture = keras.Model(inputs=model.inputs, outputs=outputs)
     _CAPTURE_MODELS[model] = (capture, [(layer.name, len(tensors)) for layer, tensors, _ in calls])
     return _CAPTURE_MODELS[model]
-
-
-def _keras_module(model):
-    import importlib
-
-    return importlib.import_module(type(model).__module__.split(".")[0])
 
 
 def forward_all(model, inputs: list) -> list[tuple[str, list]]:

@@ -22,7 +22,7 @@ def loss_function(keras, name: str):
 def objective(keras, projections: list, loss: str | None = None, targets: list | None = None):
     """f(model outputs) -> the scalar to differentiate, in the framework's own ops (so any
     backend's autodiff can trace it)."""
-    ops = _ops(keras)
+    ops = keras_ops(keras)
     if loss is None:
         return lambda outputs: sum(ops.sum(output * ops.cast(ops.convert_to_tensor(projection), output.dtype))
                                    for output, projection in zip(outputs, projections))
@@ -31,7 +31,7 @@ def objective(keras, projections: list, loss: str | None = None, targets: list |
                                for output, target in zip(outputs, targets))
 
 
-def _ops(keras):
+def keras_ops(keras):
     """sum, mean, cast and convert_to_tensor: keras.ops in Keras 3, TensorFlow's own for tf_keras."""
     if hasattr(keras, "ops"):
         return keras.ops

@@ -15,7 +15,7 @@ import numpy as np
 
 from backends.common.errors import ModelInputError
 from backends.modern_keras.objectives import loss_function
-from backends.modern_keras.loading import _layer_calls
+from backends.modern_keras.graph import layer_calls
 from backends.modern_keras.training_statistics import MovingStatistics
 from backends.common.training_common import (StepResult, check_layer_settings, check_settings, optimizer_class_name,
                                       pop_iterations, update_of)
@@ -139,7 +139,7 @@ def _trainable_weights(model) -> tuple[list[dict], list]:
     """Each trainable weight (layer, position among the layer's weights, name, shape), and the variables."""
     trainable = {id(v) for v in model.trainable_weights}
     found, variables = [], []
-    for layer, _, _ in _layer_calls(model):
+    for layer, _, _ in layer_calls(model):
         for index, variable in enumerate(layer.weights):
             if id(variable) in trainable:
                 path = getattr(variable, "path", None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.modern_keras.loading import _graph_nodes, _node_inputs
+from backends.modern_keras.graph import graph_nodes, node_inputs
 from backends.common import moving_statistics
 from backends.common.training_common import BATCH_NORMALIZATION
 
@@ -17,7 +17,7 @@ class MovingStatistics(moving_statistics.MovingStatistics):
         super().__init__()
         self.to_tensor = to_tensor
         tensors, seen = [], set()
-        for layer, _, node in _graph_nodes(model):
+        for layer, _, node in graph_nodes(model):
             if id(layer) in seen or type(layer).__name__ not in BATCH_NORMALIZATION:
                 continue
             seen.add(id(layer))
@@ -26,7 +26,7 @@ class MovingStatistics(moving_statistics.MovingStatistics):
             if any(variable is None for _, variable in statistics):
                 continue
             self.layers.append((layer, statistics))
-            tensors.append(_node_inputs(node)[0])
+            tensors.append(node_inputs(node)[0])
             for kind, variable in statistics:
                 index = next(i for i, weight in enumerate(layer.weights) if weight is variable)
                 path = getattr(variable, "path", None)

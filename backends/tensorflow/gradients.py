@@ -9,7 +9,7 @@ def differentiate(model, inputs, differentiated, objective):
     import tensorflow as tf
 
     tensors = [tf.convert_to_tensor(x) for x in inputs]
-    sources = [tensors[i] for i in differentiated] + [_tf_variable(w) for w in model.weights]
+    sources = [tensors[i] for i in differentiated] + [tf_variable(w) for w in model.weights]
     with tf.GradientTape() as tape:
         tape.watch(sources)  # the weights too: a tape watches only trainable variables by itself
         outputs = model(tensors, training=False)
@@ -21,7 +21,7 @@ def differentiate(model, inputs, differentiated, objective):
     yield grads[:len(differentiated)], grads[len(differentiated):]
 
 
-def _tf_variable(weight):
+def tf_variable(weight):
     """The tf.Variable behind a weight: tf_keras weights are tf.Variables, Keras 3 ones hold one in `.value`."""
     import tensorflow as tf
 

@@ -6,12 +6,11 @@ class Worker(ModernKerasWorker):
     keras_backend = "tensorflow"
 
     def _versions_impl(self) -> dict:
-        import tensorflow as tf
+        from backends.tensorflow.capture import versions
 
-        return {"keras": self.keras.__version__, "tensorflow": tf.__version__}
+        return versions(self.keras)
 
     def _device_impl(self) -> str:
-        import tensorflow as tf
+        from backends.tensorflow.capture import device
 
-        gpus = tf.config.list_physical_devices("GPU")
-        return f"gpu ({len(gpus)})" if gpus else "cpu"
+        return device()

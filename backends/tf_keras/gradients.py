@@ -11,12 +11,12 @@ from backends.tensorflow import gradients as tensorflow_gradients
 
 def differentiate(model, inputs, differentiated, objective):
     """As backends.tensorflow.gradients.differentiate: the outputs, then the input and weight gradients."""
-    with _unfused_batch_normalization(model):
+    with unfused_batch_normalization(model):
         yield from tensorflow_gradients.differentiate(model, inputs, differentiated, objective)
 
 
 @contextlib.contextmanager
-def _unfused_batch_normalization(model):
+def unfused_batch_normalization(model):
     import tf_keras
 
     fused = [layer for layer in model.submodules

@@ -11,7 +11,6 @@ class Worker(ModernKerasWorker):
         return {"tf_keras": self.keras.__version__, "tensorflow": tf.__version__}
 
     def _device_impl(self) -> str:
-        import tensorflow as tf
+        from backends.tf_keras.capture import device
 
-        gpus = tf.config.list_physical_devices("GPU")
-        return f"gpu ({len(gpus)})" if gpus else "cpu"
+        return device()

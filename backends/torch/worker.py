@@ -6,11 +6,11 @@ class Worker(ModernKerasWorker):
     keras_backend = "torch"
 
     def _versions_impl(self) -> dict:
-        import torch
+        from backends.torch.capture import versions
 
-        return {"keras": self.keras.__version__, "torch": torch.__version__}
+        return versions(self.keras)
 
     def _device_impl(self) -> str:
-        import torch
+        from backends.torch.capture import device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return device()

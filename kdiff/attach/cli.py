@@ -12,7 +12,8 @@ from rich.console import Console
 from kdiff.attach.client import ProbeClient, ProbeUnreachable
 from kdiff.attach.precision import write_float64_copy
 from kdiff.attach.replay import live_side, replay, require_same_batch
-from kdiff.attach.snapshot import Snapshot, cached_model, check_snapshot
+from kdiff.attach.snapshot import cached_model, check_snapshot
+from kdiff.protocol.snapshot import Snapshot
 from kdiff.cli_arguments import CommandParser
 from kdiff.session import DiffOptions, Side
 from kdiff.environments import BACKENDS

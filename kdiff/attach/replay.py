@@ -1,7 +1,7 @@
 """Replaying snapshots: a live run's snapshot against a reference worker that loads the
 snapshot's model, or two runs' snapshots against each other, through the same comparison,
 classification and diagnosis as the offline command (kdiff.session.DiffSession). The snapshot
-side is a replay worker (kdiff.attach.replay_worker) serving what the probe captured.
+side is a replay worker (backends.common.replay_worker) serving what the probe captured.
 
 Gradients are those of the run's own training loss: both sides differentiate
 ``sum_k sum(output_k * P_k)`` with ``P_k`` the run's d loss / d output k, which by the chain rule
@@ -18,19 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-from kdiff.attach.snapshot import Snapshot
+from kdiff.attach.snapshot import write_snapshot
+from kdiff.protocol.snapshot import Snapshot
 from kdiff.progress import Progress
 from kdiff.session import DiffOptions, DiffSession, Side
 from kdiff.errors import InputError
 from kdiff.gradients import backward_and_compare
 from kdiff.report import DiffReport
 
-REPLAY_WORKER = "kdiff.attach.replay_worker"
+REPLAY_WORKER = "backends.common.replay_worker"
 
 
 def live_side(name: str, snapshot: Snapshot, folder: Path, label: str = "live") -> Side:
     """A side served by the replay worker, in this interpreter (it needs numpy and pyzmq only)."""
-    model = snapshot.write(folder)
+    model = write_snapshot(snapshot, folder)
     return Side(name, f"{label} {snapshot.backend}", str(model), python=sys.executable,
                 worker_module=REPLAY_WORKER, worker_options={"snapshot": str(folder)})
 

@@ -1,95 +1,41 @@
-"""A snapshot from a live run, checked, and stored as files a replay worker reads.
-
-The message (kdiff.probe.capture) is a header ``{"type": "snapshot", "step", "loss", "grad_norm",
-"backend", "versions", "device", "model_hash", "layers": [{name, class_name, inbound, output_shapes,
-weights}], "inputs", "outputs", "optimizer_slots", "capture_seconds"}`` with arrays: ``x{i}`` the
-batch for model input ``i`` (in ``inputs`` order), ``y{k}`` the targets and ``p{k}`` d loss / d output
-for model output ``k`` (in ``outputs`` order); for layer ``i`` (in ``layers`` order) ``o{i}.{k}`` its
-outputs, ``g{i}.{k}`` d loss / d outputs, ``w{i}.{j}`` its weights, ``wg{i}.{j}`` d loss / d weights;
-``s{k}`` the optimizer's slots; and ``model_file`` (the model saved as .keras, bytes as uint8) unless
-the request said the coordinator holds the file of ``model_hash`` already.
-
-The model file serves for its architecture only: its weights may be those of an earlier snapshot
-of the same run (the coordinator keeps one file per architecture, in ``$KDIFF_HOME/attach-models``);
-the snapshot's own weights are the ``w`` arrays, which the replay gives the reference."""
+"""A snapshot from a live run (its format: kdiff.protocol.snapshot), checked, its model file kept by
+hash in ``$KDIFF_HOME/attach-models``, and written as the files a replay worker reads."""
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from kdiff.environments import kdiff_home
+from kdiff.protocol.snapshot import HASH, Snapshot, check_format
 from kdiff.protocol.wire import ProtocolError
 
-HEADER_FIELDS = {"step": int, "loss": (int, float, str), "backend": str, "layers": list, "inputs": list,
-                 "outputs": list, "optimizer_slots": list, "versions": dict, "device": str,
-                 "capture_seconds": (int, float), "model_hash": str}
-LAYER_KEYS = {"name": str, "class_name": str, "inbound": list, "output_shapes": list, "weights": list}
-HASH = re.compile(r"[0-9a-f]{1,64}")
+
+def check_snapshot(header: dict, arrays: dict) -> Snapshot:
+    """The snapshot, or ProtocolError naming what is missing or malformed. A model file that came
+    with it is stored in the model cache; one that did not must be there already."""
+    check_format(header, arrays)
+    model_file = arrays.get("model_file")
+    if model_file is not None:
+        keep_model(header["model_hash"], model_file)
+    elif cached_model(header["model_hash"]) is None:
+        raise ProtocolError(f"snapshot: no model file came, and none of hash {header['model_hash']} is kept here")
+    return Snapshot(header, {key: value for key, value in arrays.items() if key != "model_file"})
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    header: dict
-    arrays: dict
-
-    @property
-    def step(self) -> int:
-        return self.header["step"]
-
-    @property
-    def loss(self) -> float:
-        return self.header["loss"]
-
-    @property
-    def backend(self) -> str:
-        return self.header["backend"]
-
-    @property
-    def layers(self) -> list[dict]:
-        return self.header["layers"]
-
-    @property
-    def nbytes(self) -> int:
-        return sum(array.nbytes for array in self.arrays.values())
-
-    @property
-    def inputs(self) -> list[np.ndarray]:
-        """The batch, one array per model input."""
-        return [self.arrays[f"x{i}"] for i in range(len(self.header["inputs"]))]
-
-    @property
-    def output_grads(self) -> list[np.ndarray]:
-        """d loss / d model output, one array per model output."""
-        return [self.arrays[f"p{k}"] for k in range(len(self.header["outputs"]))]
-
-    def outputs(self, index: int) -> list[np.ndarray]:
-        return _numbered(self.arrays, f"o{index}.")
-
-    def layer_output_grads(self, index: int) -> list[np.ndarray]:
-        return _numbered(self.arrays, f"g{index}.")
-
-    def weights(self, index: int) -> list[tuple[str, np.ndarray]]:
-        return list(zip(self.layers[index]["weights"], _numbered(self.arrays, f"w{index}.")))
-
-    def weight_grads(self, index: int) -> list[tuple[str, np.ndarray]]:
-        return list(zip(self.layers[index]["weights"], _numbered(self.arrays, f"wg{index}.")))
-
-    def write(self, folder: Path) -> Path:
-        """model.keras (the architecture's file, from the model cache), batch.npy (the first input),
-        snapshot.json and arrays.npz in ``folder``; the model's path."""
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(cached_model(self.header["model_hash"]), folder / "model.keras")
-        np.save(folder / "batch.npy", self.arrays["x0"])
-        (folder / "snapshot.json").write_text(json.dumps(self.header))
-        np.savez(folder / "arrays.npz", **{k: v for k, v in self.arrays.items() if k != "model_file"})
-        return folder / "model.keras"
+def write_snapshot(snapshot: Snapshot, folder: Path) -> Path:
+    """model.keras (the architecture's file, from the model cache), batch.npy (the first input),
+    snapshot.json and arrays.npz in ``folder``; the model's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(cached_model(snapshot.header["model_hash"]), folder / "model.keras")
+    np.save(folder / "batch.npy", snapshot.inputs[0])
+    (folder / "snapshot.json").write_text(json.dumps(snapshot.header))
+    np.savez(folder / "arrays.npz", **{k: v for k, v in snapshot.arrays.items() if k != "model_file"})
+    return folder / "model.keras"
 
 
 def model_cache() -> Path:
@@ -112,49 +58,3 @@ def keep_model(model_hash: str, model_file: np.ndarray) -> Path:
     path = folder / f"{model_hash}.keras"
     os.replace(temporary, path)
     return path
-
-
-def read_snapshot(folder: str) -> Snapshot:
-    """A snapshot written by ``Snapshot.write`` (the replay worker reads it so)."""
-    header = json.loads((Path(folder) / "snapshot.json").read_text())
-    with np.load(Path(folder) / "arrays.npz", allow_pickle=False) as stored:
-        arrays = {key: stored[key] for key in stored.files}
-    return Snapshot(header, arrays)
-
-
-def check_snapshot(header: dict, arrays: dict) -> Snapshot:
-    """The snapshot, or ProtocolError naming what is missing or malformed. A model file that came
-    with it is stored in the model cache; one that did not must be there already."""
-    for key, kind in HEADER_FIELDS.items():
-        value = header.get(key)
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise ProtocolError(f"snapshot header: '{key}' is missing or of the wrong type")
-    if not HASH.fullmatch(header["model_hash"]):
-        raise ProtocolError("snapshot header: 'model_hash' is not a hexadecimal hash")
-    if not header["inputs"] or not header["outputs"]:
-        raise ProtocolError("snapshot header: a model has at least one input and one output")
-    expected = {f"x{i}" for i in range(len(header["inputs"]))}
-    expected |= {f"{kind}{k}" for k in range(len(header["outputs"])) for kind in ("y", "p")}
-    for index, layer in enumerate(header["layers"]):
-        if not isinstance(layer, dict) or any(not isinstance(layer.get(k), t) for k, t in LAYER_KEYS.items()):
-            raise ProtocolError(f"snapshot header: layer {index} is not {{{', '.join(LAYER_KEYS)}}}")
-        outputs = len(layer["output_shapes"])
-        expected |= {f"o{index}.{k}" for k in range(outputs)} | {f"g{index}.{k}" for k in range(outputs)}
-        expected |= {f"{kind}{index}.{j}" for j in range(len(layer["weights"])) for kind in ("w", "wg")}
-    expected |= {f"s{k}" for k in range(len(header["optimizer_slots"]))}
-    if set(arrays) - {"model_file"} != expected:
-        missing, extra = sorted(expected - set(arrays)), sorted(set(arrays) - expected - {"model_file"})
-        raise ProtocolError(f"snapshot arrays: missing {missing[:5]}, unexpected {extra[:5]}")
-    model_file = arrays.get("model_file")
-    if model_file is not None:
-        if model_file.dtype != np.uint8 or model_file.ndim != 1:
-            raise ProtocolError("snapshot: model_file must be bytes (a 1-d uint8 array)")
-        keep_model(header["model_hash"], model_file)
-    elif cached_model(header["model_hash"]) is None:
-        raise ProtocolError(f"snapshot: no model file came, and none of hash {header['model_hash']} is kept here")
-    return Snapshot(header, {key: value for key, value in arrays.items() if key != "model_file"})
-
-
-def _numbered(arrays: dict, prefix: str) -> list[np.ndarray]:
-    keys = [key for key in arrays if key.startswith(prefix)]
-    return [arrays[key] for key in sorted(keys, key=lambda key: int(key[len(prefix):]))]

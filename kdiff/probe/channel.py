@@ -12,7 +12,7 @@ Requests (``{"type": "request", "request": NAME, ...}``):
   snapshot   -> ``{"type": "snapshot-pending", "at_step"}`` now (``at_step``: optional, default the
                 next step), then ``{"type": "snapshot", ...}`` with the arrays at that step boundary;
                 ``model_hash`` (optional): the model file the coordinator holds already, which is then
-                not sent again (kdiff.probe.capture.Capture.model_hash)
+                not sent again (backends.modern_keras.capture.Capture.model_hash)
   detach     -> ``{"type": "detached"}``; pending snapshots for that peer are dropped
 Anything else gets ``{"type": "error", "message"}``.
 """

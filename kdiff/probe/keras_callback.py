@@ -21,10 +21,9 @@ forces a state sync): the probe holds the model from ``on_train_begin``."""
 from __future__ import annotations
 
 import functools
-import itertools
 import sys
 
-from kdiff.probe.capture import keras_of
+from kdiff.probe.capture import capture_module
 from kdiff.probe.probe import Probe
 
 
@@ -50,13 +49,11 @@ def _callback_class(keras):
 
         def on_train_begin(self, logs=None):
             self.probe.model = self.model
-            model_keras = keras_of(self.model)
-            backend = "tf-keras" if model_keras.__name__ == "tf_keras" else model_keras.backend.backend()
             if _steps_per_execution(self.model) != 1:
                 raise RuntimeError("KerasProbe needs steps_per_execution=1 (one batch per step)")
             model = self.probe.model
             self._unwrapped = model.train_function
-            take = {"torch": _take_from_data, "jax": _take_from_jax}.get(backend, _take_from_iterator)
+            take = capture_module(model).take_batch  # the backend's way into its train_function
             model.train_function = functools.partial(_step_with_probe, self.probe, self._unwrapped, take)
 
         def on_train_end(self, logs=None):
@@ -91,56 +88,3 @@ def _step_with_probe(probe: Probe, train_function, take, *args):
 
 def _nothing() -> None:
     pass
-
-
-def _take_from_data(model, args: tuple) -> tuple:
-    """PyTorch: ``train_function([batch])``."""
-    return args[0][0], args, _nothing
-
-
-def _take_from_jax(model, args: tuple) -> tuple:
-    """JAX: ``train_function(state, iterator)``; the batch, the arguments with the batch put back in
-    front of the iterator, and the function putting the model's variables back as ``fit`` left them
-    (they hold copies of ``state`` until then)."""
-    import jax.numpy as jnp
-
-    state, iterator, *rest = args
-    groups = [model.trainable_variables, model.non_trainable_variables,
-              model.optimizer.variables if model.optimizer is not None else [], model.metrics_variables]
-    pairs = [(variable, value) for group, values in zip(groups, state) for variable, value in zip(group, values)]
-    if len(state) != 4 or any(len(group) != len(values) for group, values in zip(groups, state)):
-        raise RuntimeError("KerasProbe: this Keras's JAX training state is not (trainable, non-trainable, "
-                           "optimizer, metrics) variables")
-    left = [(variable, variable._value) for variable, _ in pairs]
-    flags = (getattr(model, "_jax_state", None), getattr(model, "_jax_state_synced", True))
-
-    def restore() -> None:
-        for variable, value in left:
-            variable._value = value
-        model._jax_state, model._jax_state_synced = flags
-
-    try:
-        for variable, value in pairs:   # copies: a capture's own compiled calls may donate what they are given
-            variable._value = jnp.array(value, copy=True)
-    except BaseException:
-        restore()
-        raise
-    try:
-        data = next(iterator)
-    except BaseException:
-        restore()
-        raise
-    return data, (state, itertools.chain([data], iterator), *rest), restore
-
-
-def _take_from_iterator(model, args: tuple) -> tuple:
-    """TensorFlow: ``train_function(iterator)``; the batch, and the arguments with an iterator yielding it."""
-    import tensorflow as tf
-
-    iterator = args[0]
-    data = iterator.get_next()
-    batch_size = tf.shape(tf.nest.flatten(data)[0], out_type=tf.int64)[0]
-    replay = iter(tf.data.Dataset.from_tensor_slices(data).batch(batch_size))
-    if replay.element_spec != iterator.element_spec:  # a fixed batch dimension: match it exactly
-        replay = iter(tf.data.Dataset.from_tensors(data))
-    return data, (replay, *args[1:]), _nothing

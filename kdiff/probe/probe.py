@@ -6,7 +6,8 @@ import sys
 import time
 
 from kdiff.probe.channel import ProbeChannel, Request
-from kdiff.probe.capture import Capture, CaptureError, split_batch
+from kdiff.probe.capture import capture_of
+from kdiff.protocol.capture import CaptureError
 
 
 class Probe:
@@ -22,7 +23,7 @@ class Probe:
         self.loss = loss
         self.channel = ProbeChannel(endpoint, keys)
         self.next_step = 0
-        self._capture: Capture | None = None
+        self._capture = None  # the backend's capture (kdiff.protocol.capture), made on first use
 
     @property
     def endpoint(self) -> str:
@@ -92,7 +93,7 @@ class Probe:
         if not peers.attached and not due:
             return  # a snapshot asked for a later step: nothing to do yet
         capture = self._capturer()
-        xs, ys = split_batch(batch() if callable(batch) else batch, capture.input_names, capture.output_names)
+        xs, ys = capture.split(batch() if callable(batch) else batch)
         if peers.attached and not due:   # a snapshot's own pass gives the step's metrics as well
             metrics = {"type": "metrics", "step": number, **capture.live_metrics(xs, ys)}
             for peer in list(peers.attached):
@@ -110,9 +111,9 @@ class Probe:
                 del peers.snapshots[peer]
                 self._send(peer, header, arrays)
 
-    def _capturer(self) -> Capture:
+    def _capturer(self):
         if self._capture is None:
-            self._capture = Capture(self.model, self.loss)
+            self._capture = capture_of(self.model, self.loss)
         return self._capture
 
     def _backend(self) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 
 from backends.common.errors import ModelInputError
 from backends.common.worker_base import Worker as WorkerBase
-from kdiff.attach.snapshot import read_snapshot
+from kdiff.protocol.snapshot import read_snapshot
 
 
 class Worker(WorkerBase):

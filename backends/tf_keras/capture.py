@@ -1,0 +1,28 @@
+"""tf_keras's part of the in-job probe's pass: TensorFlow's, with batch normalization unfused
+while the pass is traced (tf_keras's fused one has no gradient for its moving statistics)."""
+from __future__ import annotations
+
+import sys
+
+from backends.tensorflow import capture as tensorflow_capture
+from backends.tf_keras.gradients import unfused_batch_normalization
+
+read_variables = tensorflow_capture.read_variables
+device = tensorflow_capture.device
+take_batch = tensorflow_capture.take_batch  # fit's train_function(iterator), as TensorFlow's
+
+
+def capture(model, loss=None):
+    from backends.modern_keras.capture import Capture
+
+    return Capture(model, loss, "tf-keras", sys.modules[__name__])
+
+
+def compile_one_pass(one_pass):
+    return tensorflow_capture.compile_one_pass(one_pass, unfused_batch_normalization)
+
+
+def versions(keras) -> dict:
+    import tensorflow as tf
+
+    return {"keras": keras.__version__, "tensorflow": tf.__version__}
