@@ -145,14 +145,19 @@ def _checked_loss(args: argparse.Namespace) -> str | None:
     return args.loss or None
 
 
+def diff_options(args: argparse.Namespace) -> DiffOptions:
+    """The diff's options from its parsed command line (kdiff.api builds the same command line)."""
+    tolerance, given = given_tolerance(args)
+    return DiffOptions(tolerance=tolerance, derived_tolerances=not given, custom_objects=args.custom_objects,
+                       trust_lambda_bytecode=args.trust_lambda_bytecode, dump_dir=args.dump,
+                       timeouts=Timeouts(call=args.timeout), write_fixed=args.write_fixed,
+                       gradients=not args.no_grad, isolate=args.isolate, loss=_checked_loss(args),
+                       labels=tuple(args.labels))
+
+
 def run_diff_command(args: argparse.Namespace, out: Console, err: Console) -> DiffReport:
     a, b, (sample,) = resolve_sides(args)
-    tolerance, given = given_tolerance(args)
-    options = DiffOptions(tolerance=tolerance, derived_tolerances=not given, custom_objects=args.custom_objects,
-                          trust_lambda_bytecode=args.trust_lambda_bytecode, dump_dir=args.dump,
-                          timeouts=Timeouts(call=args.timeout), write_fixed=args.write_fixed,
-                          gradients=not args.no_grad, isolate=args.isolate, loss=_checked_loss(args),
-                          labels=tuple(args.labels))
+    options = diff_options(args)
     with ConsoleProgress(err) as progress:
         report = run_diff(a, b, sample, options, progress, diagnose=not args.no_diagnose)
     write_json(report.to_json(), args.json)

@@ -80,6 +80,18 @@ def check_layer_settings(layers: dict) -> None:
                                   f"kdiff re-runs a step with another {', '.join(sorted(LAYER_SETTINGS))} only")
 
 
+def trial_settings(snapshot, overrides: dict, layers: dict | None) -> tuple[dict, int | None, tuple]:
+    """A trial step's settings, checked: (the optimizer overrides without 'iterations', the iterations
+    it asks for or None, the last step's (weights before, optimizer state, gradients))."""
+    if snapshot is None:
+        raise ModelInputError("no step to re-run yet", "run 'optimizer_step' first")
+    check_settings(overrides)
+    check_layer_settings(layers or {})
+    overrides = dict(overrides)
+    iterations = pop_iterations(overrides)
+    return overrides, iterations, snapshot
+
+
 def batch_moments(x: np.ndarray, axes: list[int]) -> tuple[np.ndarray, np.ndarray, int]:
     """The batch mean and biased variance of ``x`` over every axis but ``axes`` (float64), and
     how many values each averages."""

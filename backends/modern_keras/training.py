@@ -17,8 +17,8 @@ from backends.common.errors import ModelInputError
 from backends.modern_keras.objectives import loss_function
 from backends.modern_keras.graph import layer_calls
 from backends.modern_keras.training_statistics import MovingStatistics
-from backends.common.training_common import (StepResult, check_layer_settings, check_settings, optimizer_class_name,
-                                      pop_iterations, update_of)
+from backends.common.training_common import (StepResult, check_settings, optimizer_class_name, pop_iterations,
+                                             trial_settings, update_of)
 
 # Where each optimizer keeps its per-weight slots, and kdiff's name for each kind
 SLOT_ATTRIBUTES = {"_momentums": "m", "_velocities": "v", "_velocity_hats": "vhat", "_accumulators": "v",
@@ -76,13 +76,8 @@ class Trainer:
 
     def trial(self, overrides: dict, formula: str | None, layers: dict | None = None) -> tuple[list, list]:
         """(the trainable weights' updates, the moving statistics' updates) of the last step re-run."""
-        if self.snapshot is None:
-            raise ModelInputError("no step to re-run yet", "run 'optimizer_step' first")
-        check_settings(overrides)
-        check_layer_settings(layers or {})
-        overrides = dict(overrides)
-        iterations = pop_iterations(overrides)
-        weights_before, optimizer_state, gradients = self.snapshot
+        overrides, iterations, (weights_before, optimizer_state, gradients) = trial_settings(self.snapshot, overrides,
+                                                                                            layers)
         config = {**self.optimizer.get_config(), **overrides}
         if formula is None:
             optimizer = self._make_optimizer(self.class_name, config)

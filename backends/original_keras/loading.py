@@ -164,15 +164,9 @@ def _parse_json(text: str) -> dict:
 
 
 def _layer_specs(node):
-    """Every {'class_name', 'config'} mapping inside a model spec, nested ones included."""
-    if isinstance(node, dict):
-        if "class_name" in node and isinstance(node.get("config"), (dict, list)):
-            yield node
-        for value in node.values():
-            yield from _layer_specs(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _layer_specs(value)
+    """Every {'class_name', 'config'} mapping inside a model spec whose config is a dict or a list
+    (a Keras 1 Sequential's), nested ones included: the one walk of backends.common.keras1_ordering."""
+    return (layer for layer in keras1_ordering.layer_entries(node) if isinstance(layer["config"], (dict, list)))
 
 
 def _is_keras1_layer(spec: dict) -> bool:

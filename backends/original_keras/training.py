@@ -14,8 +14,8 @@ import numpy as np
 from backends.common.errors import ModelInputError
 from backends.original_keras.graph import functional_graph, model_layers
 from backends.original_keras.training_statistics import MovingStatistics
-from backends.common.training_common import (StepResult, check_layer_settings, check_settings, optimizer_class_name,
-                                      pop_iterations, update_of)
+from backends.common.training_common import (StepResult, check_settings, optimizer_class_name, pop_iterations,
+                                             trial_settings, update_of)
 
 # The slots each optimizer keeps per weight, in the order its get_updates creates them
 # (Keras 2 Adam's 'vhat' holds a placeholder of shape (1,) unless amsgrad is on).
@@ -81,13 +81,8 @@ class Trainer:
         if formula is not None:
             raise ModelInputError(f"the theano worker runs only its own Keras's update formulas, not {formula!r}",
                                   "re-run the step on the other side")
-        if self.snapshot is None:
-            raise ModelInputError("no step to re-run yet", "run 'optimizer_step' first")
-        check_settings(overrides)
-        check_layer_settings(layers or {})
-        overrides = dict(overrides)
-        iterations = pop_iterations(overrides)
-        weights_before, optimizer_state, gradients = self.snapshot
+        overrides, iterations, (weights_before, optimizer_state, gradients) = trial_settings(self.snapshot, overrides,
+                                                                                            layers)
         optimizer = self._make_optimizer({**self._framework_config(_canonical_config(self.optimizer.get_config())),
                                           **self._framework_config(overrides)})
         function = self._compile_apply(optimizer)
