@@ -21,6 +21,23 @@ def test_the_probe_imports_numpy_and_pyzmq_only():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 
 
+def test_every_backend_has_the_same_capture_functions_and_theanos_refuse():
+    """The probe finds its backend's capture module through backends.registry; each one fills the same
+    template, and the original Keras on Theano's says, whichever is called, that attach does not go there."""
+    from backends.modern_keras.capture import CAPTURE_FUNCTIONS
+    from backends.registry import BACKENDS
+    from kdiff.protocol.capture import CaptureError
+
+    for backend in BACKENDS.values():
+        module = backend.module("capture")
+        assert [name for name in CAPTURE_FUNCTIONS if not callable(getattr(module, name, None))] == [], backend.name
+    theano = BACKENDS["theano"].module("capture")
+    for name, arguments in [("capture", (None,)), ("compile_one_pass", (None,)), ("read_variables", ([],)),
+                            ("device", ()), ("versions", (None,)), ("take_batch", (None, ()))]:
+        with pytest.raises(CaptureError, match="attaches to Keras 3 and tf_keras training jobs"):
+            getattr(theano, name)(*arguments)
+
+
 @pytest.mark.parametrize("header, message", [
     ({"type": "request", "request": "exec", "code": "import os"}, "unknown request 'exec'"),
     ({"type": "call", "request": "hello"}, "unknown request"),

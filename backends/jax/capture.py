@@ -2,15 +2,15 @@
 probes and the weights' values, run statelessly, so the job's variables are only read."""
 from __future__ import annotations
 
-import sys
 import itertools
+import sys
 
 import numpy as np
 
+from backends.modern_keras.capture import Capture, owned
+
 
 def capture(model, loss=None):
-    from backends.modern_keras.capture import Capture
-
     return Capture(model, loss, "jax", sys.modules[__name__])
 
 
@@ -51,8 +51,6 @@ def compile_one_pass(one_pass):
 
 
 def read_variables(variables: list) -> list[np.ndarray]:
-    from backends.modern_keras.capture import owned
-
     return [owned(v) for v in variables]
 
 
@@ -101,7 +99,3 @@ def take_batch(model, args: tuple) -> tuple:
         restore()
         raise
     return data, (state, itertools.chain([data], iterator), *rest), restore
-
-
-def _put_back_nothing() -> None:
-    pass

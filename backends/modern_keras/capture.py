@@ -1,7 +1,9 @@
 """What the in-job probe reads from the job's model (Keras 3 on any backend, or tf_keras), shared by
 the backends' capture modules: each ``backends/<backend>/capture.py`` makes a ``Capture`` with
 itself as ``hooks`` (its framework's part: ``compile_one_pass``, ``read_variables``, ``device``,
-``versions``). kdiff.probe reaches it through backends.registry (kdiff.protocol.capture).
+``versions``; and ``take_batch``, how ``fit``'s step is given its batch, for kdiff.probe's
+callback). Every capture module has these same functions (CAPTURE_FUNCTIONS), Theano's too,
+refusing. kdiff.probe reaches them through backends.registry (kdiff.protocol.capture).
 
 Everything runs in inference mode (``training=False``) on the batch given, and only reads:
 no weight, optimizer slot or random-number state changes, so the job computes exactly what
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +33,8 @@ from backends.modern_keras.layer_ops import call_arguments
 from kdiff.protocol import vocabulary
 from kdiff.protocol.capture import CaptureError
 from kdiff.protocol.json_values import json_number
+
+CAPTURE_FUNCTIONS = ("capture", "compile_one_pass", "read_variables", "device", "versions", "take_batch")
 
 
 def split_batch(batch, input_names: list[str] | None = None,
@@ -121,7 +126,7 @@ class Capture:
         if coordinator_has != model_hash:
             arrays["model_file"] = self._saved_model()
         header = {"type": "snapshot", "step": step, **self._metrics(result), "backend": self.backend,
-                  "versions": self._versions(), "device": self._device(), "model_hash": model_hash,
+                  "versions": self.hooks.versions(self.keras), "device": self.hooks.device(), "model_hash": model_hash,
                   "layers": [{**layer, "weights": weight_names.get(layer["name"], [])}
                              for layer in describe_layers(self.model)],
                   "inputs": input_specs(self.model), "outputs": self.output_names,
@@ -143,12 +148,6 @@ class Capture:
         optimizer = getattr(self.model, "optimizer", None)
         variables = getattr(optimizer, "variables", None) if optimizer is not None else None
         return list(variables() if callable(variables) else variables or [])
-
-    def _versions(self) -> dict:
-        return self.hooks.versions(self.keras)
-
-    def _device(self) -> str:
-        return self.hooks.device()
 
 
 def output_losses(keras, model, loss, output_names: list[str]) -> list[tuple[object, float]]:
@@ -184,14 +183,19 @@ def _loss_weights(model):
     return getattr(compiled, "_user_loss_weights", None)
 
 
+@dataclass(frozen=True)
 class PassResult:
-    def __init__(self, loss, outputs, probe_grads, weights, weight_grads, output_grads):
-        self.loss = loss                  # float
-        self.outputs = outputs            # every probed layer output, numpy
-        self.probe_grads = probe_grads    # d loss / d each of them
-        self.weights = weights            # the variables differentiated
-        self.weight_grads = weight_grads
-        self.output_grads = output_grads  # d loss / d each model output
+    """What one pass of the probe's model on a batch gives (all numpy but ``weights``)."""
+    loss: float
+    outputs: list          # every probed layer output
+    probe_grads: list      # d loss / d each of them
+    weights: list          # the variables differentiated (OnePass.weights)
+    weight_grads: list     # d loss / d each of them, zeros where the loss does not depend on one
+    output_grads: list     # d loss / d each model output
+
+
+def nothing_to_put_back() -> None:
+    """``take_batch``'s restore where taking the batch changed nothing of the model."""
 
 
 class OnePass:
@@ -218,7 +222,6 @@ class OnePass:
         self.weights = list(self.probed.trainable_variables) + list(self.probed.non_trainable_variables)
         self._shapes: dict = {}
         self._function = None
-        self._readers: dict = {}
 
     def run(self, xs: list[np.ndarray], ys: list[np.ndarray]) -> PassResult:
         if len(xs) != len(self.model.inputs) or len(ys) != len(self.model_outputs):
@@ -249,11 +252,8 @@ class OnePass:
         return self._shapes[key]
 
     def objective(self, ops):
-        """The loss as the backend's pass computes it: (every layer output, the targets) -> the compiled
-        loss, per output the batch mean times its loss weight, summed over the outputs."""
-        return self._objective(ops)
-
-    def _objective(self, ops):
+        """The loss as the backend's pass computes it, in the backend's ``ops``: (every layer output, the
+        targets) -> the compiled loss, per output the batch mean times its loss weight, summed."""
         outputs_at, losses = self.model_outputs, self.losses
 
         def objective(outputs, ys):

@@ -7,10 +7,10 @@ import sys
 
 import numpy as np
 
+from backends.modern_keras.capture import Capture, nothing_to_put_back
+
 
 def capture(model, loss=None):
-    from backends.modern_keras.capture import Capture
-
     return Capture(model, loss, "tensorflow", sys.modules[__name__])
 
 
@@ -87,8 +87,4 @@ def take_batch(model, args: tuple) -> tuple:
     replay = iter(tf.data.Dataset.from_tensor_slices(data).batch(batch_size))
     if replay.element_spec != iterator.element_spec:  # a fixed batch dimension: match it exactly
         replay = iter(tf.data.Dataset.from_tensors(data))
-    return data, (replay, *args[1:]), _put_back_nothing
-
-
-def _put_back_nothing() -> None:
-    pass
+    return data, (replay, *args[1:]), nothing_to_put_back

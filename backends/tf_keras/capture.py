@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import sys
 
+from backends.modern_keras.capture import Capture
 from backends.tensorflow import capture as tensorflow_capture
 from backends.tf_keras.gradients import unfused_batch_normalization
 
 read_variables = tensorflow_capture.read_variables
 device = tensorflow_capture.device
+versions = tensorflow_capture.versions   # tf_keras's own version, and TensorFlow's
 take_batch = tensorflow_capture.take_batch  # fit's train_function(iterator), as TensorFlow's
 
 
 def capture(model, loss=None):
-    from backends.modern_keras.capture import Capture
-
     return Capture(model, loss, "tf-keras", sys.modules[__name__])
 
 
 def compile_one_pass(one_pass):
     return tensorflow_capture.compile_one_pass(one_pass, unfused_batch_normalization)
-
-
-def versions(keras) -> dict:
-    import tensorflow as tf
-
-    return {"keras": keras.__version__, "tensorflow": tf.__version__}

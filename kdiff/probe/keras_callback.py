@@ -84,7 +84,3 @@ def _step_with_probe(probe: Probe, train_function, take, *args):
         if "restore" in taken:
             taken["restore"]()
     return train_function(*taken.get("args", args))
-
-
-def _nothing() -> None:
-    pass
