@@ -66,8 +66,11 @@ def classify(records: list[LayerRecord]) -> list[LayerResult]:
         note = outcome if isinstance(outcome, str) else ("no output came back" if outcome is None else "")
         if layer_metrics is not None and layer_metrics.matches:
             status = MATCH
-        elif isinstance(alone, LayerMetrics) and alone.matches and inputs_match and layer_metrics is not None:
+        elif (isinstance(alone, LayerMetrics) and alone.matches and inputs_match and layer_metrics is not None
+              and same_non_finite(layer_metrics)):
             status, note = MATCH, carried_noise_note(layer_metrics, record.tolerance, alone)
+        elif isinstance(alone, LayerMetrics) and alone.matches and inputs_match and layer_metrics is not None:
+            status, note = DIVERGED, non_finite_note(layer_metrics)
         elif isinstance(alone, LayerMetrics):
             status = PROPAGATED if alone.matches else DIVERGED
         else:
@@ -80,6 +83,19 @@ def classify(records: list[LayerRecord]) -> list[LayerResult]:
             b_name=pair.b["name"] if pair.b["name"] != name else "",
             aligned_by=pair.aligned_by, inbound=inbound, note=note, layout=record.layout, tolerance=record.tolerance))
     return results
+
+
+def same_non_finite(metrics: LayerMetrics) -> bool:
+    """Whether both sides hold as many NaN and Inf values: a NaN or Inf on one side only is no rounding
+    that inputs carry, whatever the layer gives when run alone (a framework may fuse it in the whole
+    model and handle NaN otherwise there)."""
+    return metrics.nan_a == metrics.nan_b and metrics.inf_a == metrics.inf_b
+
+
+def non_finite_note(whole: LayerMetrics) -> str:
+    return (f"in the whole model side A has {whole.nan_a} NaN and {whole.inf_a} Inf, side B {whole.nan_b} NaN and "
+            f"{whole.inf_b} Inf; alone on side A's inputs it matches, so the framework handles them otherwise "
+            "inside the model (a fused kernel, say)")
 
 
 def carried_noise_note(whole: LayerMetrics, tolerance: Tolerance | None, alone: LayerMetrics) -> str:

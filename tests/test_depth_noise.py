@@ -109,3 +109,19 @@ def test_a_layer_whose_inputs_do_not_match_is_not_called_matching_by_its_isolate
     records[1] = LayerRecord(records[1].pair, records[1].outcome, records[1].a_shapes, records[1].b_shapes,
                              TOLERANCE, isolated=same)
     assert [layer.status for layer in classify(records)] == [DIVERGED, PROPAGATED, PROPAGATED]
+
+
+def test_a_nan_on_one_side_only_stays_diverged_though_the_layer_matches_alone():
+    # TensorFlow fuses MatMul+BiasAdd+Relu in a whole model and its fused Relu turns NaN into 0; run
+    # alone, the layer passes the NaN as Theano does. That NaN is no rounding its inputs carry.
+    a = np.array([[np.nan, 1.0, 2.0]])
+    alone = compare_arrays(a, a.copy(), TOLERANCE)
+    layer = {"name": "dense_1", "class_name": "Dense", "inbound": ["input:x"]}
+
+    def status(b):
+        record = LayerRecord(LayerPair(layer, layer, "name"), compare_arrays(a, b, TOLERANCE), ((1, 3),), ((1, 3),),
+                             TOLERANCE, isolated=alone)
+        return classify([record])[0].status
+
+    assert status(np.array([[0.0, 1.0, 2.0]])) == DIVERGED
+    assert status(np.array([[np.nan, 1.0, 2.0 + 1e-3]])) == MATCH  # the same NaN, and a difference it carries
