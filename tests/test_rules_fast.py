@@ -404,14 +404,9 @@ def test_every_rule_has_a_case_where_it_fires_and_one_where_it_stays_silent():
     assert len(RULES) == 11
 
 
-# Known limit: of a rule's candidates, the first within tolerance is kept, not the closest: for a file that
-# names no epsilon, 1e-05 is tried (and passes) before the 1.001e-05 it was written with.
-FIRST_WITHIN_TOLERANCE_WINS = {"epsilon_a_names_none"}
-
-
-@pytest.mark.parametrize("case", [pytest.param(case, marks=pytest.mark.xfail(
-    strict=True, reason="repair._prove keeps a rule's first candidate within tolerance, not its closest"))
-    if case.id in FIRST_WITHIN_TOLERANCE_WINS else case for case in FIRES], ids=str)
+# Of a rule's candidates within tolerance the closest is kept: for a file that names no epsilon, 1e-05
+# passes too, but 1.001e-05 (what it was written with) comes closer (epsilon_a_names_none).
+@pytest.mark.parametrize("case", FIRES, ids=str)
 def test_the_rule_fires_and_its_fix_makes_side_b_match(case, monkeypatch, tmp_path):
     monkeypatch.setenv("KDIFF_HOME", str(tmp_path))
     setup = case.build()

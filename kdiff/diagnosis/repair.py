@@ -191,12 +191,20 @@ def _prove(b: SideClient, evidence, tolerance: Tolerance | Tolerances, failed: N
     firsts = []
     for rule in RULES:
         try:
+            passing = []
             for candidate in rule.candidates(evidence):
-                after = _try(b, evidence, tolerance, candidate)
+                after = _try(b, evidence, tolerance, candidate, keep=False)
                 if after is not None:
-                    return [_finding(evidence, candidate, before_size, after)]
-                if candidate.b_weights is not None and not candidate.changes_config:
+                    passing.append((after, candidate))
+                    if after.max_abs == 0.0:
+                        break  # exact: no other candidate can come closer
+                elif candidate.b_weights is not None and not candidate.changes_config:
                     firsts.append((rule, candidate))
+            if passing:  # of a rule's candidates within tolerance, the closest (1.001e-05 over 1e-05)
+                _, best = min(passing, key=lambda tried: _closeness(tried[0]))
+                after = _try(b, evidence, tolerance, best)
+                if after is not None:
+                    return [_finding(evidence, best, before_size, after)]
         except KdiffError:
             raise
         except Exception as exc:  # noqa: BLE001 -- one rule's failure: the others are still tried
@@ -229,9 +237,14 @@ def _safe_candidates(rule, evidence, failed: NotChecked) -> list:
         return []
 
 
-def _try(b: SideClient, evidence, tolerance: Tolerance | Tolerances, candidate) -> ErrorSize | None:
+def _closeness(error: ErrorSize) -> tuple[float, float]:
+    return (error.max_rel if error.max_rel is not None else float("inf"), error.max_abs)
+
+
+def _try(b: SideClient, evidence, tolerance: Tolerance | Tolerances, candidate, keep: bool = True) -> ErrorSize | None:
     """Side B's layer with the candidate applied, re-run on side A's inputs: the error when it is
-    within tolerance (the change is then kept on side B), else None (side B is left as it was)."""
+    within tolerance (the change is then kept on side B if ``keep``), else None (side B is left as
+    it was)."""
     weights_only = candidate.b_weights is not None and not candidate.changes_config
     if weights_only:
         original = [weight for _, weight in evidence.b_weights]
@@ -241,9 +254,11 @@ def _try(b: SideClient, evidence, tolerance: Tolerance | Tolerances, candidate) 
     except InputError:  # side B refuses the change (e.g. the theano worker changes no settings)
         after = None
     if after is not None and after.matches:
-        if candidate.changes_config:
+        if keep and candidate.changes_config:
             b.change_layer(evidence.b_layer, candidate.overrides, candidate.training,
                            None if candidate.b_weights is None else list(candidate.b_weights))
+        if not keep and weights_only:
+            b.set_weights(evidence.b_layer, original)
         return ErrorSize(after.max_abs, after.max_rel)
     if weights_only:
         b.set_weights(evidence.b_layer, original)
