@@ -20,14 +20,15 @@ from kdiff.ui.errors import render_error
 from kdiff.ui.progress_view import ConsoleProgress
 from kdiff.ui.report_view import render_report
 from kdiff.workers import Timeouts
-from kdiff.cli_arguments import CommandParser, add_common_arguments, given_tolerance, resolve_sides, write_json
+from kdiff.cli_arguments import CommandParser, add_common_arguments, given_tolerance, resolve_sides, write_reports
 
 
 
 def diff_parser(prog: str = "kdiff") -> argparse.ArgumentParser:
     parser = CommandParser(prog=prog, description=(
         "Compare a model layer by layer on two backends, find where they start to disagree, name the "
-        "cause and prove it. Other commands: 'kdiff fix', 'kdiff env list|create|path'."))
+        "cause and prove it. Other commands: 'kdiff fix', 'kdiff train', 'kdiff attach', 'kdiff report', "
+        "'kdiff env list|create|path'."))
     parser.add_argument("files", nargs="+", metavar="FILE",
                         help="MODEL [WEIGHTS] SAMPLE: model.json (Keras 1/2/3) and its weights, a full-model .h5 "
                              "(model.save() of Keras 1/2 or tf.keras 2.x) or model.keras alone, a .npy sample; only "
@@ -95,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             from kdiff.attach.cli import main as attach_main
 
             return attach_main(argv, out, err)
+        if argv and argv[0] == "report":
+            from kdiff.saved_report import main as report_main
+
+            return report_main(argv[1:], out)
         if argv and argv[0] == "train":
             from kdiff.train.cli import main as train_main
 
@@ -160,7 +165,7 @@ def run_diff_command(args: argparse.Namespace, out: Console, err: Console) -> Di
     options = diff_options(args)
     with ConsoleProgress(err) as progress:
         report = run_diff(a, b, sample, options, progress, diagnose=not args.no_diagnose)
-    write_json(report.to_json(), args.json)
+    write_reports(report.to_json(), args, f"kdiff: {a.backend} against {b.backend}")
     if args.json != "-":
         render_report(report, out)
     return report

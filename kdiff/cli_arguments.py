@@ -36,12 +36,18 @@ def add_common_arguments(parser: argparse.ArgumentParser, derived_tolerances: bo
     else:
         parser.add_argument("--atol", type=float, default=Tolerance.atol, help="absolute tolerance (default %(default)g)")
         parser.add_argument("--rtol", type=float, default=Tolerance.rtol, help="relative tolerance (default %(default)g)")
-    parser.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
+    add_report_arguments(parser)
     parser.add_argument("--custom-objects", metavar="FILE.py",
                         help="a Python file defining functions the model needs (e.g. for Lambda layers), by name")
     parser.add_argument("--timeout", type=float, default=Timeouts.call, metavar="SECONDS",
                         help="deadline of one worker call (default %(default)g)")
     parser.add_argument("--version", action="version", version=f"kdiff {__version__}")
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the report goes besides the terminal: --json and --html."""
+    parser.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
+    parser.add_argument("--html", metavar="PATH", help="write the report as one self-contained HTML page (opens offline)")
 
 
 def given_tolerance(args: argparse.Namespace) -> tuple[Tolerance, bool]:
@@ -112,4 +118,22 @@ def write_json(report: dict, path: str | None) -> None:
     if path == "-":
         print(text)
     else:
-        Path(path).write_text(text + "\n")
+        write_output(path, text + "\n", "--json")
+
+
+def write_reports(report: dict, args: argparse.Namespace, title: str = "kdiff report") -> None:
+    """The report's JSON document to --json and its page to --html, where the command line asks."""
+    write_json(report, getattr(args, "json", None))
+    if getattr(args, "html", None):
+        from kdiff.ui.html import render_html
+
+        write_output(args.html, render_html(report, title), "--html")
+
+
+def write_output(path: str, text: str, option: str) -> None:
+    """A report file, written at the end of a run (its folder was checked before the run started)."""
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError("output-unwritable", f"{option} {path} cannot be written ({exc.strerror or exc})",
+                         f"give {option} a path in a folder you can write") from exc

@@ -6,11 +6,13 @@ pair into the report, where each layer at which a divergence seems to start is f
 from __future__ import annotations
 
 from kdiff.classification import layer_records
+from kdiff.errors import WorkerFailure
 from kdiff.gradients import PROJECTION
 from kdiff.isolation import isolate_layers, settle_by_isolation
 from kdiff.model_inputs import ModelInputs
 from kdiff.passes import GradientPass, forward_pass, fused_gradients, gradient_pass
-from kdiff.report import MATCH, DiffReport
+from kdiff.picture import DivergencePicture, divergence_picture
+from kdiff.report import DIVERGED, MATCH, DiffReport
 
 
 def compare(session, inputs: ModelInputs, sample_path: str, gradients: bool, noise_floor: bool) -> DiffReport:
@@ -45,7 +47,25 @@ def compare(session, inputs: ModelInputs, sample_path: str, gradients: bool, noi
         sample=inputs.info(sample_path), notes=tuple(notes), noise_floor=noise,
         input_warnings=tuple(session.input_warnings),
         gradient_loss=(loss.to_json() if loss is not None else PROJECTION) if backward.gradients else None,
+        picture=first_divergence_picture(session, layers),
     )
+
+
+def first_divergence_picture(session, layers) -> DivergencePicture | None:
+    """The first diverged layer's (first) output on both sides, as the forward pass left them in the
+    workers, drawn against each other (kdiff.picture); None where there is none or it cannot be had."""
+    first = next((layer for layer in layers if layer.status == DIVERGED and layer.metrics is not None), None)
+    if first is None:
+        return None
+    b_name = first.b_name or first.name
+    try:
+        a_out = session.clients["a"].outputs([first.name])[first.name]
+        b_out = session.bridge.to_a(b_name, session.clients["b"].outputs([b_name])[b_name])
+    except WorkerFailure:
+        if not session.pool.all_alive():
+            raise
+        return None  # the picture is an extra: the comparison stands without it
+    return divergence_picture(first.name, b_name, a_out[0], b_out[0]) if a_out and b_out else None
 
 
 def _names(names: list[str], shown: int = 4) -> str:

@@ -41,6 +41,8 @@ def check_options(args: argparse.Namespace, data_files: dict[str, str] | None = 
     json_path = getattr(args, "json", None)
     if json_path and json_path != "-":
         writable_file(json_path, "--json")
+    if getattr(args, "html", None):
+        writable_file(args.html, "--html")
     for option, folder in (("--dump", getattr(args, "dump", None)), ("--write-fixed", getattr(args, "write_fixed", None)),
                            ("-o", getattr(args, "output", None))):
         if folder:

@@ -57,6 +57,7 @@ class DiffReport:
     noise_floor: dict = field(default_factory=dict)  # side -> {layer: max |run 1 - run 2|} where it disagrees
     gradient_loss: dict | None = None  # what the gradients are of: a projection, or a named loss on labels
     input_warnings: tuple[str, ...] = ()  # what in the files and the sample kdiff accepted but says up front
+    picture: object = None         # kdiff.picture.DivergencePicture of the first divergence's output
     kdiff_version: str = field(default=__version__)
 
     @property
@@ -91,6 +92,13 @@ class DiffReport:
         """0 when every layer matches; 1 when a divergence was found (even one kdiff then repaired)."""
         return EXIT_MATCH if all(layer.status == MATCH for layer in self.layers) else EXIT_DIVERGED
 
+    def _repr_html_(self) -> str:
+        """A notebook shows the HTML report (the table, the plots, the findings) in its output cell."""
+        from kdiff.ui.html import notebook_html
+
+        names = " against ".join(info.name for info in self.backends)
+        return notebook_html(self.to_json(), f"kdiff: {names}")
+
     def to_json(self) -> dict:
         return {
             "kdiff_version": self.kdiff_version,
@@ -110,6 +118,7 @@ class DiffReport:
             "written": self.written.to_json() if self.written is not None else None,
             "notes": list(self.notes),
             "input_warnings": list(self.input_warnings),
+            "first_divergence_picture": self.picture.to_json() if self.picture is not None else None,
         }
 
 

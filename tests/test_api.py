@@ -12,6 +12,7 @@ import pytest
 import kdiff
 from kdiff.errors import InputError, UsageError
 from kdiff.testing import assert_models_match, mismatch_message
+from tests.browser import assert_drawn, chromium, open_page
 from tests.test_ui import DIVERGED
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "theano_vgg"
@@ -54,10 +55,15 @@ def test_compare_gives_the_reports_of_the_command_line_and_assert_models_match_f
     for env in ("theano", "tensorflow"):
         env_python(env)
     report = kdiff.compare(MODEL, WEIGHTS, np.load(SAMPLE), gradients=False)
-    cli = tmp_path / "cli.json"
-    subprocess.run([sys.executable, "-m", "kdiff", MODEL, WEIGHTS, SAMPLE, "--no-grad", "--json", cli],
+    cli, page = tmp_path / "cli.json", tmp_path / "cli.html"
+    subprocess.run([sys.executable, "-m", "kdiff", MODEL, WEIGHTS, SAMPLE, "--no-grad", "--json", cli, "--html", page],
                    capture_output=True, text=True, timeout=600)
     ours, theirs = report.to_json(), json.loads(cli.read_text())
+    # the --html page of the same run, in a real browser: error curves, conv2d_1's picture (3 axes), findings
+    attributes, drawn = open_page(chromium(), page, screenshot="html_report_example.png")
+    assert_drawn(attributes, plots=7)
+    assert "The divergence starts at layer 'conv2d_1' (#0)." in drawn and 'data-cause="conv-kernel-flip"' in drawn
+    assert 'class="layer first"' in drawn and "iframe" in report._repr_html_()
     assert report.exit_code == 1 and ours["first_divergence"] == theirs["first_divergence"]
     assert [(f["cause"], f["layer"]) for f in ours["findings"]] == [(f["cause"], f["layer"]) for f in theirs["findings"]]
     assert [(l["name"], l["status"]) for l in ours["layers"]] == [(l["name"], l["status"]) for l in theirs["layers"]]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from kdiff.attach.precision import write_float64_copy
 from kdiff.attach.replay import live_side, replay, require_same_batch
 from kdiff.attach.snapshot import cached_model, check_snapshot
 from kdiff.protocol.snapshot import Snapshot
-from kdiff.cli_arguments import CommandParser
+from kdiff.cli_arguments import CommandParser, add_report_arguments, write_reports
 from kdiff.session import DiffOptions, Side
 from kdiff.environments import BACKENDS
 from kdiff.errors import InputError, UsageError
@@ -49,7 +48,7 @@ def attach_parser() -> argparse.ArgumentParser:
     parser.add_argument("--atol", type=float, default=Tolerance.atol, help="absolute tolerance (default %(default)g)")
     parser.add_argument("--rtol", type=float, default=Tolerance.rtol, help="relative tolerance (default %(default)g)")
     parser.add_argument("--no-diagnose", action="store_true", help="only compare: do not look for causes")
-    parser.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' for stdout)")
+    add_report_arguments(parser)
     return parser
 
 
@@ -88,7 +87,8 @@ def run_attach(args: argparse.Namespace, out: Console, err: Console) -> int:
     labels = ["run"] if len(args.endpoints) == 1 else ["A", "B"]
     clients = [ProbeClient(endpoint, keys, label) for label, endpoint in zip(labels, args.endpoints)]
     try:
-        snapshots = take_snapshots(clients, args.at_step, args.timeout, LiveLosses(err, labels), err)
+        live = LiveLosses(err, labels)
+        snapshots = take_snapshots(clients, args.at_step, args.timeout, live, err)
     finally:
         for client in clients:
             client.close()
@@ -105,8 +105,9 @@ def run_attach(args: argparse.Namespace, out: Console, err: Console) -> int:
             a, b = (live_side(side, s, Path(folder, side), f"run {side.upper()}") for side, s in zip("ab", snapshots))
             report = replay(a, b, snapshots[0], str(Path(folder, "a", "batch.npy")), options, progress,
                             diagnose=False)
-    runs = [run_summary(label, client.endpoint, snapshot) for label, client, snapshot in zip(labels, clients, snapshots)]
-    write_outputs(report, runs, args.json, out)
+    runs = [{**run_summary(label, client.endpoint, snapshot), "losses": live.history.get(label, [])}
+            for label, client, snapshot in zip(labels, clients, snapshots)]
+    write_outputs(report, runs, args, out)
     return report.exit_code
 
 
@@ -162,13 +163,8 @@ def run_summary(label: str, endpoint: str, snapshot: Snapshot) -> dict:
             "megabytes": snapshot.nbytes / 2**20, "capture_seconds": snapshot.header["capture_seconds"]}
 
 
-def write_outputs(report: DiffReport, runs: list[dict], json_path: str | None, out: Console) -> None:
-    if json_path:
-        document = {**report.to_json(), "step": runs[0]["step"], "live": runs}
-        text = json.dumps(document, indent=2)
-        if json_path == "-":
-            print(text)
-        else:
-            Path(json_path).write_text(text + "\n")
-    if json_path != "-":
+def write_outputs(report: DiffReport, runs: list[dict], args, out: Console) -> None:
+    write_reports({**report.to_json(), "step": runs[0]["step"], "live": runs}, args,
+                  "kdiff attach: " + " and ".join(run["label"] for run in runs))
+    if args.json != "-":
         render_attach_report(report, runs, out)

@@ -7,7 +7,7 @@ from rich.console import Console
 
 from kdiff import full_model_h5
 from kdiff.cli_arguments import (CommandParser, add_common_arguments, given_tolerance, resolve_sides, side_spec,
-                                 write_json)
+                                 write_reports)
 from kdiff.session import DiffOptions
 from kdiff.errors import UsageError
 from kdiff.train.session import OptimizerSpec, TrainOptions, run_training
@@ -125,7 +125,7 @@ def main(argv: list[str], out: Console, err: Console) -> int:
                          timeouts=Timeouts(call=args.timeout), gradients=False))
     with TrainView(err) as view:
         report = run_training(a, b, x_path, y_path, options, view)
-    write_json(report.to_json(), args.json)
+    write_reports(report.to_json(), args, f"kdiff train: {a.backend} against {b.backend}")
     if args.json != "-":
         render_train_report(report, out)
     return report.exit_code

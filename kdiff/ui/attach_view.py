@@ -11,6 +11,7 @@ from kdiff.ui.numbers import fmt
 from kdiff.ui.report_view import render_report
 
 REFRESH_SECONDS = 0.5
+MAX_HISTORY = 4000  # loss points kept per followed run
 
 
 class LiveLosses:
@@ -21,9 +22,18 @@ class LiveLosses:
         self.labels = labels
         self.steps: dict[int, dict[str, dict]] = {}
         self.shown_at = 0.0
+        self.history: dict[str, list] = {}  # label -> [[step, loss], ...] as followed, for the HTML report
+
+    def remember(self, label: str, step, loss) -> None:
+        kept = self.history.setdefault(label, [])
+        if isinstance(step, int) and isinstance(loss, (int, float)) and not isinstance(loss, bool):
+            kept.append([step, loss])
+        if len(kept) > MAX_HISTORY:
+            del kept[::2]  # a long run keeps every other point: the curve's shape, in bounded memory
 
     def __call__(self, label: str, metrics: dict) -> None:
         step = metrics.get("step")
+        self.remember(label, step, metrics.get("loss"))
         self.steps.setdefault(step, {})[label] = metrics
         if len(self.steps[step]) < len(self.labels) or time.monotonic() - self.shown_at < REFRESH_SECONDS:
             return
