@@ -37,9 +37,9 @@ def layer_records(pairs: list[LayerPair], metrics: dict, used: dict, shapes: dic
                                        b_shapes=shapes.get(("b", pair.b["name"])) if pair.b else None))
             continue
         name = pair.a["name"]
-        records.append(LayerRecord(pair, metrics.get(name), shapes.get(("a", name)), shapes.get(("b", pair.b["name"])),
-                                   used.get(name), gradients.get(name), isolated.get(name),
-                                   layout_note(pair.b["name"])))
+        records.append(LayerRecord(pair, metrics.get(name), shapes.get(("a", pair.cut("a"))),
+                                   shapes.get(("b", pair.cut("b"))), used.get(name), gradients.get(name),
+                                   isolated.get(name), layout_note(pair.cut("b"))))
     return records
 
 
@@ -60,7 +60,7 @@ def classify(records: list[LayerRecord]) -> list[LayerResult]:
             continue
         name = pair.a["name"]
         outcome, alone = record.outcome, record.isolated
-        inbound = tuple(pair.a.get("inbound", ()))
+        inbound = pair.inbound("a")
         inputs_match = all(status_of.get(source) == MATCH for source in inbound if not source.startswith("input:"))
         layer_metrics = outcome if isinstance(outcome, LayerMetrics) else None
         note = outcome if isinstance(outcome, str) else ("no output came back" if outcome is None else "")
@@ -75,13 +75,15 @@ def classify(records: list[LayerRecord]) -> list[LayerResult]:
             status = PROPAGATED if alone.matches else DIVERGED
         else:
             status = DIVERGED if inputs_match else PROPAGATED
-        status_of[name] = status
+        status_of[name] = status_of[pair.cut("a")] = status
         results.append(LayerResult(
             name=name, class_name=pair.a["class_name"], b_class_name=pair.b["class_name"],
             a_shape=_first(record.a_shapes), b_shape=_first(record.b_shapes),
             status=status, metrics=layer_metrics, grad=record.gradient, isolated=alone,
             b_name=pair.b["name"] if pair.b["name"] != name else "",
-            aligned_by=pair.aligned_by, inbound=inbound, note=note, layout=record.layout, tolerance=record.tolerance))
+            aligned_by=pair.aligned_by, inbound=inbound, note=note, layout=record.layout, tolerance=record.tolerance,
+            a_members=pair.chain("a") if len(pair.chain("a")) > 1 else (),
+            b_members=pair.chain("b") if len(pair.chain("b")) > 1 else ()))
     return results
 
 

@@ -132,6 +132,12 @@ class GradientComparison:
         weights = v.unpack(part, v.WEIGHT_GRADIENTS)
         return outputs, list(zip(header.get("weights", ()), weights))
 
+    @staticmethod
+    def merge(cut_kept, own_kept):
+        """A group's gradients (kdiff.streams): the output gradient at its cut, the weight gradients of
+        the pair's own layer."""
+        return cut_kept[0], own_kept[1]
+
     def on_pair(self, a_layer: str, a_kept, b_kept) -> None:
         (a_outputs, a_weights), (b_outputs, b_weights) = a_kept, b_kept
         tolerances = self.tolerances
@@ -161,5 +167,5 @@ def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], inputs: Model
     """Gradient differences keyed by side A's layer name, from both sides' 'backward' (see GradientComparison)."""
     comparison = GradientComparison(pairs, inputs, output_shapes, tolerance, weight_maps, bridge, loss, projected)
     stream_pairs(pool, pairs, "backward", comparison.arrays, timeout, comparison.on_part, comparison.on_pair,
-                 b_arrays=comparison.b_arrays, args=comparison.args)
+                 b_arrays=comparison.b_arrays, args=comparison.args, merge=comparison.merge)
     return comparison.results

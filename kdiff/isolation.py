@@ -17,24 +17,37 @@ def isolate_layers(pairs: list[LayerPair], a: SideClient, b: SideClient, toleran
     results: dict[str, LayerMetrics | str] = {}
     both = [pair for pair in pairs if pair.a is not None and pair.b is not None]
     for done, pair in enumerate(both, 1):
-        name, inbound = pair.a["name"], list(pair.a.get("inbound", ()))
+        name, inbound, cut = pair.a["name"], list(pair.inbound("a")), pair.cut("a")
         try:
-            recorded = a.outputs(inbound + [name])
+            recorded = a.outputs(inbound + [cut])
             inputs = [recorded[source][0] for source in inbound]
-            outputs = b.run_layer(pair.b["name"], inputs)
+            outputs = run_chain(b, pair.chain("b"), inputs)
         except WorkerFailure as failure:
             if not b.pool.all_alive():
                 raise
             results[name] = f"could not be run alone: {failure.message}"  # the comparison stands without it
             progress.layer_done(done, len(both))
             continue
-        expected = recorded[name]
+        expected = recorded[cut]
         if len(outputs) != len(expected) or any(x.shape != y.shape for x, y in zip(expected, outputs)):
             results[name] = "side B's layer gives outputs of other shapes on side A's inputs"
         else:
             results[name] = judge_layer(tolerances.isolated(name), expected, outputs)[0]
         progress.layer_done(done, len(both))
     return results
+
+
+def run_chain(b: SideClient, chain: tuple[str, ...], inputs: list, changed: dict | None = None) -> list:
+    """Side B's layers of a group (kdiff.alignment), each on the last one's outputs; ``changed``
+    (layer -> (overrides, training, weights)) runs those layers with a change, not kept."""
+    outputs = list(inputs)
+    for layer in chain:
+        if changed and layer in changed:
+            overrides, training, weights = changed[layer]
+            outputs = b.run_layer_changed(layer, outputs, overrides, training, weights)
+        else:
+            outputs = b.run_layer(layer, outputs)
+    return outputs
 
 
 MAX_SETTLE_ROUNDS = 8

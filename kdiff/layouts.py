@@ -160,8 +160,8 @@ def layout_bridge(pairs: list[LayerPair], a_model: ModelFile, b_model: ModelFile
             source = next((p.a for p in pairs if p.a is not None and p.a["name"] == inbound[0]), None)
             if source is not None:
                 layer_maps = (LayoutMap("flattened", a_layout, tuple(source["output_shapes"][0][1:])),)
-        maps[pair.b["name"]] = layer_maps
-        moved_a[pair.a["name"]] = layer_maps[0] if layer_maps else None
+        maps[pair.b["name"]] = maps[pair.cut("b")] = layer_maps
+        moved_a[pair.a["name"]] = moved_a[pair.cut("a")] = layer_maps[0] if layer_maps else None
     return LayoutBridge(a_layout, b_layout, bool(b_built_layout), maps)
 
 

@@ -66,6 +66,10 @@ def forward_pass(session, inputs: ModelInputs, fused: GradientComparison | None 
         gradient = header.get("kind") == "gradient"
         return gradient, (fused.on_part if gradient else on_part)(side, header, arrays)
 
+    def on_either_merge(cut_kept: tuple, own_kept: tuple) -> tuple:
+        gradient, value = cut_kept
+        return (gradient, fused.merge(value, own_kept[1])) if gradient else cut_kept
+
     def on_either_pair(a_layer: str, a_kept: tuple, b_kept: tuple) -> None:
         (gradient, a_value), (_, b_value) = a_kept, b_kept
         (fused.on_pair if gradient else on_pair)(a_layer, a_value, b_value)
@@ -77,7 +81,8 @@ def forward_pass(session, inputs: ModelInputs, fused: GradientComparison | None 
         else:
             try:
                 stream_pairs(pool, pairs, "forward_backward", fused.arrays, options.timeouts.call,
-                             on_either_part, on_either_pair, b_arrays=fused.b_arrays, args=fused.args)
+                             on_either_part, on_either_pair, b_arrays=fused.b_arrays, args=fused.args,
+                             merge=on_either_merge)
             except WorkerFailure as failure:
                 if len(metrics) < total or not pool.all_alive():
                     raise

@@ -41,6 +41,8 @@ class LayerResult:
     isolated: object = None   # LayerMetrics of side B's layer alone on side A's inputs (--isolate), or why not
     layout: str = ""          # how side B's values were moved to side A's layout to compare, "" when not
     tolerance: Tolerance | None = None  # what the layer's outputs were judged by (kdiff.tolerances)
+    a_members: tuple = ()     # a group (kdiff.alignment): side A's layers in it, in order; () for none
+    b_members: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,8 @@ def _layer_json(layer: LayerResult) -> dict:
         "inf": {"a": m.inf_a, "b": m.inf_b} if m else None,
         "status": layer.status,
         "b_name": layer.b_name or layer.name if layer.aligned_by else None,
+        "a_members": list(layer.a_members) or None,
+        "b_members": list(layer.b_members) or None,
         "aligned_by": layer.aligned_by or None,
         "note": layer.note or None,
         "layout": layer.layout or None,

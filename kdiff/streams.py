@@ -20,25 +20,39 @@ from kdiff.alignment import LayerPair
 from kdiff.workers import WorkerPool
 
 
-def partners(pairs: list[LayerPair]) -> dict[tuple[str, str], tuple[str, str]]:
-    """(side, layer name) -> (other side, its layer name), for layers present on both sides."""
+def parts_of(pairs: list[LayerPair], with_own: bool = False) -> dict[tuple[str, str], int]:
+    """(side, layer name) -> the index of the pair it belongs to: each side's cut (the last layer of a
+    group; kdiff.alignment), and with ``with_own`` the pair's own layers where a group ends elsewhere."""
     table = {}
-    for pair in pairs:
-        if pair.a is not None and pair.b is not None:
-            table[("a", pair.a["name"])] = ("b", pair.b["name"])
-            table[("b", pair.b["name"])] = ("a", pair.a["name"])
+    for index, pair in enumerate(pairs):
+        if pair.a is None or pair.b is None:
+            continue
+        for side, own in (("a", pair.a), ("b", pair.b)):
+            table[(side, pair.cut(side))] = index
+            if with_own:
+                table[(side, own["name"])] = index
     return table
+
+
+def _needed(pair: LayerPair, side: str, with_own: bool) -> tuple[str, ...]:
+    own = (pair.a if side == "a" else pair.b)["name"]
+    return (pair.cut(side),) + ((own,) if with_own and own != pair.cut(side) else ())
 
 
 def stream_pairs(pool: WorkerPool, pairs: list[LayerPair], command: str, arrays: dict, timeout: float,
                  on_part: Callable[[str, dict, dict], object], on_pair: Callable[[str, object, object], None],
-                 b_arrays: dict | None = None, args: dict | None = None) -> None:
+                 b_arrays: dict | None = None, args: dict | None = None,
+                 merge: Callable[[object, object], object] | None = None) -> None:
     """Send ``command`` (with ``args``) to both sides (side B gets ``b_arrays`` when given: the same input in its own
     layout); ``on_part(side, header, arrays)`` turns each arriving part into what is kept, and
-    ``on_pair(a_layer, a_kept, b_kept)`` receives each completed pair. A part is paired with the other
-    side's part of the partner layer and of the same ``kind`` (a command may stream several kinds)."""
-    partner = partners(pairs)
-    waiting: dict[str, dict[str, object]] = {"a": {}, "b": {}}
+    ``on_pair(a_layer, a_kept, b_kept)`` receives each completed pair (``a_layer``: side A's name of the
+    pair's layer). A pair's part on each side is its cut's (kdiff.alignment), of the same ``kind`` (a
+    command may stream several kinds); with ``merge``, a group whose cut is not the pair's own layer also
+    waits for the own layer's part, and ``merge(cut_kept, own_kept)`` is what is handed on (a gradient:
+    the cut's output gradient, the own layer's weight gradients)."""
+    with_own = merge is not None
+    belongs = parts_of(pairs, with_own)
+    waiting: dict[str, dict[tuple, object]] = {"a": {}, "b": {}}
     deadline = time.monotonic() + timeout
     sent = {"a": arrays, "b": arrays if b_arrays is None else b_arrays}
     pending = {side: pool.send(side, command, args, sent[side]) for side in "ab"}
@@ -51,18 +65,21 @@ def stream_pairs(pool: WorkerPool, pairs: list[LayerPair], command: str, arrays:
                 continue
             layer, kind = header.get("layer"), header.get("kind", "")
             kept = on_part(side, header, part_arrays)
-            other = partner.get((side, layer))
-            if other is None:
+            index = belongs.get((side, layer))
+            if index is None:
                 continue
-            other_kept = waiting[other[0]].pop((kind, other[1]), None)
-            if other_kept is None:
-                waiting[side][(kind, layer)] = kept
+            waiting[side][(kind, layer)] = kept
+            kept = None
+            pair = pairs[index]
+            keys = {s: [(kind, name) for name in _needed(pair, s, with_own)] for s in "ab"}
+            if not all(key in waiting[s] for s in "ab" for key in keys[s]):
                 continue
-            if side == "a":
-                comparing.put(layer, kept, other_kept)
-            else:
-                comparing.put(other[1], other_kept, kept)
-            kept = other_kept = None  # the comparing thread holds them now
+            handed = {}
+            for s in "ab":
+                parts = [waiting[s].pop(key) for key in keys[s]]
+                handed[s] = merge(parts[0], parts[1]) if len(parts) == 2 else parts[0]
+            comparing.put(pair.a["name"], handed["a"], handed["b"])
+            handed = parts = None  # the comparing thread holds them now
     except BaseException:
         comparing.close(raise_error=False)  # the stream's own failure is the one to report
         raise

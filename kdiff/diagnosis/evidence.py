@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from kdiff.alignment import LayerPair
+from kdiff.isolation import run_chain
 from kdiff.diagnosis.model import Candidate, ErrorSize, LayerEvidence, Unexplained
 from kdiff.metrics import LayerMetrics, Tolerance, compare_arrays
 from kdiff.tolerances import Tolerances, as_tolerances, judge_layer
@@ -11,20 +12,29 @@ from kdiff.worker_calls import SideClient
 
 
 def gather(pair: LayerPair, a_layers: dict[str, dict], a: SideClient, b: SideClient) -> LayerEvidence:
-    """Side A's inputs and outputs of the layer (from A's last forward pass), both sides' weights and configs."""
+    """Side A's inputs and outputs of the layer (from A's last forward pass), both sides' weights and
+    configs; for a group (kdiff.alignment), A's inputs to it and outputs of its cut, and its other
+    layers' configs."""
     name, b_name = pair.a["name"], pair.b["name"]
-    inbound = list(pair.a.get("inbound", ()))
-    recorded = a.outputs(inbound + [name])
+    inbound = list(pair.inbound("a"))
+    recorded = a.outputs(inbound + [pair.cut("a")])
     feeding = [a_layers.get(source) for source in inbound]
+
+    def group(side: str, client: SideClient, own: str) -> tuple:
+        return tuple((member["name"], member["class_name"], client.layer_config(member["name"]))
+                     for member in pair.members(side) if member["name"] != own)
+
     return LayerEvidence(
         layer=name, b_layer=b_name, class_name=pair.b["class_name"],
         a_inputs=tuple(recorded[source][0] for source in inbound),
-        a_outputs=tuple(recorded[name]),
+        a_outputs=tuple(recorded[pair.cut("a")]),
         b_weights=tuple(b.weights(b_name)), a_weights=tuple(a.weights(name)),
         input_shapes=tuple(tuple(d["output_shapes"][0]) if d else None for d in feeding),
         feeding_classes=tuple(d["class_name"] if d else "input" for d in feeding),
         feeding_input_shapes=tuple(_input_shape_of(d, a_layers, recorded) for d in feeding if d),
         a_config=a.layer_config(name), b_config=b.layer_config(b_name),
+        a_chain=pair.chain("a") if pair.grouped else (), b_chain=pair.chain("b") if pair.grouped else (),
+        a_group=group("a", a, name), b_group=group("b", b, b_name),
     )
 
 
@@ -45,14 +55,13 @@ def isolated_error(b: SideClient, evidence: LayerEvidence, tolerance: Tolerance 
     """Side B's layer run alone on side A's inputs, against side A's output, judged by the layer's
     own tolerance; with the candidate's config change when one is given (a change of weights alone
     must already be set on side B)."""
+    changed = None
     if candidate is not None and candidate.changes_config:
         weights = None if candidate.b_weights is None else list(candidate.b_weights)
-        outputs = b.run_layer_changed(evidence.b_layer, list(evidence.a_inputs), candidate.overrides,
-                                      candidate.training, weights)
-    else:
-        outputs = b.run_layer(evidence.b_layer, list(evidence.a_inputs))
+        changed = {candidate.layer or evidence.b_layer: (candidate.overrides, candidate.training, weights)}
+    outputs = run_chain(b, evidence.chain("b"), list(evidence.a_inputs), changed)
     if len(outputs) != len(evidence.a_outputs) or any(o.shape != e.shape for o, e in zip(outputs, evidence.a_outputs)):
-        raise ValueError(f"layer {evidence.b_layer} gives outputs of shapes {[o.shape for o in outputs]} "
+        raise ValueError(f"{' -> '.join(evidence.chain('b'))} gives outputs of shapes {[o.shape for o in outputs]} "
                          f"on side B, {[e.shape for e in evidence.a_outputs]} on side A")
     return judge_layer(as_tolerances(tolerance).isolated(evidence.layer), evidence.a_outputs, outputs)[0]
 
@@ -60,7 +69,7 @@ def isolated_error(b: SideClient, evidence: LayerEvidence, tolerance: Tolerance 
 def describe_unexplained(b: SideClient, evidence: LayerEvidence, tolerance: Tolerance | Tolerances,
                          b_inputs: list[np.ndarray]) -> Unexplained:
     """Where the error of side B's layer sits, for a divergence no rule explains."""
-    outputs = b.run_layer(evidence.b_layer, list(evidence.a_inputs))
+    outputs = run_chain(b, evidence.chain("b"), list(evidence.a_inputs))
     isolated, judged = judge_layer(as_tolerances(tolerance).isolated(evidence.layer), evidence.a_outputs, outputs)
     input_error = max((compare_arrays(x, y, judged).max_rel for x, y in zip(evidence.a_inputs, b_inputs)
                        if x.shape == y.shape), default=0.0)

@@ -23,6 +23,14 @@ class LayerEvidence:
     feeding_input_shapes: tuple = ()  # on side A, the input shapes of the layers feeding this one
     a_config: dict = field(default_factory=dict)  # side A's layer config, as A's framework writes it
     b_config: dict = field(default_factory=dict)  # side B's layer config
+    a_chain: tuple = ()         # a group (kdiff.alignment): side A's layers in it, in order; () for the layer alone
+    b_chain: tuple = ()
+    a_group: tuple = ()         # the group's other layers on side A: ((name, class name, config), ...) in order
+    b_group: tuple = ()
+
+    def chain(self, side: str) -> tuple:
+        own = self.layer if side == "a" else self.b_layer
+        return (self.a_chain if side == "a" else self.b_chain) or (own,)
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,7 @@ class Candidate:
     b_weights: tuple | None = None  # the layer's weights with the fix applied, in the layer's order
     overrides: dict = field(default_factory=dict)  # settings of the layer's config to change
     training: bool | None = None    # call the layer in this mode; None: as the model calls it
+    layer: str = ""             # the layer of side B's group whose settings change ("": the pair's own)
 
     @property
     def changes_config(self) -> bool:

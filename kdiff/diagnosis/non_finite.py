@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kdiff.isolation import run_chain
 from kdiff.diagnosis import evidence as evidence_mod
 from kdiff.diagnosis.model import ErrorSize, Finding, LayerEvidence
 from kdiff.metrics import Tolerance
@@ -28,8 +29,8 @@ def prove_non_finite(a: SideClient, b: SideClient, evidence: LayerEvidence,
     count = sum(int(np.size(x) - np.isfinite(x).sum()) for x in evidence.a_inputs)
     before = evidence_mod.isolated_error(b, evidence, tolerance)
     cleaned = [np.nan_to_num(np.asarray(x), nan=0.0, posinf=0.0, neginf=0.0) for x in evidence.a_inputs]
-    a_out = a.run_layer(evidence.layer, cleaned)
-    b_out = b.run_layer(evidence.b_layer, cleaned)
+    a_out = run_chain(a, evidence.chain("a"), cleaned)
+    b_out = run_chain(b, evidence.chain("b"), cleaned)
     after, _ = judge_layer(as_tolerances(tolerance).isolated(evidence.layer), a_out, b_out) \
         if [o.shape for o in a_out] == [o.shape for o in b_out] else (None, None)
     verified = after is not None and after.matches

@@ -255,7 +255,7 @@ def _try(b: SideClient, evidence, tolerance: Tolerance | Tolerances, candidate, 
         after = None
     if after is not None and after.matches:
         if keep and candidate.changes_config:
-            b.change_layer(evidence.b_layer, candidate.overrides, candidate.training,
+            b.change_layer(candidate.layer or evidence.b_layer, candidate.overrides, candidate.training,
                            None if candidate.b_weights is None else list(candidate.b_weights))
         if not keep and weights_only:
             b.set_weights(evidence.b_layer, original)

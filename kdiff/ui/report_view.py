@@ -74,7 +74,7 @@ def layer_table(report: DiffReport, width: int = FULL_WIDTH) -> Table:
         is_first = first is not None and first[0] == index
         cells = {
             "#": str(index),
-            "layer": layer.name if not layer.b_name else f"{layer.name} ~ {layer.b_name}",
+            "layer": layer_text(layer),
             "class": layer.class_name if layer.b_class_name in ("", layer.class_name)
             else f"{layer.class_name} ~ {layer.b_class_name}",
             "shape": shape_text(layer),
@@ -87,6 +87,15 @@ def layer_table(report: DiffReport, width: int = FULL_WIDTH) -> Table:
         }
         table.add_row(*(cells[column] for column in columns), style="on grey15" if is_first else None)
     return table
+
+
+def layer_text(layer) -> str:
+    """The layer's name; a pair named otherwise on side B as 'a ~ b'; a group with its layers on each
+    side that has several: 'conv [B: pad + conv]'."""
+    text = layer.name if not layer.b_name else f"{layer.name} ~ {layer.b_name}"
+    groups = [f"{side}: {' + '.join(members)}" for side, members in (("A", layer.a_members), ("B", layer.b_members))
+              if members]
+    return text + (f" [{'; '.join(groups)}]" if groups else "")
 
 
 def backends_line(report: DiffReport) -> Text:

@@ -20,7 +20,12 @@ ID = "padding-same-asymmetry"
 CONV_CLASSES = {"Conv1D", "Conv2D", "Conv3D", "Convolution1D", "Convolution2D", "Convolution3D"}
 
 
+PADDING_CLASSES = {"ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"}
+MAX_PADDINGS = 64
+
+
 def candidates(evidence: LayerEvidence):
+    yield from _moved_padding(evidence)
     config = evidence.b_config
     kernel = kernel_of(evidence.b_weights)
     if evidence.class_name not in CONV_CLASSES or kernel is None or config.get("padding") != "same":
@@ -87,3 +92,62 @@ def _placement(kernel: int, stride: int, size: int) -> tuple[int, int] | None:
         if offset >= 0 and offset + kernel <= grown:
             return grown, offset
     return None
+
+
+def _moved_padding(evidence: LayerEvidence):
+    """Side B pads in a layer of its own before a 'valid' conv (a port writing 'same' as Theano's or
+    PyTorch's symmetric padding), side A's conv pads itself: each other split of the padding that
+    gives side A's output size, on the padding layer."""
+    if len(evidence.b_chain) != 2 or not evidence.b_group or evidence.b_chain[1] != evidence.b_layer:
+        return
+    pad_name, pad_class, pad_config = evidence.b_group[0]
+    config, kernel = evidence.b_config, kernel_of(evidence.b_weights)
+    if pad_class not in PADDING_CLASSES or evidence.class_name not in CONV_CLASSES or kernel is None \
+            or config.get("padding") != "valid" or not evidence.a_inputs or not evidence.a_outputs:
+        return
+    spatial = kernel.ndim - 2
+    strides = _per_axis(config.get("strides", 1), spatial)
+    dilations = _per_axis(config.get("dilation_rate", 1), spatial)
+    layout = config.get("data_format") or "channels_last"
+    axes = slice(2, None) if layout == "channels_first" else slice(1, -1)
+    sizes, wanted = evidence.a_inputs[0].shape[axes], evidence.a_outputs[0].shape[axes]
+    if len(sizes) != spatial or len(wanted) != spatial:
+        return
+    current = _pairs(pad_config.get("padding"), spatial)
+    per_axis = []
+    for k, s, d, n, out in zip(kernel.shape[:spatial], strides, dilations, sizes, wanted):
+        reach = (k - 1) * d + 1
+        per_axis.append([(before, total - before) for total in range(0, 2 * reach + s)
+                         if (n + total - reach) // s + 1 == out for before in range(total + 1)])
+    options = [()]
+    for axis_options in per_axis:
+        options = [(*chosen, option) for chosen in options for option in axis_options]
+        if len(options) > MAX_PADDINGS:
+            return
+    for option in options:
+        if list(option) == current:
+            continue
+        text = "(" + ", ".join(f"({b}, {a})" for b, a in option) + ("," if spatial == 1 else "") + ")"
+        value = [list(o) for o in option] if spatial > 1 else list(option[0])
+        yield Candidate(
+            cause=ID, layer=pad_name, overrides={"padding": value},
+            fix=(f"'{pad_name}' pads {_text(current)} before the 'valid' '{evidence.b_layer}', but side A's "
+                 f"'{evidence.layer}' pads as {text}: each window then starts where side A's did. Set the "
+                 f"padding of '{pad_name}' to {text}."),
+            code=(f'model.get_layer("{pad_name}").padding = {text}  # read at every call, and saved'),
+        )
+
+
+def _pairs(padding, spatial: int) -> list:
+    """A ZeroPadding layer's padding as one (before, after) per spatial axis."""
+    if isinstance(padding, int):
+        return [(padding, padding)] * spatial
+    if spatial == 1 and isinstance(padding, (list, tuple)) and len(padding) == 2 and all(isinstance(p, int) for p in padding):
+        return [tuple(padding)]
+    if isinstance(padding, (list, tuple)) and len(padding) == spatial:
+        return [tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in padding]
+    return []
+
+
+def _text(pairs: list) -> str:
+    return "(" + ", ".join(f"({b}, {a})" for b, a in pairs) + ")" if pairs else "as configured"

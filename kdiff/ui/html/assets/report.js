@@ -224,7 +224,8 @@
     layers.forEach((l, i) => {
       const row = el("tr", { class: "layer" + (l.name === first ? " first" : ""), "data-status": l.status,
         "data-name": (l.name + " " + l.class + " " + (l.b_name || "")).toLowerCase() },
-      el("td", {}, i), el("td", { class: "name" }, l.name + (l.b_name && l.b_name !== l.name ? ` ↔ ${l.b_name}` : "")),
+      el("td", {}, i), el("td", { class: "name" }, l.name + (l.b_name && l.b_name !== l.name ? ` ↔ ${l.b_name}` : "") +
+        [["A", l.a_members], ["B", l.b_members]].filter((g) => g[1] && g[1].length).map((g) => ` [${g[0]}: ${g[1].join(" + ")}]`).join("")),
       el("td", { class: "cls" }, l.class), el("td", {}, shape(l.a_shape)), el("td", {}, fmt(l.max_abs)),
       el("td", {}, fmt(l.max_rel)), el("td", {}, l.grad ? fmt(l.grad.max_rel) : ""),
       el("td", {}, el("span", { class: "status s-" + l.status }, l.status + (l.name === first ? " ◀ first" : ""))));

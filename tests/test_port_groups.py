@@ -1,0 +1,58 @@
+"""Ports whose layer lists differ (issue #15), real Keras 3 files (tests/fixtures/ports/generate.py):
+a padding moved into a ZeroPadding2D before a 'valid' conv is compared and isolated as one group with
+the other side's 'same' conv; off by TensorFlow's (0, 1) at stride 2 it is named (padding-same-asymmetry
+on the padding layer), proven and written; split the right way it matches, as does a Dense whose
+activation and an extra Dropout are layers of their own, on either side."""
+import json
+
+import pytest
+
+from tests.conftest import FIXTURES
+from tests.diagnosis_files import causes, kdiff_json
+
+pytestmark = pytest.mark.slow
+PORTS = FIXTURES / "ports"
+
+
+@pytest.fixture(scope="module")
+def envs(env_python):
+    for name in ("tensorflow", "jax", "torch"):
+        env_python(name)
+
+
+def side(backend, name):
+    return f"{backend}:{PORTS / name}.keras"
+
+
+def test_a_padding_moved_into_its_own_layer_is_named_proven_and_written(envs, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.json"
+    result = subprocess.run([sys.executable, "-m", "kdiff", "fix", "--a", side("tensorflow", "conv_same"),
+                             "--b", side("torch", "conv_padded"), PORTS / "x.npy", "-o", tmp_path / "fixed",
+                             "--json", out], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    conv = report["layers"][0]
+    assert (conv["name"], conv["status"], conv["b_members"], conv["a_members"]) == ("conv", "diverged",
+                                                                                   ["pad", "conv"], None)
+    assert causes(report) == [("padding-same-asymmetry", "conv")]
+    finding = report["findings"][0]
+    assert finding["verified"] and finding["after"]["max_abs"] < 1e-5 < 1 < finding["before"]["max_abs"]
+    assert finding["code"] == 'model.get_layer("pad").padding = ((0, 1), (0, 1))  # read at every call, and saved'
+    assert report["after_fixes"]["all_match"] and report["written"]["verified"] is True
+    assert "conv [B: pad + conv]" in result.stdout and "only-b" not in result.stdout
+
+
+@pytest.mark.parametrize("a, b, sample, grouped", [
+    (side("tensorflow", "conv_same"), side("jax", "conv_padded_right"), "x", ("conv", "b_members", ["pad", "conv"])),
+    (side("tensorflow", "dense_split"), side("jax", "dense_fused"), "v", ("d1", "a_members", ["d1", "act", "drop"])),
+], ids=["padding-split-right", "activation-and-dropout-split"])
+def test_a_right_port_with_other_layers_matches_in_outputs_and_gradients(envs, tmp_path, a, b, sample, grouped):
+    report, result = kdiff_json(tmp_path, "--a", a, "--b", b, PORTS / f"{sample}.npy", gradients=True)
+    assert result.returncode == 0, result.stdout
+    assert all(layer["status"] == "match" and layer["grad"]["match"] for layer in report["layers"])
+    name, key, members = grouped
+    assert next(layer for layer in report["layers"] if layer["name"] == name)[key] == members
+    assert report["findings"] == [] and report["first_grad_divergence"] is None
