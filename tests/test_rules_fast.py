@@ -278,6 +278,11 @@ FIRES = [
     Case("dense_rows_chw_after_keras2_flatten", flatten_order,
          lambda: flatten_pair(a_shape=(4, 3, 2), a_order="channels_last", b_rows=hwc_rows_to_chw(4, 3, 2)),
          code_has=".transpose(1, 2, 0, 3)"),
+    # a port's head copied from a channels_first model while both sides are channels_last (issue #15)
+    Case("dense_rows_chw_while_both_sides_are_channels_last", flatten_order,
+         lambda: flatten_pair(a_shape=(4, 3, 2), a_order="channels_last", b_rows=hwc_rows_to_chw(2, 4, 3))),
+    Case("dense_rows_hwc_while_both_sides_are_channels_first", flatten_order,
+         lambda: flatten_pair(a_shape=(2, 4, 3), a_order="channels_first", b_rows=chw_rows_to_hwc(4, 3, 2))),
     Case("dense_rows_hwc_after_channels_first_flatten", flatten_order,
          lambda: flatten_pair(a_shape=(3, 2, 4), a_order="channels_first", b_rows=chw_rows_to_hwc(3, 2, 4)),
          code_has=".transpose(2, 0, 1, 3)"),

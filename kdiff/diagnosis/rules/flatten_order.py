@@ -1,6 +1,8 @@
 """Flatten's element order follows the tensor's layout: a Dense after a Flatten whose kernel rows
 were laid out for channels-first (C, H, W) order meets channels-last (H, W, C) order, or the
-reverse. Keras 2's convert_dense_weights_data_format existed for exactly this."""
+reverse. Keras 2's convert_dense_weights_data_format existed for exactly this. Whatever layout the
+sides state, the rows may be in either order (a port's head copied from a model in the other layout):
+each of the four reorders is tried, the closest that matches is kept."""
 from __future__ import annotations
 
 import math
@@ -32,6 +34,17 @@ def candidates(evidence: LayerEvidence):
          lambda w: w.reshape(*front, last, units).transpose(len(front), *range(len(front)), len(front) + 1)
          .reshape(-1, units), f"kernel.reshape({', '.join(map(str, front))}, {last}, {units})"
          f".transpose({', '.join(map(str, [len(front), *range(len(front)), len(front) + 1]))}).reshape(-1, {units})"),
+    )
+    n = len(rest)  # rows in the other layout's order than the tensor's own (a head copied across layouts)
+    reorders += (
+        ("rows in channels-first order for a channels-last tensor",
+         lambda w: w.reshape(last, *front, units).transpose(*range(1, n + 1), 0, n + 1).reshape(-1, units),
+         f"kernel.reshape({last}, {', '.join(map(str, front))}, {units})"
+         f".transpose({', '.join(map(str, [*range(1, n + 1), 0, n + 1]))}).reshape(-1, {units})"),
+        ("rows in channels-last order for a channels-first tensor",
+         lambda w: w.reshape(*rest, first, units).transpose(n, *range(n), n + 1).reshape(-1, units),
+         f"kernel.reshape({', '.join(map(str, rest))}, {first}, {units})"
+         f".transpose({', '.join(map(str, [n, *range(n), n + 1]))}).reshape(-1, {units})"),
     )
     for words, reorder, expression in reorders:
         yield Candidate(
