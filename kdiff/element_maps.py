@@ -61,3 +61,36 @@ def _zero_surrounded_windows(shape: tuple, b: np.ndarray):
         outside[tuple(slice(start, stop) for start, stop in window)] = 0
         if not outside.any():
             yield window
+
+
+@dataclass(frozen=True)
+class RowPermutation:
+    """Side B holds side A's 2-D kernel with its rows permuted: a Dense after a Flatten whose rows a
+    right port reordered for the other layout (kdiff.diagnosis.rules.flatten_order). The ElementMap
+    interface: A's array -> as B holds it."""
+
+    order: tuple
+    is_identity: bool = False
+
+    def __call__(self, a_array: np.ndarray) -> np.ndarray:
+        return a_array[np.asarray(self.order)]
+
+    def part_of_b(self, b_array: np.ndarray) -> np.ndarray:
+        return b_array
+
+
+def find_row_permutation(a: np.ndarray, b: np.ndarray, before_flatten: tuple) -> RowPermutation | None:
+    """The reorder of a kernel's rows from one layout's flatten order to the other's (the channels axis
+    first or last, of the tensor before the Flatten as stated or read in the other layout) that turns
+    ``a`` into exactly ``b``; None if none does."""
+    shape = tuple(int(d) for d in before_flatten)
+    if a.ndim != 2 or a.shape != b.shape or len(shape) < 2 or int(np.prod(shape)) != a.shape[0]:
+        return None
+    rows = np.arange(a.shape[0])
+    for stated in (shape, (shape[-1], *shape[:-1]), (*shape[1:], shape[0])):
+        grid = rows.reshape(stated)
+        for moved in (np.moveaxis(grid, 0, -1), np.moveaxis(grid, -1, 0)):
+            order = moved.ravel()
+            if not np.array_equal(order, rows) and np.array_equal(a[order], b):
+                return RowPermutation(tuple(int(i) for i in order))
+    return None

@@ -120,7 +120,7 @@ def gradient_pass(session, inputs: ModelInputs, forward: ForwardPass,
     if fused is not None and fused.failure is not None:
         return GradientPass({}, (f"gradients were not compared: {fused.failure}",))
     if fused is not None and [o and o[0] for o in outputs] == fused.output_shapes:
-        return GradientPass(_with_weight_maps(session, inputs, fused.output_shapes, fused.results))
+        return GradientPass(_with_weight_maps(session, inputs, fused.output_shapes, _matching(forward), fused.results))
     bridge = session.bridge
     b_outputs = [tuple(bridge.shape_to_a(name, s) for s in forward.shapes[("b", name)])
                  if ("b", name) in forward.shapes else None for name in output_layers(session.b_layers)]
@@ -128,7 +128,7 @@ def gradient_pass(session, inputs: ModelInputs, forward: ForwardPass,
         return GradientPass({}, ("gradients were not compared: the two models' outputs differ in shape",))
     session.progress.stage("differentiating both models")
     try:
-        return GradientPass(_with_weight_maps(session, inputs, [o[0] for o in outputs]))
+        return GradientPass(_with_weight_maps(session, inputs, [o[0] for o in outputs], _matching(forward)))
     except WorkerFailure as failure:
         if not session.pool.all_alive():
             raise
@@ -151,10 +151,15 @@ def declared_output_shapes(session, batch: int) -> list[tuple] | None:
     return found["a"] if found["a"] == found["b"] else None
 
 
-def _with_weight_maps(session, inputs: ModelInputs, output_shapes: list[tuple],
+def _matching(forward: ForwardPass) -> set[str]:
+    return {name for name, metrics in forward.metrics.items() if isinstance(metrics, LayerMetrics) and metrics.matches}
+
+
+def _with_weight_maps(session, inputs: ModelInputs, output_shapes: list[tuple], forward_matching: set[str],
                       first: dict | None = None) -> dict[str, GradientDiff]:
     """The gradient differences (``first`` when a forward_backward pass already gave them); where side B
-    holds a weight reordered and kdiff did not know it yet, found out and compared again."""
+    holds a weight reordered and kdiff did not know it yet (its shape differs; or a layer whose outputs
+    match has weight gradients that do not), found out and compared again."""
     def backward() -> dict:
         return backward_and_compare(session.pool, session.pairs, inputs, output_shapes, session.tolerances,
                                     session.options.timeouts.call, session.weight_maps, session.bridge,
@@ -162,9 +167,13 @@ def _with_weight_maps(session, inputs: ModelInputs, output_shapes: list[tuple],
 
     grads = first if first is not None else backward()
     reordered = [layer for layer, diff in grads.items() if layer not in session.weight_maps and any(
-        isinstance(m, str) and m.startswith("shapes differ") for _, m in diff.weights)]
+        isinstance(m, str) and m.startswith("shapes differ")
+        or layer in forward_matching and isinstance(m, LayerMetrics) and not m.matches for _, m in diff.weights)]
     if not reordered:
         return grads
-    session.refresh_weight_maps(reordered)  # e.g. a Keras 1 'th' kernel, held (rows, cols, in, out) by side B
+    # e.g. a Keras 1 'th' kernel, held (rows, cols, in, out) by side B; a right port's Dense rows permuted
+    session.refresh_weight_maps(reordered)
+    if not any(m is not None for layer in reordered for m in session.weight_maps.get(layer) or ()):
+        return grads  # the weights differ in value, not in order: their gradients are compared as they are
     return backward()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from kdiff.alignment import LayerPair, align_layers
-from kdiff.element_maps import find_element_map
+from kdiff.element_maps import find_element_map, find_row_permutation
 from kdiff.environments import backend_spec, ensure_env, env_for, kdiff_home
 from kdiff.errors import InputError, UsageError
 from kdiff.gradients import NamedLoss, output_layers
@@ -184,7 +184,20 @@ class DiffSession:
             inbound = list(pair.b.get("inbound", ()))  # a Dense whose rows follow a reordered Flatten
             maps = [m if m is not None or a.shape != b.shape else self.bridge.weight_map(inbound, a, b)
                     for m, a, b in zip(maps, a_values, b_values)]
+            before_flatten = self._before_flatten(pair)  # a right port's Dense rows, reordered for the other layout
+            maps = [m if m is not None or before_flatten is None else find_row_permutation(a, b, before_flatten)
+                    for m, a, b in zip(maps, a_values, b_values)]
             self.weight_maps[name] = [m if m is not None and not m.is_identity else None for m in maps]
+
+    def _before_flatten(self, pair) -> tuple | None:
+        """For a Dense fed by a Flatten on side A: the shape (without batch) of what the Flatten flattens."""
+        inbound = list(pair.inbound("a"))
+        flatten = self.a_layers.get(inbound[0]) if len(inbound) == 1 else None
+        if flatten is None or flatten["class_name"] != "Flatten" or len(flatten.get("inbound") or []) != 1:
+            return None
+        source = flatten["inbound"][0]
+        shapes = (self.a_layers[source].get("output_shapes") or [None])[0] if source in self.a_layers else None
+        return tuple(shapes[1:]) if shapes and None not in shapes[1:] else None
 
     def noise_floor(self, sample: np.ndarray | list | ModelInputs) -> dict[str, dict[str, float]]:
         """Both sides at once run the sample (or samples, one per model input) twice; the layers where a

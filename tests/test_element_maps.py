@@ -26,3 +26,17 @@ def test_a_transposed_kernel_maps_as_before():
     a = np.random.default_rng(1).standard_normal((4, 3, 2, 2)).astype(np.float32)  # Keras 1 'th' (out, in, r, c)
     found = find_element_map(a, a.transpose(2, 3, 1, 0))
     assert found.axes == (2, 3, 1, 0) and found.window == () and np.array_equal(found.part_of_b(a), a)
+
+
+def test_a_kernel_whose_rows_follow_the_other_layouts_flatten_order_is_found_and_others_are_not():
+    import numpy as np
+
+    from kdiff.element_maps import find_row_permutation
+
+    kernel = np.random.default_rng(3).standard_normal((4 * 6 * 6, 5))
+    permuted = kernel.reshape(4, 6, 6, 5).transpose(1, 2, 0, 3).reshape(144, 5)
+    found = find_row_permutation(kernel, permuted, (4, 6, 6))
+    assert found is not None and np.array_equal(found(kernel), permuted)
+    assert find_row_permutation(kernel, permuted, (6, 6, 4)) is not None  # the shape as the other layout states it
+    assert find_row_permutation(kernel, kernel[::-1], (4, 6, 6)) is None
+    assert find_row_permutation(kernel, kernel, (4, 6, 6)) is None  # the same order: no map

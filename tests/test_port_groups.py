@@ -56,3 +56,14 @@ def test_a_right_port_with_other_layers_matches_in_outputs_and_gradients(envs, t
     name, key, members = grouped
     assert next(layer for layer in report["layers"] if layer["name"] == name)[key] == members
     assert report["findings"] == [] and report["first_grad_divergence"] is None
+
+
+def test_a_right_port_to_channels_last_has_no_false_weight_gradient_divergence(envs, tmp_path):
+    # the port's Dense rows are permuted to (H, W, C) order, its kernel shape unchanged: A's gradient of the
+    # kernel is compared through the same row permutation (kdiff.element_maps.find_row_permutation)
+    report, result = kdiff_json(tmp_path, "--a", side("jax", "head_channels_first"),
+                                "--b", side("tensorflow", "head_channels_last"), PORTS / "xcf.npy", gradients=True)
+    assert result.returncode == 0, result.stdout
+    dense = next(layer for layer in report["layers"] if layer["name"] == "dense")
+    assert dense["status"] == "match" and dense["weight_grads"]["dense/kernel"]["match"] is True
+    assert report["first_grad_divergence"] is None
