@@ -294,6 +294,17 @@ def _set_bn(layer, inputs: np.ndarray, rng) -> None:
 # --- writing --------------------------------------------------------------------------------------------
 
 
+def stated_format(model) -> str | None:
+    """The layout the model's first image layer states (data_format in Keras 2, dim_ordering in Keras 1)."""
+    from backends.original_keras.graph import model_layers
+
+    for layer in model_layers(model):
+        stated = getattr(layer, "data_format", None) or getattr(layer, "dim_ordering", None)
+        if stated in ("channels_first", "channels_last", "th", "tf") and "Conv" in type(layer).__name__:
+            return stated
+    return None
+
+
 def predict(keras, model, x: np.ndarray) -> np.ndarray:
     # the learning phase is a constant (compat.prepare_keras): a plain function of the inputs, as the worker runs
     outputs = keras.backend.function(model.inputs, model.outputs)([x])
@@ -324,9 +335,14 @@ def write(keras, entry: Entry, out_dir: str) -> dict:
         _write_meta(folder, meta)
         return {"name": entry.name, "built": False, "refusal": meta["refusal"]}
     model = built["model"]
-    actual_format = keras.backend.image_dim_ordering() if entry.keras == 1 else keras.backend.image_data_format()
+    actual_format = stated_format(model) or entry.data_format
+    if actual_format != entry.data_format:   # NASNet switches channels_first to channels_last itself
+        meta.update(built=False, refusal=f"{entry.builder} builds its model in {actual_format} when asked for "
+                                         f"{entry.data_format} (a warning, then the other layout)")
+        _write_meta(folder, meta)
+        return {"name": entry.name, "built": False, "refusal": meta["refusal"]}
     meta["built"] = True
-    meta["data_format_used"] = actual_format   # NASNet switches channels_first to channels_last itself
+    meta["data_format_used"] = actual_format
     calibration_batch = samples(model, built["sample"], built.get("sample_shape"), CALIBRATION, rng)
     sample = samples(model, built["sample"], built.get("sample_shape"), SAMPLES, rng)
     calibrations = []
