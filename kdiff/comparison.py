@@ -8,6 +8,7 @@ from __future__ import annotations
 from kdiff.classification import layer_records
 from kdiff.errors import WorkerFailure
 from kdiff.gradients import PROJECTION
+from kdiff.tied_maxima import explain as explain_tied_maxima
 from kdiff.isolation import isolate_layers, settle_by_isolation
 from kdiff.model_inputs import ModelInputs
 from kdiff.passes import GradientPass, forward_pass, fused_gradients, gradient_pass
@@ -35,6 +36,9 @@ def compare(session, inputs: ModelInputs, sample_path: str, gradients: bool, noi
     # where a divergence seems to start, its layer alone says whether it computes otherwise or carries noise
     records, layers = settle_by_isolation(records, session.clients["a"], session.clients["b"], session.tolerances,
                                           session.progress)
+    findings = []
+    if backward.gradients:  # a gradient that differs only by how max pooling routes tied maxima
+        layers, findings = explain_tied_maxima(session, inputs, forward, layers)
     carried = [layer.name for layer in layers if layer.status == MATCH and layer.metrics is not None
                and not layer.metrics.matches]
     if carried:
@@ -47,7 +51,7 @@ def compare(session, inputs: ModelInputs, sample_path: str, gradients: bool, noi
         sample=inputs.info(sample_path), notes=tuple(notes), noise_floor=noise,
         input_warnings=tuple(session.input_warnings),
         gradient_loss=(loss.to_json() if loss is not None else PROJECTION) if backward.gradients else None,
-        picture=first_divergence_picture(session, layers),
+        picture=first_divergence_picture(session, layers), findings=tuple(findings),
     )
 
 
@@ -60,7 +64,7 @@ def first_divergence_picture(session, layers) -> DivergencePicture | None:
     b_name = first.b_name or first.name
     try:
         a_out = session.clients["a"].outputs([first.name])[first.name]
-        b_out = session.bridge.to_a(b_name, session.clients["b"].outputs([b_name])[b_name])
+        b_out = session.clients["b"].outputs([b_name])[b_name]  # in side A's layout (kdiff.layout_client)
     except WorkerFailure:
         if not session.pool.all_alive():
             raise

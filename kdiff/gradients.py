@@ -84,6 +84,11 @@ def _terms_per_weight(output_gradients: list, weight: np.ndarray) -> int:
     return size // channels if channels and size % channels == 0 else 1
 
 
+def compare_gradient(a: np.ndarray, b: np.ndarray, tolerance: Tolerance) -> LayerMetrics | str:
+    """Two gradients judged against their own scale (gradient_tolerance_at); a string where their shapes differ."""
+    return _compare(a, b, tolerance)
+
+
 def _compare(a: np.ndarray, b: np.ndarray, tolerance: Tolerance) -> LayerMetrics | str:
     if a.shape != b.shape:
         return f"shapes differ: {a.shape} vs {b.shape}"

@@ -12,7 +12,7 @@ def diagnosed(session, sample, report: DiffReport, progress) -> DiffReport:
     if session.bridge.moved_inputs and not session.bridge.built:
         from kdiff.diagnosis.input_layout import prove_input_layout
 
-        report = replace(report, findings=prove_input_layout(session, session.tolerances))
+        report = replace(report, findings=report.findings + prove_input_layout(session, session.tolerances))
     if report.exit_code == 0:
         return report
     from kdiff.diagnosis.repair import diagnose
