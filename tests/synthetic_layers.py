@@ -24,12 +24,15 @@ class Conventions:
     flips_kernel: bool = False          # Theano: true convolution
     same_padding: str = "tensorflow"    # or "theano": k//2 before each spatial axis
     hard_sigmoid: str = "keras2"        # clip(0.2x + 0.5, 0, 1); "keras3": relu6(x + 3) / 6
+    bias_along_width: bool = False      # Keras 3 on TensorFlow: a channels_first conv whose width equals its
+    #                                     filters gets its bias along the width (framework-bias-add-axis)
 
 
 TENSORFLOW = Conventions()
 THEANO = Conventions(flips_kernel=True, same_padding="theano")
 THEANO_UNFLIPPED = Conventions(same_padding="theano")  # a Theano file whose kernels were converted, padding not
 KERAS3 = Conventions(hard_sigmoid="keras3")
+KERAS3_TENSORFLOW = Conventions(hard_sigmoid="keras3", bias_along_width=True)
 
 ROUND_BFLOAT16 = np.uint32(0x7FFF)
 
@@ -127,7 +130,7 @@ def same_padding_before(kernel: int, stride: int, size: int, rule: str) -> int:
 
 
 def conv(x, kernel, bias=None, *, strides=1, padding="valid", data_format="channels_last", activation="linear",
-         conventions=TENSORFLOW):
+         conventions=TENSORFLOW, bias_apart=False):
     """Conv1D/2D/3D; the kernel in Keras's layout (spatial axes..., in, out)."""
     spatial = kernel.ndim - 2
     strides = list(strides) if isinstance(strides, (list, tuple)) else [strides] * spatial
@@ -150,7 +153,10 @@ def conv(x, kernel, bias=None, *, strides=1, padding="valid", data_format="chann
     for tap in np.ndindex(*taps):
         window = tuple(slice(t, t + (o - 1) * s + 1, s) for t, o, s in zip(tap, outs, strides))
         y += padded[(slice(None), *window)] @ kernel[tap]
-    if bias is not None:
+    if bias is not None and conventions.bias_along_width and not bias_apart and data_format == "channels_first" \
+            and y.shape[-2] == y.shape[-1]:
+        y = y + bias.reshape((1,) * (y.ndim - 2) + (-1, 1))  # along the width (the last axis once moved back)
+    elif bias is not None:
         y = y + bias
     y = activate(y, activation, conventions)
     return np.moveaxis(y, -1, 1) if data_format == "channels_first" else y
@@ -242,7 +248,8 @@ def forward(class_name: str, config: dict, weights: list, inputs: list, training
             raise ValueError(f"kernel_size {kernel_size} holds no kernel of shape {ws[0].shape}")
         y = conv(x, ws[0], ws[1] if config.get("use_bias", True) else None, strides=config.get("strides", 1),
                  padding=config.get("padding", "valid"), data_format=config.get("data_format", "channels_last"),
-                 activation=config.get("activation", "linear"), conventions=conventions)
+                 activation=config.get("activation", "linear"), conventions=conventions,
+                 bias_apart=bool(config.get("kdiff:bias_added_apart")))
     elif class_name == "BatchNormalization":
         y = batch_normalization(x, *ws, epsilon=config.get("epsilon", 1e-3), axis=config.get("axis", -1),
                                 training=bool(training))
@@ -322,7 +329,7 @@ class SyntheticSide:
 
 
 def evidence_of(a: SyntheticSide, b: SyntheticSide, inputs: list[np.ndarray], *, feeding_classes=("input",),
-                input_shapes=None, feeding_input_shapes=()) -> LayerEvidence:
+                input_shapes=None, feeding_input_shapes=(), b_backend="", b_versions=None) -> LayerEvidence:
     """What kdiff.diagnosis.evidence.gather collects, from two stand-in sides: side A's outputs of its layer
     on ``inputs``, both sides' weights and configs."""
     return LayerEvidence(
@@ -333,4 +340,5 @@ def evidence_of(a: SyntheticSide, b: SyntheticSide, inputs: list[np.ndarray], *,
         tuple((None, *x.shape[1:]) for x in inputs),
         feeding_classes=tuple(feeding_classes), feeding_input_shapes=tuple(feeding_input_shapes),
         a_config=a.layer_config(a.name), b_config=b.layer_config(b.name),
+        b_backend=b_backend, b_versions=dict(b_versions or {}),
     )

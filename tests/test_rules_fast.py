@@ -17,10 +17,13 @@ from kdiff.diagnosis import repair
 from kdiff.diagnosis.evidence import isolated_error
 from kdiff.diagnosis.rules import (RULES, activation_definition, batchnorm_epsilon, batchnorm_moving_stats,
                                    batchnorm_training_mode, conv_kernel_flip, flatten_order, float_precision,
-                                   kernel_layout, padding_same_asymmetry, rnn_gate_order, rnn_reset_after)
+                                   framework_bias_add, kernel_layout, padding_same_asymmetry, rnn_gate_order,
+                                   rnn_reset_after)
 from kdiff.metrics import Tolerance
-from tests.synthetic_layers import (KERAS3, TENSORFLOW, THEANO, THEANO_UNFLIPPED, SyntheticSide, bfloat16,
-                                    evidence_of, flatten)
+from tests.synthetic_layers import (KERAS3, KERAS3_TENSORFLOW, TENSORFLOW, THEANO, THEANO_UNFLIPPED, SyntheticSide,
+                                    bfloat16, evidence_of, flatten)
+
+TF_3_15 = ("tensorflow", {"keras": "3.15.1", "tensorflow": "2.21.0"})
 
 TOLERANCE = Tolerance(atol=1e-5, rtol=1e-4)
 TIGHT = Tolerance(atol=1e-7, rtol=1e-6)      # 16-bit rounding is far outside it, float32's own is not
@@ -64,7 +67,7 @@ def f32(generator, *shape, scale=1.0):
 # ---- convolutions: flip, 'same' padding, kernel layout --------------------------------------------
 def conv_pair(*, a_conventions, b_conventions=TENSORFLOW, rank=2, kernel=3, channels=(2, 3), size=6,
               strides=1, padding="valid", data_format="channels_last", activation="linear", b_kernel=None,
-              symmetric=False, seed=0):
+              symmetric=False, seed=0, b_framework=None):
     g = rng(seed)
     k = f32(g, *([kernel] * rank), *channels, scale=0.5)
     if symmetric:  # a kernel that is its own flip
@@ -76,9 +79,10 @@ def conv_pair(*, a_conventions, b_conventions=TENSORFLOW, rank=2, kernel=3, chan
     x = f32(g, *x_shape)
     a = SyntheticSide("conv", f"Conv{rank}D", config, [("conv/kernel", k), ("conv/bias", bias)], a_conventions)
     b_k = k if b_kernel is None else b_kernel(k)
-    b = SyntheticSide("conv_b", f"Conv{rank}D", config, [("conv_b/kernel", b_k), ("conv_b/bias", bias)],
-                      b_conventions)
-    return Setup(a, b, [x])
+    b = SyntheticSide("conv_b", f"Conv{rank}D", {**config, "filters": channels[1]},
+                      [("conv_b/kernel", b_k), ("conv_b/bias", bias)], b_conventions)
+    extra = {"b_backend": b_framework[0], "b_versions": b_framework[1]} if b_framework else {}
+    return Setup(a, b, [x], evidence_extra=extra)
 
 
 # ---- Dense after Flatten --------------------------------------------------------------------------
@@ -274,6 +278,11 @@ FIRES = [
                            data_format="channels_first")),
     Case("same_conv1d_stride2", padding_same_asymmetry,
          lambda: conv_pair(a_conventions=THEANO_UNFLIPPED, rank=1, padding="same", strides=2, size=10, kernel=5)),
+    # framework-bias-add-axis: Keras 3.15.1 on TensorFlow, channels_first, width 6 = filters
+    Case("bias_along_the_width", framework_bias_add,
+         lambda: conv_pair(a_conventions=TENSORFLOW, b_conventions=KERAS3_TENSORFLOW, channels=(2, 6), size=6,
+                           padding="same", data_format="channels_first", b_framework=TF_3_15),
+         code_has="class Conv2DBiasApart"),
     # flatten-order
     Case("dense_rows_chw_after_keras2_flatten", flatten_order,
          lambda: flatten_pair(a_shape=(4, 3, 2), a_order="channels_last", b_rows=hwc_rows_to_chw(4, 3, 2)),
@@ -372,6 +381,14 @@ SILENT = [
     Case("valid_padding", padding_same_asymmetry,
          lambda: conv_pair(a_conventions=THEANO_UNFLIPPED, strides=2, size=8, b_kernel=lambda k: k * 2),
          proposes_nothing=True),
+    # framework-bias-add-axis: the width differs from the filters; the release is not one it is known in
+    Case("width_is_not_the_filters", framework_bias_add,
+         lambda: conv_pair(a_conventions=TENSORFLOW, b_conventions=KERAS3_TENSORFLOW, channels=(2, 5), size=8,
+                           padding="same", data_format="channels_first", b_framework=TF_3_15)),
+    Case("another_framework", framework_bias_add,
+         lambda: conv_pair(a_conventions=TENSORFLOW, b_conventions=KERAS3_TENSORFLOW, channels=(2, 6), size=6,
+                           padding="same", data_format="channels_first", b_framework=("jax", {"keras": "3.15.1"})),
+         proposes_nothing=True),
     # flatten-order
     Case("rows_in_the_same_order", flatten_order,
          lambda: flatten_pair(a_shape=(4, 3, 2), a_order="channels_last", b_rows=None)),
@@ -406,7 +423,7 @@ SILENT = [
 
 def test_every_rule_has_a_case_where_it_fires_and_one_where_it_stays_silent():
     assert {case.rule for case in FIRES} == set(RULES) == {case.rule for case in SILENT}
-    assert len(RULES) == 11
+    assert len(RULES) == 12
 
 
 # Of a rule's candidates within tolerance the closest is kept: for a file that names no epsilon, 1e-05

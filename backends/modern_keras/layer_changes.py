@@ -12,14 +12,43 @@ from backends.modern_keras.graph import flat, graph_nodes, node_inputs, node_out
 from backends.modern_keras.layer_ops import call_arguments
 
 
+BIAS_APART = "kdiff:bias_added_apart"  # kdiff.diagnosis.rules.framework_bias_add: a workaround, not a setting
+
+
 def changed_copy(layer, overrides: dict):
-    """A new layer like `layer`, its config updated with `overrides` (built on first call)."""
+    """A new layer like `layer`, its config updated with `overrides` (built on first call). The
+    override BIAS_APART is no setting: the copy's call adds its bias with the tensor's own '+'
+    (a framework bug's workaround; a saved model does not keep it)."""
+    overrides = dict(overrides)
+    bias_apart = overrides.pop(BIAS_APART, False)
     config = layer.get_config()
     unknown = sorted(set(overrides) - set(config))
     if unknown:
         raise ModelInputError(f"layer '{layer.name}' ({type(layer).__name__}) has no setting {', '.join(unknown)}",
                               f"its settings are: {', '.join(sorted(config))}")
-    return type(layer).from_config({**config, **overrides})
+    copy = type(layer).from_config({**config, **overrides})
+    if bias_apart:
+        _add_bias_apart(copy)
+    return copy
+
+
+def _add_bias_apart(layer) -> None:
+    """A Keras 3 conv whose call adds its bias with the tensor's own '+', not keras.ops.add (whose
+    TensorFlow form takes a channels_first bias for an NHWC one when the width equals the filters)."""
+    if not all(hasattr(layer, name) for name in ("convolution_op", "use_bias", "rank", "filters", "data_format")):
+        raise ModelInputError(f"layer '{layer.name}' ({type(layer).__name__}) is not a Keras 3 convolution",
+                              "the bias can be added apart only for Conv1D/2D/3D")
+    from keras import ops
+
+    def call(inputs):
+        outputs = layer.convolution_op(inputs, layer.kernel)
+        if layer.use_bias:
+            shape = ((1, layer.filters) + (1,) * layer.rank if layer.data_format == "channels_first"
+                     else (1,) * (layer.rank + 1) + (layer.filters,))
+            outputs = outputs + ops.reshape(layer.bias, shape)
+        return layer.activation(outputs) if layer.activation is not None else outputs
+
+    layer.call = call
 
 
 def run_changed(ops, layer_name: str, inputs: list, overrides: dict, training: bool | None,

@@ -11,7 +11,8 @@ from kdiff.tolerances import Tolerances, as_tolerances, judge_layer
 from kdiff.worker_calls import SideClient
 
 
-def gather(pair: LayerPair, a_layers: dict[str, dict], a: SideClient, b: SideClient) -> LayerEvidence:
+def gather(pair: LayerPair, a_layers: dict[str, dict], a: SideClient, b: SideClient,
+           b_framework: tuple = ("", {})) -> LayerEvidence:
     """Side A's inputs and outputs of the layer (from A's last forward pass), both sides' weights and
     configs; for a group (kdiff.alignment), A's inputs to it and outputs of its cut, and its other
     layers' configs."""
@@ -35,6 +36,7 @@ def gather(pair: LayerPair, a_layers: dict[str, dict], a: SideClient, b: SideCli
         a_config=a.layer_config(name), b_config=b.layer_config(b_name),
         a_chain=pair.chain("a") if pair.grouped else (), b_chain=pair.chain("b") if pair.grouped else (),
         a_group=group("a", a, name), b_group=group("b", b, b_name),
+        b_backend=b_framework[0], b_versions=dict(b_framework[1]),
     )
 
 

@@ -27,6 +27,8 @@ class LayerEvidence:
     b_chain: tuple = ()
     a_group: tuple = ()         # the group's other layers on side A: ((name, class name, config), ...) in order
     b_group: tuple = ()
+    b_backend: str = ""         # side B's backend and its versions ({"keras": "3.15.1", ...}): framework bugs
+    b_versions: dict = field(default_factory=dict)
 
     def chain(self, side: str) -> tuple:
         own = self.layer if side == "a" else self.b_layer

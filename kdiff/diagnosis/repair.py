@@ -64,7 +64,7 @@ def diagnose(session, sample, report: DiffReport, tolerance: Tolerance | Toleran
         if pair is None or pair.b is None:
             break
         try:
-            evidence = evidence_mod.gather(pair, session.a_layers, a, b)
+            evidence = evidence_mod.gather(pair, session.a_layers, a, b, b_framework(session))
             non_finite = prove_non_finite(a, b, evidence, tolerance)
             if non_finite is not None:  # nothing after it can be compared meaningfully: the input must change
                 return Diagnosis((*findings, non_finite), None, current if findings else None, tuple(failed.notes))
@@ -127,7 +127,7 @@ def _prove_further(session, current: DiffReport, first: str, tolerance: Toleranc
             continue  # it differs only because its inputs do (or cannot be run alone): not its own fault
         progress.stage(f"diagnosing {pair.a['name']}")
         try:
-            evidence = evidence_mod.gather(pair, session.a_layers, a, b)
+            evidence = evidence_mod.gather(pair, session.a_layers, a, b, b_framework(session))
             if prove_non_finite(a, b, evidence, tolerance) is not None:
                 continue  # (said at the first divergence it reaches)
             found = _prove(b, evidence, tolerance, failed)
@@ -177,6 +177,11 @@ def _left_after_fix(repaired: DiffReport, name: str, proven: list[Finding]) -> U
     after = proven[-1].after or proven[-1].before
     return Unexplained(layer=name, class_name=layer.b_class_name or layer.class_name, isolated=after,
                        input_error=input_error, worst_positions=(), reason=reason)
+
+
+def b_framework(session) -> tuple[str, dict]:
+    """Side B's backend and the versions its worker reported (for the rules about framework bugs)."""
+    return session.sides[1].backend, session.hellos["b"].get("versions", {})
 
 
 def _prove(b: SideClient, evidence, tolerance: Tolerance | Tolerances, failed: NotChecked) -> list[Finding]:

@@ -1,0 +1,55 @@
+"""Known framework bugs as causes (issue #15 item 3), paired. framework-bias-add-axis: Keras 3's
+TensorFlow backend adds a channels_first conv's bias along the width when the width equals the
+filters; named and proven (the bias added apart matches) on a real Keras 3 file run on TensorFlow
+against JAX; silent where the width differs, on JAX against PyTorch, and for releases or backends
+outside its range (fast)."""
+import numpy as np
+import pytest
+
+from kdiff.diagnosis.model import LayerEvidence
+from kdiff.diagnosis.rules import framework_bias_add
+from tests.conftest import FIXTURES
+from tests.diagnosis_files import causes, kdiff_json
+
+PORTS = FIXTURES / "ports"
+
+
+def evidence(width=8, backend="tensorflow", keras="3.15.1", data_format="channels_first", use_bias=True):
+    kernel = np.zeros((3, 3, 3, 8), np.float32)
+    return LayerEvidence(layer="conv", b_layer="conv", class_name="Conv2D", a_inputs=(np.zeros((2, 3, 6, width)),),
+                         a_outputs=(np.zeros((2, 8, 6, width)),), b_weights=(("kernel", kernel),), a_weights=(),
+                         b_config={"name": "conv", "filters": 8, "data_format": data_format, "use_bias": use_bias},
+                         b_backend=backend, b_versions={"keras": keras, "tensorflow": "2.21.0"})
+
+
+def test_the_candidate_is_proposed_only_where_the_bug_can_be():
+    assert [c.overrides for c in framework_bias_add.candidates(evidence())] == [{framework_bias_add.BIAS_APART: True}]
+    for quiet in (evidence(width=7), evidence(backend="jax"), evidence(keras="2.15.0"), evidence(keras="3.16.0"),
+                  evidence(data_format="channels_last"), evidence(use_bias=False), evidence(keras="nightly")):
+        assert list(framework_bias_add.candidates(quiet)) == []
+
+
+@pytest.mark.slow
+def test_the_bias_added_along_the_width_is_named_as_tensorflows_bug_and_proven(env_python, tmp_path):
+    for env in ("tensorflow", "jax"):
+        env_python(env)
+    model = PORTS / "conv_nchw_w8.keras"
+    # (with gradients: the eager pass; the compiled forward of --no-grad traces the width as unknown and is right)
+    report, result = kdiff_json(tmp_path, "--a", f"jax:{model}", "--b", f"tensorflow:{model}", PORTS / "xw8.npy",
+                                gradients=True)
+    assert result.returncode == 1 and causes(report) == [("framework-bias-add-axis", "conv")]
+    finding = report["findings"][0]
+    assert finding["verified"] and finding["after"]["max_abs"] < 1e-5 < 1 < finding["before"]["max_abs"]
+    assert "Keras 3.15.1's TensorFlow backend" in finding["fix"] and "class Conv2DBiasApart" in finding["code"]
+    assert report["after_fixes"]["all_match"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("a, b, width", [("jax", "tensorflow", 7), ("jax", "torch", 8)], ids=["width-7", "no-tensorflow"])
+def test_silent_where_the_width_differs_or_tensorflow_is_not_a_side(env_python, tmp_path, a, b, width):
+    for env in (a, b):
+        env_python(env)
+    model = PORTS / f"conv_nchw_w{width}.keras"
+    report, result = kdiff_json(tmp_path, "--a", f"{a}:{model}", "--b", f"{b}:{model}", PORTS / f"xw{width}.npy",
+                                gradients=True)
+    assert result.returncode == 0 and report["findings"] == []
