@@ -6,6 +6,7 @@ Only `keras_major_of` works without Keras.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -73,12 +74,44 @@ def load_model(model_json_text: str, weights_path: str | None, custom_objects: d
     if written_by_tf_keras(spec):
         spec = from_tf_keras(spec)
     try:
-        model = keras.models.model_from_json(json.dumps(spec), custom_objects=custom_objects)
+        with _placeholder_initial_values(keras, weights_path is not None):
+            model = keras.models.model_from_json(json.dumps(spec), custom_objects=custom_objects)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise _cannot_build(exc) from exc
     if weights_path is not None:
         _load_weights(model, weights_path)
     return model
+
+
+@contextlib.contextmanager
+def _placeholder_initial_values(keras, weights_follow: bool):
+    """While Keras 2.3.1 builds a model whose weights are loaded next, every weight starts as zeros instead of
+    its initializer's draw. Keras 2.3.1's initializers are symbolic Theano random ops that K.variable
+    evaluates, compiling one Theano function per weight: 0.3-0.4 s each, 40 s of a MobileNet's load and
+    minutes of a DenseNet's, for values load_weights then overwrites, every one (Keras fails the load where
+    the file lacks a layer's weights, and _check_weight_shapes checks what was assigned). Keras 1.2.2 draws
+    its initial values with numpy: nothing to skip."""
+    if not weights_follow or keras.__version__.startswith("1."):
+        yield
+        return
+    import numpy as np
+    from keras.engine import base_layer
+
+    initializers = base_layer.initializers
+
+    class Placeholders:
+        def __getattr__(self, name):
+            return getattr(initializers, name)
+
+        @staticmethod
+        def get(identifier):
+            return lambda shape, dtype=None: np.zeros(shape, dtype=dtype or keras.backend.floatx())
+
+    base_layer.initializers = Placeholders()
+    try:
+        yield
+    finally:
+        base_layer.initializers = initializers
 
 
 def keras1_layout(spec: dict, keras_version: str) -> dict:
@@ -128,17 +161,26 @@ def input_specs(model) -> list[dict]:
 
 
 def forward_all(model, inputs: list) -> list[tuple[str, list]]:
-    """Run `inputs` through the model once (learning phase 0) and return every layer's outputs."""
+    """Run `inputs` through the model once (learning phase 0) and return every layer's outputs.
+
+    The function computing them is compiled on the first call and kept with the model (Theano's graph
+    optimisation alone takes seconds for a deep model; the weights are shared variables, so a later
+    set_weights reaches the compiled function)."""
     from keras import backend as K
 
-    tensors_by_layer = [
-        (layer.name, [t for node in model_nodes(model, layer) for t in node.output_tensors])
-        for layer in model_layers(model)
-    ]
     if len(inputs) != len(model.inputs):
         raise ModelInputError(f"the model has {len(model.inputs)} inputs but the sample gives {len(inputs)} arrays")
-    flat = [t for _, tensors in tensors_by_layer for t in tensors]
-    values = K.function(list(model.inputs), flat)(list(inputs))
+    compiled = getattr(model, "_kdiff_forward_all", None)
+    if compiled is None:
+        tensors_by_layer = [
+            (layer.name, [t for node in model_nodes(model, layer) for t in node.output_tensors])
+            for layer in model_layers(model)
+        ]
+        flat = [t for _, tensors in tensors_by_layer for t in tensors]
+        compiled = (tensors_by_layer, K.function(list(model.inputs), flat))
+        model._kdiff_forward_all = compiled
+    tensors_by_layer, function = compiled
+    values = function(list(inputs))
     results, start = [], 0
     for name, tensors in tensors_by_layer:
         results.append((name, list(values[start:start + len(tensors)])))
