@@ -129,8 +129,9 @@ def run_one(folder: Path, backend: str, work: Path, timeout: float) -> dict:
     if fixed.exists():
         for old in fixed.iterdir():
             old.unlink()
+    load = os.getloadavg()[0]
     ran = measured(command, timeout)
-    result = {"backend": backend, "command": " ".join(["python"] + command[1:]).replace(str(Path.home()), "~"),
+    result = {"backend": backend, "load_average_before": round(load, 2), "command": " ".join(["python"] + command[1:]).replace(str(Path.home()), "~"),
               "exit": ran["exit"], "seconds": ran["seconds"], "timed_out": ran["timed_out"],
               "max_process_rss_mb": ran["max_process_rss_mb"], "peak_tree_rss_mb": ran["peak_tree_rss_mb"]}
     if ran["exit"] not in (0, 1):
@@ -254,7 +255,9 @@ def markdown(results: dict) -> str:
              "Each cell: the causes kdiff named (×count, ✓ = every one verified), or `match` (exit 0); `fix ✓ e` "
              f"= the written model reproduces Theano's prediction to e = max|Δ| / max|Theano| (≤ {REPRODUCES:g}); "
              "then the wall time of the whole kdiff run (both workers started, forward and backward diff, "
-             "diagnosis, the written model's check) and the peak resident memory of kdiff's process tree.", "",
+             "diagnosis, the written model's check) and the peak resident memory of kdiff's process tree "
+             "(per run in corpus.json: also the largest single process, and the 1-minute load average before the "
+             "run: other jobs sharing the machine lengthen the times).", "",
              "| model | source | layers | parameters | " + " | ".join(backends) + " |",
              "| --- | --- | ---: | ---: | " + " | ".join("---" for _ in backends) + " |"]
     refused, problems = [], []
