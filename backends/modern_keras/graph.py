@@ -27,6 +27,12 @@ def node_inputs(node) -> list:
     return list(node.input_tensors)           # Keras 3
 
 
+def data_inputs(node) -> list:
+    """The node's input tensors that are data, not the mask passed to it (see masked_layers)."""
+    mask = {id(t) for t in flat(call_kwargs(node).get("mask"))}
+    return [t for t in node_inputs(node) if id(t) not in mask]
+
+
 def is_input_layer(layer) -> bool:
     return type(layer).__name__ == "InputLayer"
 
@@ -86,6 +92,12 @@ def mask_only_nodes(model) -> set:
     return {(id(layer), index) for layer, index, _ in graph_nodes(model)} - main
 
 
+def masked_layers(model) -> set[str]:
+    """The names of the layers that some call feeds a mask (an Embedding's mask_zero, a Masking layer's)."""
+    return {layer.name for layer, _, node in graph_nodes(model)
+            if any(t is not None for t in flat(call_kwargs(node).get("mask")))}
+
+
 def call_kwargs(node) -> dict:
     if hasattr(node, "arguments"):                         # Keras 3
         return dict(node.arguments.kwargs)
@@ -109,7 +121,10 @@ def layer_calls(model) -> list[tuple]:
             continue
         _, outputs, inbound = calls.setdefault(id(layer), (layer, [], []))
         outputs.extend(node_outputs(node))
+        mask = {id(t) for t in flat(call_kwargs(node).get("mask"))}  # a mask is no input: see masked_layers
         for tensor in node_inputs(node):
+            if id(tensor) in mask:
+                continue
             source = history(tensor)[0]
             name = f"input:{source.name}" if is_input_layer(source) else source.name
             if name not in inbound:

@@ -8,7 +8,7 @@ weight stays shared and the model saves as a plain Keras model."""
 from __future__ import annotations
 
 from backends.common.errors import ModelInputError
-from backends.modern_keras.graph import flat, graph_nodes, node_inputs, node_outputs
+from backends.modern_keras.graph import data_inputs, flat, graph_nodes, node_inputs, node_outputs
 from backends.modern_keras.layer_ops import call_arguments
 
 
@@ -59,7 +59,7 @@ def run_changed(ops, layer_name: str, inputs: list, overrides: dict, training: b
     original = ops.model.get_layer(layer_name)
     copy = changed_copy(original, overrides)
     node = ops._first_node(layer_name)
-    args, kwargs = call_arguments(node, dict(zip(map(id, node_inputs(node)), inputs)))
+    args, kwargs = call_arguments(node, dict(zip(map(id, data_inputs(node)), inputs)))
     kwargs = ops.as_in_forward(kwargs) if training is None else {**kwargs, "training": training}
     copy(*args, **kwargs)                       # builds the copy's weights
     _set_weights(copy, original, weights)
@@ -81,6 +81,7 @@ def rebuilt_with_change(keras, model, layer_name: str, overrides: dict, training
         args, kwargs = call_arguments(node, produced)
         if layer is original and training is not None:
             kwargs["training"] = training
+        _pass_mask(layer, args, kwargs)
         outputs = (replacement if layer is original else layer)(*args, **kwargs)
         for old, new in zip(node_outputs(node), flat(outputs)):
             produced[id(old)] = new
@@ -90,6 +91,22 @@ def rebuilt_with_change(keras, model, layer_name: str, overrides: dict, training
     outputs = [produced[id(tensor)] for tensor in model.outputs]
     return keras.Model(inputs=inputs[0] if len(inputs) == 1 else inputs,
                        outputs=outputs[0] if len(outputs) == 1 else outputs, name=model.name)
+
+
+def _pass_mask(layer, args: list, kwargs: dict) -> None:
+    """Give a layer that takes a mask the one its input now carries (an Embedding changed to mask_zero),
+    in the call itself: a call's recorded arguments are what the workers run, node by node."""
+    import inspect
+
+    carried = getattr(args[0], "_keras_mask", None) if args else None
+    if carried is None or kwargs.get("mask") is not None:
+        return
+    try:
+        takes_mask = "mask" in inspect.signature(layer.call).parameters
+    except (TypeError, ValueError):
+        return
+    if takes_mask:
+        kwargs["mask"] = carried
 
 
 def _always_in_training_mode(layer) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from backends.common.errors import ModelInputError
-from backends.modern_keras.graph import (flat, graph_nodes, layer_calls, mask_only_nodes, node_inputs, node_outputs,
+from backends.modern_keras.graph import (data_inputs, flat, graph_nodes, layer_calls, mask_only_nodes, node_inputs, node_outputs,
                                          weight_name)
 from backends.modern_keras.loading import forward_all
 
@@ -35,7 +35,7 @@ class LayerOps:
         called with that call's other arguments, in inference mode as the model's forward pass
         runs it."""
         node = self._first_node(layer)
-        tensors = node_inputs(node)
+        tensors = data_inputs(node)  # (a mask the model feeds the layer is not given: run alone, it gets none)
         if len(inputs) != len(tensors):
             raise ModelInputError(f"layer '{layer}' takes {len(tensors)} input(s), {len(inputs)} given",
                                   "pass one array per input tensor of the layer")
@@ -200,6 +200,6 @@ def call_arguments(node, values: dict) -> tuple[list, dict]:
             return type(item)(replace(element) for element in item)
         if isinstance(item, dict):
             return {key: replace(element) for key, element in item.items()}
-        return values[id(item)] if id(item) in inputs else item
+        return values.get(id(item)) if id(item) in inputs else item  # a mask not given: none
 
     return list(replace(list(args))), replace(dict(kwargs))

@@ -21,7 +21,7 @@ import numpy as np
 from backends.common.errors import ModelInputError
 from backends.modern_keras import legacy_config, legacy_weights
 from backends.modern_keras.build import build_model
-from backends.modern_keras.graph import dtype_name, history, keras_module, layer_calls, tensor_shape
+from backends.modern_keras.graph import dtype_name, history, keras_module, layer_calls, masked_layers, tensor_shape
 
 # Kept beside each loaded model, not on it (Keras tracks attributes set on a model, and
 # saving it would then change): the legacy file's root attributes, the capture model.
@@ -196,10 +196,12 @@ def _load_weights_file(keras, model, weights_path: str) -> dict:
 def describe_layers(model) -> list[dict]:
     """Every layer's name, class, inbound layers and output shapes; with its output dtype and its
     weights' shapes, from which the coordinator derives the layer's tolerance (kdiff.tolerances)."""
+    masked = masked_layers(model)
     return [{"name": layer.name, "class_name": type(layer).__name__, "inbound": inbound,
              "output_shapes": [tensor_shape(t) for t in outputs],
              "dtype": dtype_name(outputs[0].dtype) if outputs else None,
-             "weight_shapes": [[int(d) for d in variable.shape] for variable in layer.weights]}
+             "weight_shapes": [[int(d) for d in variable.shape] for variable in layer.weights],
+             **({"masked": True} if layer.name in masked else {})}
             for layer, outputs, inbound in layer_calls(model)]
 
 

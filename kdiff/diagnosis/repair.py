@@ -5,6 +5,7 @@ from dataclasses import dataclass, replace
 
 from kdiff.diagnosis import evidence as evidence_mod
 from kdiff.diagnosis.model import ErrorSize, Finding, Unexplained
+from kdiff.diagnosis.mask_dropped import prove_mask_dropped
 from kdiff.diagnosis.non_finite import prove_non_finite
 from kdiff.diagnosis.rules import RULES
 from kdiff.bug_log import one_line, write_bug_log
@@ -64,6 +65,12 @@ def diagnose(session, sample, report: DiffReport, tolerance: Tolerance | Toleran
         if pair is None or pair.b is None:
             break
         try:
+            masked = prove_mask_dropped(session, layer, sample)
+            if masked is not None:  # proven on the whole model, which is compared again with it
+                finding, repaired = masked
+                findings.extend(_with_explains(current, repaired, {layer.name: [finding]}))
+                current = repaired
+                continue
             evidence = evidence_mod.gather(pair, session.a_layers, a, b, b_framework(session))
             non_finite = prove_non_finite(a, b, evidence, tolerance)
             if non_finite is not None:  # nothing after it can be compared meaningfully: the input must change

@@ -1,0 +1,66 @@
+"""A mask one side drops: side A's recurrent layer is fed a mask (an Embedding with mask_zero)
+and side B's is not, or the reverse, so B's layer reads the padding that A's skips. Named where
+the two sides' Embedding feeding the layer disagree on mask_zero, and proven on the whole model:
+side B's Embedding rebuilt with side A's mask_zero (the mask then reaches every layer after it, as
+in A) and the model compared again, the layer matches. A layer alone gets no mask, so no rule that
+runs it alone can show this."""
+from __future__ import annotations
+
+from kdiff.diagnosis.model import ErrorSize, Finding
+from kdiff.report import MATCH
+
+CAUSE = "mask-dropped"
+MASK_SOURCES = {"Embedding"}
+
+
+def prove_mask_dropped(session, layer, sample) -> tuple[Finding, object] | None:
+    """(the finding, the comparison with the fix kept on side B) where ``layer`` (the first divergence)
+    is fed a mask on one side only and the Embedding feeding it disagrees on mask_zero; else None."""
+    pair = session.pair_of(layer.name)
+    if pair is None or pair.b is None or bool(pair.a.get("masked")) == bool(pair.b.get("masked")):
+        return None
+    source = _mask_source(session.a_layers, pair.a)
+    source_pair = session.pair_of(source) if source else None
+    if source_pair is None or source_pair.b is None:
+        return None
+    a, b = session.clients["a"], session.clients["b"]
+    a_mask, b_mask = (bool(a.layer_config(source).get("mask_zero")),
+                      bool(b.layer_config(source_pair.b["name"]).get("mask_zero")))
+    if a_mask == b_mask:
+        return None
+    b_source = source_pair.b["name"]
+    b.change_layer(b_source, {"mask_zero": a_mask}, None)
+    repaired = session.compare(sample, gradients=False, noise_floor=False)
+    after = next((result for result in repaired.layers if result.name == layer.name), None)
+    if after is None or after.status != MATCH or after.metrics is None:
+        b.change_layer(b_source, {"mask_zero": b_mask}, None)  # not the cause: side B as it was
+        return None
+    before = layer.metrics
+    return Finding(
+        cause=CAUSE, layer=layer.name, verified=True,
+        before=ErrorSize(before.max_abs, before.max_rel) if before is not None else ErrorSize(float("inf"), None),
+        after=ErrorSize(after.metrics.max_abs, after.metrics.max_rel),
+        fix=(f"'{layer.name}' is fed a mask on side {'A' if a_mask else 'B'} only: '{b_source}' has mask_zero="
+             f"{b_mask} on side B and {a_mask} on side A, so side {'B' if a_mask else 'A'}'s layers read the "
+             f"padding the other skips. Build '{b_source}' with mask_zero={a_mask}."),
+        code=("config = model.get_config()\n"
+              f'next(l for l in config["layers"] if l["name"] == "{b_source}")["config"]["mask_zero"] = {a_mask}\n'
+              "fixed = model.__class__.from_config(config)\n"
+              "fixed.set_weights(model.get_weights())"),
+        detail={"mask_source": b_source},
+    ), repaired
+
+
+def _mask_source(a_layers: dict, layer: dict) -> str | None:
+    """The Embedding upstream of the layer on side A, following first inbound layers."""
+    seen = set()
+    current = layer
+    while current is not None and current["name"] not in seen:
+        seen.add(current["name"])
+        inbound = [source for source in current.get("inbound", ()) if source in a_layers]
+        if not inbound:
+            return None
+        current = a_layers[inbound[0]]
+        if current["class_name"] in MASK_SOURCES:
+            return current["name"]
+    return None
