@@ -13,7 +13,7 @@ from kdiff.attach.precision import write_float64_copy
 from kdiff.attach.replay import live_side, replay, require_same_batch
 from kdiff.attach.snapshot import cached_model, check_snapshot
 from kdiff.protocol.snapshot import Snapshot
-from kdiff.cli_arguments import CommandParser, add_report_arguments, write_reports
+from kdiff.cli_arguments import CommandParser, add_report_arguments, given_tolerance, write_reports
 from kdiff.session import DiffOptions, Side
 from kdiff.environments import BACKENDS
 from kdiff.errors import InputError, UsageError
@@ -45,8 +45,11 @@ def attach_parser() -> argparse.ArgumentParser:
                         "probe.key), for probes on other machines")
     parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                         help="how long to wait for the snapshot step, and for each worker call (default %(default)g)")
-    parser.add_argument("--atol", type=float, default=Tolerance.atol, help="absolute tolerance (default %(default)g)")
-    parser.add_argument("--rtol", type=float, default=Tolerance.rtol, help="relative tolerance (default %(default)g)")
+    derived = "default: each layer's own, derived from its dtype and reduction length"
+    parser.add_argument("--atol", type=float, help=f"absolute tolerance for every layer ({derived}; "
+                                                   f"{Tolerance.atol:g} when only --rtol is given)")
+    parser.add_argument("--rtol", type=float, help=f"relative tolerance for every layer ({derived}; "
+                                                   f"{Tolerance.rtol:g} when only --atol is given)")
     parser.add_argument("--no-diagnose", action="store_true", help="only compare: do not look for causes")
     add_report_arguments(parser)
     return parser
@@ -92,7 +95,8 @@ def run_attach(args: argparse.Namespace, out: Console, err: Console) -> int:
     finally:
         for client in clients:
             client.close()
-    options = DiffOptions(tolerance=Tolerance(args.atol, args.rtol), timeouts=Timeouts(call=args.timeout))
+    tolerance, given = given_tolerance(args)  # derived per layer unless given, as kdiff's and kdiff train's
+    options = DiffOptions(tolerance=tolerance, derived_tolerances=not given, timeouts=Timeouts(call=args.timeout))
     with tempfile.TemporaryDirectory(prefix="kdiff-attach-") as folder, ConsoleProgress(err) as progress:
         if len(snapshots) == 1:
             (snapshot,) = snapshots

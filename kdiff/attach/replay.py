@@ -46,14 +46,14 @@ def replay(a: Side, b: Side, snapshot: Snapshot, batch_path: str, options: DiffO
             give_weights(session, snapshot)
         report = session.compare(inputs[0] if len(inputs) == 1 else list(inputs), batch_path)
         progress.stage("differentiating the run's loss on both sides")
-        grads = backward_and_compare(session.pool, session.pairs, list(inputs), [], options.tolerance,
+        grads = backward_and_compare(session.pool, session.pairs, list(inputs), [], session.tolerances,
                                      options.timeouts.call, projected=list(snapshot.output_grads))
         report = replace(report, layers=tuple(replace(layer, grad=grads.get(layer.name)) for layer in report.layers))
         if diagnose and report.exit_code != 0:
             from kdiff.diagnosis.repair import diagnose as run_diagnosis
 
             found = run_diagnosis(session, inputs[0] if len(inputs) == 1 else list(inputs), report,
-                                  options.tolerance, progress)
+                                  session.tolerances, progress)
             report = replace(report, findings=found.findings, unexplained=found.unexplained, repaired=found.repaired)
     return report
 
