@@ -11,6 +11,15 @@ import h5py
 import numpy as np
 
 
+def kdiff_train_json(tmp_path, *args):
+    """`python -m kdiff train ARGS --json` (exit 0 or 1 expected): the JSON report and the finished process."""
+    out = tmp_path / "train.json"
+    result = subprocess.run([sys.executable, "-m", "kdiff", "train", *map(str, args), "--json", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    return json.loads(out.read_text()), result
+
+
 def kdiff_json(tmp_path, *args, gradients: bool = False):
     """`python -m kdiff ARGS --json` (exit 0 or 1 expected): the JSON report and the finished process.
     Gradients are compared only when a test asks for them (they cost a backward pass on each side)."""

@@ -1,12 +1,10 @@
 """The probe's request handling and keys, without a framework: fast."""
-import json
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
-import zmq
 
 from kdiff.attach.client import ProbeClient, ProbeUnreachable
 from kdiff.attach.snapshot import check_snapshot, write_snapshot

@@ -1,16 +1,14 @@
 """kdiff train never says "agree" when the two models' forward passes already differ before the first
 step and no proven fix removes it: the divergence is in the report (exit 1) and the steps are compared
 with that caveat; and with the same model on both sides it does say so (paired). Real workers."""
-import json
 import shutil
-import subprocess
-import sys
 
 import h5py
 import numpy as np
 import pytest
 
 from tests.conftest import fixture_dir
+from tests.diagnosis_files import kdiff_train_json
 
 pytestmark = pytest.mark.slow
 
@@ -20,14 +18,10 @@ def _train(tmp_path, b_weights):
     x = np.load(folder / "sample.npy")
     np.save(tmp_path / "x.npy", np.concatenate([x, x]))
     np.save(tmp_path / "y.npy", np.eye(3, dtype=np.float32)[np.arange(8) % 3])
-    out = tmp_path / "train.json"
-    result = subprocess.run([sys.executable, "-m", "kdiff", "train", "--a", f"theano:{folder / 'model.json'},"
-                             f"{folder / 'weights.h5'}", "--b", f"tensorflow:{folder / 'model.json'},{b_weights}",
-                             tmp_path / "x.npy", tmp_path / "y.npy", "--loss", "categorical_crossentropy",
-                             "--optimizer", "sgd", "--steps", "2", "--batch-size", "4", "--json", out],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode in (0, 1), result.stdout + result.stderr
-    return json.loads(out.read_text()), result
+    return kdiff_train_json(tmp_path, "--a", f"theano:{folder / 'model.json'},{folder / 'weights.h5'}",
+                            "--b", f"tensorflow:{folder / 'model.json'},{b_weights}", tmp_path / "x.npy",
+                            tmp_path / "y.npy", "--loss", "categorical_crossentropy", "--optimizer", "sgd",
+                            "--steps", "2", "--batch-size", "4")
 
 
 def test_an_unexplained_forward_divergence_is_reported_and_never_agrees(env_python, tmp_path):

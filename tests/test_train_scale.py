@@ -2,14 +2,11 @@
 (issue #16): on a Keras 2.3.1 Conv2D 7x7 fed unnormalised 0-255 pixels (tests/fixtures/k2_pixels_conv7),
 the kernel flip is proven at that scale and the steps' losses then agree; with the fixed tolerance
 of old (--atol 1e-5 --rtol 1e-4) the flip cannot be verified, and that is said, never "agree". Real workers."""
-import json
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 from tests.conftest import fixture_dir
+from tests.diagnosis_files import kdiff_train_json
 
 pytestmark = pytest.mark.slow
 
@@ -17,13 +14,9 @@ pytestmark = pytest.mark.slow
 def _train(tmp_path, *extra):
     folder = fixture_dir("k2_pixels_conv7")
     np.save(tmp_path / "y.npy", np.eye(10, dtype=np.float32)[np.arange(8) % 10])
-    out = tmp_path / "train.json"
-    result = subprocess.run([sys.executable, "-m", "kdiff", "train", folder / "model.json", folder / "weights.h5",
-                             folder / "sample.npy", tmp_path / "y.npy", "--optimizer", "adam", "--loss",
-                             "categorical_crossentropy", "--steps", "1", "--batch-size", "4", "--json", out, *extra],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode in (0, 1), result.stdout + result.stderr
-    return json.loads(out.read_text()), result
+    return kdiff_train_json(tmp_path, folder / "model.json", folder / "weights.h5", folder / "sample.npy",
+                            tmp_path / "y.npy", "--optimizer", "adam", "--loss", "categorical_crossentropy",
+                            "--steps", "1", "--batch-size", "4", *extra)
 
 
 def test_unnormalised_pixels_the_flip_is_proven_at_their_scale_and_the_losses_agree(env_python, tmp_path):

@@ -8,7 +8,7 @@ weight stays shared and the model saves as a plain Keras model."""
 from __future__ import annotations
 
 from backends.common.errors import ModelInputError
-from backends.modern_keras.graph import data_inputs, flat, graph_nodes, node_inputs, node_outputs
+from backends.modern_keras.graph import data_inputs, flat, graph_nodes, node_outputs
 from backends.modern_keras.layer_ops import call_arguments
 
 
