@@ -20,15 +20,17 @@ meta.json (source, description, data format, layer and parameter counts, the cal
 statistics, the time the build took). An entry whose original code refuses to build on Theano gets only a
 meta.json saying why (``"built": false``).
 
-Weights: Keras's own initialisers (seeded), then calibrated on a batch of 8 other samples so that every layer's
+Weights: Keras's own initialisers (seeded; drawn with numpy, see numpy_initial_values), then calibrated on a batch of 8 other samples so that every layer's
 output is O(1): layer by layer in dependency order, a layer with a linear or ReLU output is rescaled to unit
-standard deviation and given small random biases, and every BatchNormalization gets the mean and variance of
+standard deviation and given small random biases, a softmax or sigmoid Dense to logits of unit standard
+deviation, and every BatchNormalization gets the mean and variance of
 what reaches it as its moving statistics (non-trivial values: the data's), gamma in [0.5, 1.5] and beta of
 scale 0.2. Recurrent layers keep Keras's initialisers.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -133,13 +135,71 @@ def build(keras, entry: Entry):
         K.set_image_dim_ordering(entry.data_format)
     else:
         K.set_image_data_format(entry.data_format)
-    if entry.source == EX:
-        module, function = entry.builder.rsplit(".", 1)
-        built = getattr(importlib.import_module(module), function)(keras, entry.data_format, **entry.kwargs)
-        return built
     module, function = entry.builder.rsplit(".", 1)
-    model = getattr(importlib.import_module(module), function)(**entry.kwargs)
+    with numpy_initial_values(keras):
+        if entry.source == EX:
+            return getattr(importlib.import_module(module), function)(keras, entry.data_format, **entry.kwargs)
+        model = getattr(importlib.import_module(module), function)(**entry.kwargs)
     return {"model": model, "sample": "image"}
+
+
+@contextlib.contextmanager
+def numpy_initial_values(keras):
+    """Keras 2.3.1's own initializers, drawn with numpy (seeded) instead of as Theano random ops: K.variable
+    evaluates those by compiling one Theano function per weight, 0.3-0.4 s each, minutes for a deep model.
+    VarianceScaling (glorot_*, he_*, lecun_*), Zeros, Ones and Constant are drawn as Keras defines them;
+    any other initializer (Orthogonal and Identity draw with numpy already; LSTM's unit_forget_bias
+    closure) is Keras's own. Keras 1.2.2 draws with numpy itself."""
+    if keras.__version__.startswith("1."):
+        yield
+        return
+    from keras import initializers as I
+    from keras.engine import base_layer
+
+    original = base_layer.initializers
+
+    def drawn(initializer):
+        def draw(shape, dtype=None):
+            dtype = dtype or keras.backend.floatx()
+            shape = tuple(int(d) for d in shape)
+            if isinstance(initializer, I.VarianceScaling):
+                fan_in, fan_out = I._compute_fans(shape)
+                scale = initializer.scale / max(1.0, {"fan_in": fan_in, "fan_out": fan_out}.get(
+                    initializer.mode, float(fan_in + fan_out) / 2))
+                if initializer.distribution == "normal":   # Keras: truncated at two standard deviations
+                    stddev = np.sqrt(scale) / .87962566103423978
+                    values = np.random.normal(0.0, stddev, shape)
+                    while True:
+                        outside = np.abs(values) > 2 * stddev
+                        if not outside.any():
+                            break
+                        values[outside] = np.random.normal(0.0, stddev, int(outside.sum()))
+                else:
+                    limit = np.sqrt(3.0 * scale)
+                    values = np.random.uniform(-limit, limit, shape)
+                return values.astype(dtype)
+            if isinstance(initializer, I.Zeros):
+                return np.zeros(shape, dtype)
+            if isinstance(initializer, I.Ones):
+                return np.ones(shape, dtype)
+            if isinstance(initializer, I.Constant):
+                return np.full(shape, initializer.value, dtype)
+            return initializer(shape, dtype=dtype)
+        return draw
+
+    class NumpyInitializers:
+        def __getattr__(self, name):
+            return getattr(original, name)
+
+        @staticmethod
+        def get(identifier):
+            return drawn(original.get(identifier))
+
+    base_layer.initializers = NumpyInitializers()
+    try:
+        yield
+    finally:
+        base_layer.initializers = original
 
 
 def samples(model, kind: str, shape_override, count: int, rng) -> np.ndarray:
@@ -192,7 +252,10 @@ def _kind(layer) -> str | None:
     inner = layer.layer if name == "TimeDistributed" else layer
     if name in RECURRENT or type(inner).__name__ in RECURRENT:
         return None
-    return "scale" if _activation_name(inner) in HOMOGENEOUS else None
+    if _activation_name(inner) in HOMOGENEOUS:
+        return "scale"
+    # a softmax / sigmoid Dense (a classifier's head): its logits scaled, computed from its input
+    return "logits" if type(inner).__name__ == "Dense" else None
 
 
 def _weight_role(variable) -> str:
@@ -203,9 +266,10 @@ def _weight_role(variable) -> str:
     return short
 
 
-def calibrate(keras, model, batch: np.ndarray, rng) -> dict:
-    """Calibrate `model`'s weights on `batch` in place (see the module's docstring); the statistics of every
-    calibrated layer's output afterwards."""
+def calibrate(keras, model, batch: np.ndarray, rng, predict_on: np.ndarray | None = None):
+    """Calibrate `model`'s weights on `batch` in place (see the module's docstring): the statistics of every
+    calibrated layer's output afterwards, and the model's prediction of `predict_on` (from the same compiled
+    function: Theano takes seconds to compile a deep model's graph)."""
     from backends.original_keras.graph import model_layers, model_nodes, source_name
 
     K = keras.backend
@@ -228,22 +292,22 @@ def calibrate(keras, model, batch: np.ndarray, rng) -> dict:
         if kind is None:
             level_out[layer.name] = up
             continue
-        tensor = nodes[0].input_tensors[0] if kind == "bn" else nodes[0].output_tensors[0]
+        tensor = nodes[0].input_tensors[0] if kind in ("bn", "logits") else nodes[0].output_tensors[0]
         targets.append((up + 1, layer, kind, tensor))
         level_out[layer.name] = up + 1
-    if not targets:
-        return {"calibrated_layers": 0, "passes": 0}
-    function = K.function(model.inputs, [t for _, _, _, t in targets])
+    function = K.function(model.inputs, [t for _, _, _, t in targets] + [model.outputs[0]])
     levels = sorted({level for level, _, _, _ in targets})
     for level in levels:
         values = function([batch])
         for (lvl, layer, kind, _), value in zip(targets, values):
             if lvl == level:
-                (_set_bn if kind == "bn" else _rescale)(layer, np.asarray(value, dtype="float64"), rng)
+                {"bn": _set_bn, "scale": _rescale, "logits": _rescale_logits}[kind](
+                    layer, np.asarray(value, dtype="float64"), rng)
     values = function([batch])
     stds = [float(np.std(v)) for (_, _, kind, _), v in zip(targets, values) if kind == "scale"]
+    prediction = None if predict_on is None else np.asarray(function([predict_on])[-1])
     return {"calibrated_layers": len(targets), "passes": len(levels) + 1,
-            "output_std_of_rescaled_layers": _summary(stds)}
+            "output_std_of_rescaled_layers": _summary(stds)}, prediction
 
 
 def _summary(values) -> dict | None:
@@ -272,6 +336,16 @@ def _rescale(layer, output: np.ndarray, rng) -> None:
             weights[i] = (weights[i] / std).astype("float32")
     layer.set_weights(weights)
     _random_biases(layer, rng, 1.0)
+
+
+def _rescale_logits(layer, inputs: np.ndarray, rng) -> None:
+    """Unit standard deviation of a softmax / sigmoid Dense's pre-activation (its kernel times its input)."""
+    dense = layer.layer if type(layer).__name__ == "TimeDistributed" else layer
+    kernel, *rest = dense.get_weights()
+    std = float(np.std(inputs.reshape(-1, kernel.shape[0]) @ kernel))
+    if np.isfinite(std) and std > 1e-12:
+        dense.set_weights([(kernel / std).astype("float32"), *rest])
+    _random_biases(dense, rng, 1.0)
 
 
 def _set_bn(layer, inputs: np.ndarray, rng) -> None:
@@ -348,9 +422,10 @@ def write(keras, entry: Entry, out_dir: str) -> dict:
     calibrations = []
     batch = calibration_batch
     for part in built.get("parts", []):
-        calibrations.append(calibrate(keras, part, batch, rng))
+        calibrations.append(calibrate(keras, part, batch, rng)[0])
         batch = predict(keras, part, batch)
-    calibrations.append(calibrate(keras, model, calibration_batch, rng))
+    calibration, prediction = calibrate(keras, model, calibration_batch, rng, predict_on=sample)
+    calibrations.append(calibration)
     for layer in model.layers:
         fixtures.unique_weight_names(layer)
     with open(os.path.join(folder, "model.json"), "w") as f:
@@ -358,7 +433,6 @@ def write(keras, entry: Entry, out_dir: str) -> dict:
     with fixtures.h5py2_string_attributes():   # as h5py 2 stored these Keras versions' strings
         model.save_weights(os.path.join(folder, "weights.h5"))
     np.save(os.path.join(folder, "sample.npy"), sample)
-    prediction = predict(keras, model, sample)
     np.save(os.path.join(folder, "theano_prediction.npy"), prediction)
     if built.get("custom_objects"):
         meta["custom_objects"] = os.path.relpath(os.path.join(HERE, "examples", built["custom_objects"]), REPO_ROOT)
@@ -422,7 +496,14 @@ def main() -> None:
     import keras
 
     for entry in entries:
-        print(json.dumps(write(keras, entry, args.out)), flush=True)
+        try:
+            written = write(keras, entry, args.out)
+        except Exception as exc:  # noqa: BLE001 -- one entry's failure is recorded, the others still written
+            written = {"name": entry.name, "built": False, "refusal": f"the generator failed: {type(exc).__name__}: {exc}"}
+            _write_meta(os.path.join(args.out, entry.name), {
+                "name": entry.name, "source": entry.source, "builder": entry.builder, "data_format": entry.data_format,
+                "built": False, "refusal": written["refusal"], "traceback": traceback.format_exc().splitlines()[-8:]})
+        print(json.dumps(written), flush=True)
 
 
 if __name__ == "__main__":
