@@ -9,7 +9,7 @@
 
 Options are keywords named like the command line's: ``a``, ``b`` ("BACKEND" or "BACKEND:MODEL[,WEIGHTS]"),
 ``atol``, ``rtol``, ``gradients``, ``isolate``, ``diagnose``, ``custom_objects``, ``b_layout``, ``loss``,
-``labels``, ``timeout``, ``write_fixed``, ``dump``, ``trust_lambda_bytecode``. A mistake raises
+``labels``, ``timeout``, ``write_fixed``, ``dump``, ``trust_lambda_bytecode``, ``warm``, ``keys``. A mistake raises
 kdiff.errors.UsageError or InputError (``message``, ``hint``), as the command line says it with exit 2.
 The result is the DiffReport (frozen dataclasses; ``report.to_json()`` is the --json report)."""
 from __future__ import annotations
@@ -29,10 +29,10 @@ from kdiff.report import DiffReport
 from kdiff.session import DiffSession
 
 FLAGS = {"gradients": ("--no-grad", False), "isolate": ("--isolate", True), "diagnose": ("--no-diagnose", False),
-         "trust_lambda_bytecode": ("--trust-lambda-bytecode", True)}
+         "trust_lambda_bytecode": ("--trust-lambda-bytecode", True), "warm": ("--warm", True)}
 VALUES = {"a": "--a", "b": "--b", "atol": "--atol", "rtol": "--rtol", "custom_objects": "--custom-objects",
           "b_layout": "--b-layout", "loss": "--loss", "timeout": "--timeout", "write_fixed": "--write-fixed",
-          "dump": "--dump"}
+          "dump": "--dump", "keys": "--keys"}
 
 
 def compare(model, weights=None, sample=None, *, progress: Progress | None = None, **options) -> DiffReport:

@@ -19,6 +19,7 @@ from kdiff.report import DiffReport
 from kdiff.ui.errors import render_error
 from kdiff.ui.progress_view import ConsoleProgress
 from kdiff.ui.report_view import render_report
+from kdiff import warm
 from kdiff.workers import Timeouts
 from kdiff.cli_arguments import CommandParser, add_common_arguments, given_tolerance, resolve_sides, write_reports
 
@@ -28,7 +29,7 @@ def diff_parser(prog: str = "kdiff") -> argparse.ArgumentParser:
     parser = CommandParser(prog=prog, description=(
         "Compare a model layer by layer on two backends, find where they start to disagree, name the "
         "cause and prove it. Other commands: 'kdiff fix', 'kdiff train', 'kdiff attach', 'kdiff report', "
-        "'kdiff env list|create|path'."))
+        "'kdiff env list|create|path', 'kdiff serve [--stop]', 'kdiff worker --listen', 'kdiff keys'."))
     parser.add_argument("files", nargs="+", metavar="FILE",
                         help="MODEL [WEIGHTS] SAMPLE: model.json (Keras 1/2/3) and its weights, a full-model .h5 "
                              "(model.save() of Keras 1/2 or tf.keras 2.x) or model.keras alone, a .npy sample; only "
@@ -96,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             from kdiff.attach.cli import main as attach_main
 
             return attach_main(argv, out, err)
+        if argv and argv[0] in ("serve", "worker"):
+            from kdiff.worker_cli import main as worker_main
+
+            return worker_main(argv, out, err)
         if argv and argv[0] == "report":
             from kdiff.saved_report import main as report_main
 
@@ -157,7 +162,7 @@ def diff_options(args: argparse.Namespace) -> DiffOptions:
                        trust_lambda_bytecode=args.trust_lambda_bytecode, dump_dir=args.dump,
                        timeouts=Timeouts(call=args.timeout), write_fixed=args.write_fixed,
                        gradients=not args.no_grad, isolate=args.isolate, loss=_checked_loss(args),
-                       labels=tuple(args.labels))
+                       labels=tuple(args.labels), warm=warm.enabled(args.warm), keys=args.keys)
 
 
 def run_diff_command(args: argparse.Namespace, out: Console, err: Console) -> DiffReport:

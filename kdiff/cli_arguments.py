@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from kdiff import __version__
@@ -41,6 +42,11 @@ def add_common_arguments(parser: argparse.ArgumentParser, derived_tolerances: bo
                         help="a Python file defining functions the model needs (e.g. for Lambda layers), by name")
     parser.add_argument("--timeout", type=float, default=Timeouts.call, metavar="SECONDS",
                         help="deadline of one worker call (default %(default)g)")
+    parser.add_argument("--warm", action="store_true",
+                        help="use warm workers, and leave them running for the next run (also KDIFF_WARM=1): their "
+                             "frameworks stay imported and the last model loaded; 'kdiff serve --stop' stops them")
+    parser.add_argument("--keys", metavar="DIR", help="CURVE keys from 'kdiff keys DIR', for a side on another host "
+                        "(--b BACKEND@tcp://HOST:PORT, where 'kdiff worker --listen' runs)")
     parser.add_argument("--version", action="version", version=f"kdiff {__version__}")
 
 
@@ -59,12 +65,34 @@ def given_tolerance(args: argparse.Namespace) -> tuple[Tolerance, bool]:
 
 
 def side_spec(text: str | None) -> tuple[str | None, str | None, str | None]:
-    """'BACKEND[:MODEL[,WEIGHTS]]' as (backend, model, weights)."""
+    """'BACKEND[@ENDPOINT][:MODEL[,WEIGHTS]]' as (backend, model, weights)."""
+    backend, _, model, weights = side_parts(text)
+    return backend, model, weights
+
+
+ENDPOINT = re.compile(r"@((?:tcp://(?:\[[^\]]*\]|[^:/\[\]]+):\d+)|(?:ipc://[^:]+))")
+
+
+def side_parts(text: str | None) -> tuple[str | None, str | None, str | None, str | None]:
+    """'BACKEND[@ENDPOINT][:MODEL[,WEIGHTS]]' as (backend, endpoint, model, weights): ENDPOINT is where a
+    worker listens ('kdiff worker --listen'), tcp://HOST:PORT or ipc://PATH."""
     if not text:
-        return None, None, None
-    backend, _, files = text.partition(":")
+        return None, None, None, None
+    endpoint = None
+    backend_end = len(text)
+    for stop in ("@", ":"):
+        if stop in text:
+            backend_end = min(backend_end, text.index(stop))
+    backend, rest = text[:backend_end], text[backend_end:]
+    if rest.startswith("@"):
+        match = ENDPOINT.match(rest)
+        if match is None:
+            raise UsageError("bad-endpoint", f"{text!r}: after '@' kdiff expects tcp://HOST:PORT or ipc://PATH",
+                             "e.g. --b tensorflow@tcp://gpu-box:5570 --keys DIR")
+        endpoint, rest = match.group(1), rest[match.end():]
+    files = rest[1:] if rest.startswith(":") else rest
     model, _, weights = files.partition(",")
-    return backend or None, model or None, weights or None
+    return backend or None, endpoint, model or None, weights or None
 
 
 def resolve_sides(args: argparse.Namespace, data: tuple[str, ...] = ("SAMPLE",),
@@ -89,10 +117,15 @@ def resolve_sides(args: argparse.Namespace, data: tuple[str, ...] = ("SAMPLE",),
     keras3 = model_file.keras_major == 3
     # a tf.keras 2.x file never ran on Theano: by default its own Keras (tf_keras) is side A
     default_a = "tensorflow" if keras3 else "tf-keras" if model_file.tf_keras else "theano"
-    a = Side("a", a_backend or default_a, a_model, a_weights, args.a_python)
+    a_endpoint, b_endpoint = side_parts(args.a)[1], side_parts(args.b)[1]
+    for name, endpoint, python in (("a", a_endpoint, args.a_python), ("b", b_endpoint, args.b_python)):
+        if endpoint and python:
+            raise UsageError("usage", f"side {name} is a worker at {endpoint}, and --{name}-python names an interpreter "
+                             "here", f"leave out --{name}-python (the worker's host has its own environment)")
+    a = Side("a", a_backend or default_a, a_model, a_weights, args.a_python, endpoint=a_endpoint)
     b = Side("b", b_backend or ("jax" if keras3 else "tensorflow"), b_model, b_weights, args.b_python,
              layout=_checked_layout(getattr(args, "b_layout", None), b_backend or ("jax" if keras3 else "tensorflow"),
-                                    b_model, b_weights))
+                                    b_model, b_weights), endpoint=b_endpoint)
     return a, b, files[-count:]
 
 

@@ -4,6 +4,7 @@ that then run in it (kdiff.comparison) may run many times: the diagnosis re-runs
 proven fix, and training once per step."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,9 @@ from kdiff.preflight import writable_folder
 from kdiff.progress import Progress
 from kdiff.report import BackendInfo, DiffReport
 from kdiff.tolerances import Tolerances, derive
+from kdiff import warm
+from kdiff.protocol import vocabulary
+from kdiff.protocol.keys import ClientKeys, is_loopback
 from kdiff.worker_calls import SideClient
 from kdiff.workers import Timeouts, WorkerPool
 
@@ -38,6 +42,7 @@ class Side:
     worker_module: str | None = None  # tests only: a stand-in worker class (see tests/fake_worker.py)
     worker_options: dict = field(default_factory=dict)
     layout: str | None = None  # build the model in this memory layout (channels_first/channels_last): --b-layout
+    endpoint: str | None = None  # a worker listening there (kdiff worker --listen, on another host): --b BACKEND@ENDPOINT
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,8 @@ class DiffOptions:
     noise_floor: bool = True         # first run each side twice on the same input: does it agree with itself?
     loss: str | None = None          # differentiate this Keras loss on `labels` instead of a projection
     labels: tuple[str, ...] = ()     # .npy files, one per model output
+    warm: bool = False               # use (and leave behind) warm workers: kdiff.warm
+    keys: str | None = None          # a 'kdiff keys' folder, for sides on another host (Side.endpoint)
 
 
 class DiffSession:
@@ -68,8 +75,10 @@ class DiffSession:
         for side in self.sides:
             if side.worker_module is None:
                 backend_spec(side.backend)
-        self.envs = {side.name: "" if side.python else env_for(side.backend, self.models[side.name].keras_major)
+        self.envs = {side.name: "" if side.python or side.endpoint else env_for(side.backend,
+                                                                                 self.models[side.name].keras_major)
                      for side in self.sides}
+        self.leases: list = []  # warm workers' slots this session holds (kdiff.warm)
         self.pythons: dict[str, str] = {}
         self.pool: WorkerPool | None = None
         self.weight_maps: dict[str, list] = {}  # side A's layer -> per weight, how side B reorders it
@@ -93,21 +102,25 @@ class DiffSession:
     def start(self) -> None:
         a, b = self.sides
         for side in self.sides:
-            if side.python:
-                self.pythons[side.name] = side.python
+            if side.python or side.endpoint:
+                self.pythons[side.name] = side.python or f"on {side.endpoint}"
             else:
                 self.progress.stage(f"environment {self.envs[side.name]}")
                 self.pythons[side.name] = str(ensure_env(self.envs[side.name], self.progress.log))
         self.pool = pool = WorkerPool(self.options.timeouts)
         self.progress.stage(f"starting workers: {a.backend} and {b.backend}")
         for side in self.sides:
-            layout = {"layout": side.layout} if side.layout else {}
-            pool.spawn(side.name, side.backend, self.pythons[side.name],
-                       {**worker_options(side.backend), **layout, **side.worker_options}, side.worker_module)
+            self._start_worker(side)
         self.hellos = {side.name: pool.wait_hello(side.name) for side in self.sides}
+        for side in self.sides:
+            if side.endpoint:
+                self._check_generation(side)
         self.progress.stage("loading the model on both sides")
-        described = pool.replies({side.name: pool.send(side.name, "load", _load_args(side, self.options))
+        described = pool.replies({side.name: pool.send(side.name, "load", *_load_args(side, self.options))
                                   for side in self.sides})
+        reused = [side.backend for side in self.sides if described[side.name].get("reused")]
+        if reused:
+            self.progress.log(f"warm: {' and '.join(reused)} had this model loaded already")
         a_layout, b_layout = self.models["a"].data_format, b.layout or self.models["b"].data_format
         self.pairs: list[LayerPair] = align_layers(described["a"]["layers"], described["b"]["layers"],
                                                    a_layout if a_layout and b_layout and a_layout != b_layout else "")
@@ -127,6 +140,42 @@ class DiffSession:
                              f"output: the model has {outputs}, {len(self.named_loss.labels)} given",
                              "pass --labels once per output, in the order of the model's outputs")
 
+    def _start_worker(self, side: Side) -> None:
+        """Side's worker: reached where it listens (another host), a warm one (--warm), or started for this run."""
+        pool = self.pool
+        if side.endpoint:
+            pool.connect(side.name, side.backend, side.endpoint, client_keys(self.options.keys, side.endpoint))
+            pool.workers[side.name].sends_files = True
+            return
+        layout = {"layout": side.layout} if side.layout else {}
+        options = {**worker_options(side.backend), **layout, **side.worker_options}
+        lease = warm.lease(side.name, side.backend, self.pythons[side.name], options, side.worker_module) \
+            if self.options.warm else None
+        if lease is None:
+            pool.spawn(side.name, side.backend, self.pythons[side.name], options, side.worker_module)
+            return
+        self.leases.append(lease)
+        endpoint = lease.endpoint if lease.process is None else \
+            warm.wait_listening(lease, time.monotonic() + self.options.timeouts.start)
+        if not endpoint:
+            lease.release()
+            self.leases.remove(lease)
+            self.progress.log(f"warm: the {side.backend} worker did not start (see {lease.log_path}); "
+                              "starting one for this run")
+            pool.spawn(side.name, side.backend, self.pythons[side.name], options, side.worker_module)
+            return
+        pool.connect(side.name, side.backend, endpoint, process=lease.process, pid=lease.pid,
+                     log_path=lease.log_path)
+
+    def _check_generation(self, side: Side) -> None:
+        """A theano worker on another host runs one Keras generation: the one the side's files were written by."""
+        keras = str((self.hellos[side.name].get("versions") or {}).get("keras", ""))
+        wanted = self.models[side.name].keras_major
+        if side.backend == "theano" and keras[:1].isdigit() and wanted in (1, 2) and int(keras[:1]) != wanted:
+            raise InputError("worker-keras-generation", f"side {side.name}'s worker at {side.endpoint} runs Keras "
+                             f"{keras}, and its model was written by Keras {wanted}",
+                             f"start that worker with 'kdiff worker --listen ... --backend theano --keras {wanted}'")
+
     def pair_of(self, a_name: str) -> LayerPair | None:
         """The pair holding side A's layer of that name."""
         return next((pair for pair in self.pairs if pair.a is not None and pair.a["name"] == a_name), None)
@@ -134,6 +183,9 @@ class DiffSession:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
+        for lease in self.leases:
+            lease.release()
+        self.leases = []
 
     def load_sample(self, sample_path: str) -> np.ndarray:
         """The sample, checked; and the labels of a named loss, checked against it and the model."""
@@ -227,10 +279,27 @@ def worker_options(backend: str) -> dict:
     return {"compiledir": str(compiledir)}
 
 
-def _load_args(side: Side, options: DiffOptions) -> dict:
-    return {
-        "model": str(Path(side.model).resolve()),
-        "weights": str(Path(side.weights).resolve()) if side.weights else None,
-        "custom_objects": str(Path(options.custom_objects).resolve()) if options.custom_objects else None,
-        "trust_lambda_bytecode": options.trust_lambda_bytecode,
-    }
+def _load_args(side: Side, options: DiffOptions) -> tuple[dict, dict]:
+    """The 'load' call's arguments, and its arrays: for a worker on another host, the files' bytes."""
+    paths = {"model": side.model, "weights": side.weights, "custom_objects": options.custom_objects}
+    args = {role: str(Path(path).resolve()) if path else None for role, path in paths.items()}
+    args["trust_lambda_bytecode"] = options.trust_lambda_bytecode
+    if not side.endpoint:
+        return args, {}
+    args["layout"] = side.layout  # a worker on another host was started for any layout: it builds in this one
+    return args, vocabulary.pack_files({role: Path(path).read_bytes() for role, path in paths.items() if path})
+
+
+def client_keys(folder: str | None, endpoint: str):
+    """The CURVE keys to reach a worker at ``endpoint`` with (None on loopback without --keys)."""
+    if folder is None:
+        if not is_loopback(endpoint):
+            raise UsageError("keys-needed", f"{endpoint} is not a loopback address: a worker there listens only "
+                             "behind CURVE keys", "make keys with 'kdiff keys DIR', start the worker with "
+                             "'kdiff worker --listen ... --keys DIR', and pass --keys DIR here too")
+        return None
+    try:
+        return ClientKeys.load(folder)
+    except (OSError, ValueError) as exc:
+        raise UsageError("keys-unreadable", f"--keys {folder}: {exc}",
+                         "pass the folder 'kdiff keys DIR' wrote (client.key_secret, probe.key)") from exc

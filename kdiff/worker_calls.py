@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from kdiff.errors import WorkerFailure
 from kdiff.model_inputs import ModelInputs
 from kdiff.protocol import vocabulary
 from kdiff.workers import WorkerPool
@@ -43,8 +45,22 @@ class SideClient:
 
     def save(self, directory: str) -> list[str]:
         """Have the side write its model as it is now, repairs included; the files it wrote."""
-        result, _ = self.pool.call(self.side, "save", {"directory": directory})
-        return result["files"]
+        if not self.pool.workers[self.side].sends_files:
+            result, _ = self.pool.call(self.side, "save", {"directory": directory})
+            return result["files"]
+        result, arrays = self.pool.call(self.side, "save", {"directory": directory, "send_files": True})
+        received = vocabulary.unpack_files(arrays)
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in result["files"]:  # the worker on another host wrote them: written here by their plain names
+            if name not in received or Path(name).name != name or name in ("", ".", ".."):
+                worker = self.pool.workers[self.side]
+                raise WorkerFailure(self.side, worker.backend, "save", f"it sent no file {name!r} it said it wrote",
+                                    f"see what 'kdiff worker' printed on the host of {worker.endpoint}")
+            (folder / name).write_bytes(received[name])
+            written.append(str(folder / name))
+        return written
 
     def layer_config(self, layer: str) -> dict:
         result, _ = self.pool.call(self.side, "layer_config", {"layer": layer})

@@ -24,6 +24,7 @@ import zmq
 
 from kdiff.errors import InputError, WorkerFailure
 from kdiff.protocol.wire import PROTOCOL_VERSION, ProtocolError, decode, encode
+from kdiff.worker_links import ConnectionWatch, SessionKeeper
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent  # holds both kdiff/ and backends/
 
@@ -42,10 +43,30 @@ class WorkerProcess:
     side: str
     backend: str
     python: str
-    process: subprocess.Popen
+    process: subprocess.Popen | None  # None: a listening worker kdiff did not start in this run
     log_path: Path
     hello: dict = field(default_factory=dict)
     last_command: str = "start"
+    endpoint: str = ""         # a listening worker's (backends.listen): kdiff connects to it
+    pid: int | None = None     # a listening worker on this machine: its process, watched while kdiff waits
+    sends_files: bool = False  # on another host: the model's files travel in the calls, and so do those it writes
+
+    @property
+    def listening(self) -> bool:
+        return bool(self.endpoint)
+
+    def exit_status(self) -> int | None:
+        """None while the worker's process runs (or, on another host, as far as kdiff can tell)."""
+        if self.process is not None:
+            return self.process.poll()
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return 0
+            except PermissionError:
+                return None
+        return None
 
     def log_tail(self, lines: int = 25) -> str:
         try:
@@ -111,6 +132,16 @@ def thread_pools_for_a_side() -> dict[str, str]:
     return {"OMP_NUM_THREADS": threads, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads}
 
 
+def worker_environment() -> dict[str, str]:
+    """The environment a worker process starts in: kdiff's source importable, OpenMP waiting passively."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE_ROOT), env.get("PYTHONPATH")]))
+    # two workers compute at once on the same CPUs: an OpenMP thread pool (PyTorch's) that spins while
+    # it waits takes them from the other (MobileNetV2's compare: torch's worker 1.8 -> 0.5 CPU s)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
 STREAM_QUEUE = 1  # messages queued per worker socket on each end (ZeroMQ's high-water mark)
 
 
@@ -145,6 +176,9 @@ class WorkerPool:
         self._read_turn = 0
         self.heartbeats = HeartbeatResponder(self.context)
         self.heartbeats.start()
+        self.keeper = SessionKeeper(self.context)
+        self.keys: dict = {}  # side -> the CURVE client keys of a listening worker reached with them
+        self.monitors: dict[str, ConnectionWatch] = {}  # side -> how its connection to a listening worker goes
         self.workers: dict[str, WorkerProcess] = {}
         self.inbox: dict[str, deque] = {}
         self.last_seq = 0  # the sequence number of the last call sent (to any side)
@@ -162,11 +196,7 @@ class WorkerPool:
         if not Path(python).exists():
             raise InputError("python-not-found", f"Python interpreter for side {side} not found: {python}",
                              f"pass an existing interpreter with --{side}-python, or omit it")
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE_ROOT), env.get("PYTHONPATH")]))
-        # two workers compute at once on the same CPUs: an OpenMP thread pool (PyTorch's) that spins while
-        # it waits takes them from the other (MobileNetV2's compare: torch's worker 1.8 -> 0.5 CPU s)
-        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        env = worker_environment()
         endpoint = self._bind(side)
         command = [python, "-m", entry, "--backend", backend, "--side", side,
                    "--endpoint", endpoint, "--heartbeat", self.heartbeats.endpoint,
@@ -192,6 +222,39 @@ class WorkerPool:
         self.workers[side] = worker
         return worker
 
+    def connect(self, side: str, backend: str, endpoint: str, keys=None, process: subprocess.Popen | None = None,
+                pid: int | None = None, log_path: Path | None = None) -> WorkerProcess:
+        """Reach a listening worker (backends.listen) at ``endpoint`` and ask it for a session; ``keys``: a
+        kdiff.protocol.keys.ClientKeys (CURVE), which any endpoint but loopback needs. ``wait_hello`` then
+        waits for its answer. ``process``/``pid``: a worker on this machine, watched while kdiff waits."""
+        if side in self.sockets:
+            self.sockets.pop(side).close()
+        socket = self.context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 1000)  # the 'shutdown' that ends the session gets out at close
+        socket.setsockopt(zmq.RCVHWM, STREAM_QUEUE)
+        socket.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 10000)
+        if keys is not None:
+            keys.configure_client(socket)
+        self.monitors[side] = ConnectionWatch(socket, endpoint, keys is not None, local=process is not None or
+                                              pid is not None)
+        socket.connect(endpoint)
+        self.sockets[side] = socket
+        self.keys[side] = keys
+        worker = WorkerProcess(side, backend, f"listening at {endpoint}", process,
+                               log_path or self.logdir / f"worker-{side}.log", endpoint=endpoint, pid=pid)
+        self.workers[side] = worker
+        worker.last_command = "hello"
+        socket.send_multipart(encode({"seq": 0, "cmd": "hello"}))
+        return worker
+
+    def _send_frames(self, side: str, frames: list, flags: int = 0) -> None:
+        """One message to a side's worker: through the ROUTER bound for it, or the DEALER connected to it."""
+        if self.workers[side].listening:
+            self.sockets[side].send_multipart(frames, flags=flags, copy=False)
+        else:
+            self.sockets[side].send_multipart([side.encode(), *frames], flags=flags, copy=False)
+
     def _bind(self, side: str) -> str:
         """A socket of the coordinator's for this worker alone. Its receive queue holds at most
         STREAM_QUEUE messages (and the worker's send queue as many): a worker the coordinator does
@@ -213,6 +276,8 @@ class WorkerPool:
                                 f"speaks protocol {header.get('protocol')!r}, kdiff speaks {PROTOCOL_VERSION}",
                                 "the worker's environment has another kdiff version; recreate it with 'kdiff env create'")
         worker.hello = header
+        if worker.listening and isinstance(header.get("session"), str):
+            self.keeper.keep(worker.endpoint, self.keys.get(side), header["session"])
         return header
 
     def close(self) -> None:
@@ -221,14 +286,15 @@ class WorkerPool:
             return
         self.closed = True
         for side, worker in self.workers.items():
-            if worker.process.poll() is None:
+            if worker.exit_status() is None:  # a listening worker: the session ends, the worker goes on
                 try:
-                    self.sockets[side].send_multipart([side.encode(), *encode({"seq": 0, "cmd": "shutdown"})],
-                                                      flags=zmq.NOBLOCK)
+                    self._send_frames(side, encode({"seq": self.last_seq + 1, "cmd": "shutdown"}), zmq.NOBLOCK)
                 except zmq.ZMQError:
                     pass
         deadline = time.monotonic() + 3.0
         for worker in self.workers.values():
+            if worker.process is None or worker.listening:
+                continue
             try:
                 worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -237,6 +303,11 @@ class WorkerPool:
             _live_processes.discard(worker.process)
         self.heartbeats.stopped.set()
         self.heartbeats.join(timeout=2)
+        self.keeper.stopped.set()
+        if self.keeper.is_alive():
+            self.keeper.join(timeout=2)
+        for watch in self.monitors.values():
+            watch.close()
         for socket in self.sockets.values():
             socket.close()
         self.context.term()
@@ -259,8 +330,7 @@ class WorkerPool:
         self.last_seq = seq = self.last_seq + 1
         self.unanswered.setdefault(side, set()).add(seq)
         try:
-            self.sockets[side].send_multipart([side.encode(), *encode({"seq": seq, "cmd": cmd, "args": args or {}},
-                                                                      arrays)], copy=False)
+            self._send_frames(side, encode({"seq": seq, "cmd": cmd, "args": args or {}}, arrays))
         except zmq.ZMQError as exc:
             raise self._failure(side, f"could not be reached ({exc})") from exc
         return seq
@@ -309,9 +379,10 @@ class WorkerPool:
                         return side, header, arrays
                     # otherwise: a late answer to an earlier, abandoned call
             readable = [side for side in pending if side not in hold] or list(pending)
-            for side in pending:
-                self._check_alive(side, deadline, max(started, self.last_heard.get(side, started))
-                                  if side in readable else None)
+            for side, seq in pending.items():
+                # a listening worker says nothing before its hello (it may still be importing its framework)
+                watched = side in readable and not (seq == 0 and self.workers[side].listening)
+                self._check_alive(side, deadline, max(started, self.last_heard.get(side, started)) if watched else None)
             self._read_turn += 1  # take turns among sides with messages waiting
             readable = readable[self._read_turn % len(readable):] + readable[:self._read_turn % len(readable)]
             poller = zmq.Poller()
@@ -326,9 +397,11 @@ class WorkerPool:
         """Move one message from the side's socket into its inbox, checking it on the way: a message
         kdiff cannot read, an answer to a call it did not make or that was answered already, an error,
         are the worker's failure; a progress message only says that the worker is at work."""
-        identity, *frames = self.sockets[side].recv_multipart(copy=False)
-        if identity.bytes.decode(errors="replace") != side:
-            return
+        frames = self.sockets[side].recv_multipart(copy=False)
+        if not self.workers[side].listening:  # a ROUTER's message starts with the sender's identity
+            identity, *frames = frames
+            if identity.bytes.decode(errors="replace") != side:
+                return
         try:
             header, arrays = decode(frames)
         except ProtocolError as exc:
@@ -356,7 +429,9 @@ class WorkerPool:
         it was last heard of, or when kdiff began to wait for it; None while it is left unread on purpose)
         it has said something about its call within the last ``timeouts.silence`` seconds."""
         worker = self.workers[side]
-        code = worker.process.poll()
+        if side in self.monitors:
+            self.monitors[side].check(self.workers[side], waiting_for_hello=not worker.hello)
+        code = worker.exit_status()
         if code is not None:
             how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
             raise self._failure(side, f"the worker process {how}")
@@ -364,7 +439,7 @@ class WorkerPool:
         if now > deadline:
             raise self._failure(side, "no answer before the deadline",
                                 "raise the limit with --timeout if this model is very large")
-        beat = self.heartbeats.last_seen.get(side)
+        beat = None if worker.listening else self.heartbeats.last_seen.get(side)
         if beat is not None and now - beat > self.timeouts.liveness:
             raise self._failure(side, f"no heartbeat for {now - beat:.0f} s: the worker is stuck")
         if heard is not None and now - heard > self.timeouts.silence:
@@ -372,7 +447,7 @@ class WorkerPool:
                                       f"goes on (a worker at work says so every second): it does not answer")
 
     def all_alive(self) -> bool:
-        return all(worker.process.poll() is None for worker in self.workers.values())
+        return all(worker.exit_status() is None for worker in self.workers.values())
 
     def _raise_worker_error(self, side: str, error: dict) -> None:
         worker = self.workers[side]
@@ -384,7 +459,8 @@ class WorkerPool:
     def _failure(self, side: str, message: str, hint: str = "", detail: str = "") -> WorkerFailure:
         worker = self.workers[side]
         self.keep_logs = True
-        return WorkerFailure(side, worker.backend, worker.last_command, message,
-                             hint or f"the worker's log is {worker.log_path}",
+        where = (f"the worker's log is {worker.log_path}" if worker.log_path.exists() or not worker.listening
+                 else f"see what 'kdiff worker' printed on the host of {worker.endpoint}")
+        return WorkerFailure(side, worker.backend, worker.last_command, message, hint or where,
                              detail or worker.log_tail())
 

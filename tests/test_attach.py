@@ -15,7 +15,7 @@ import pytest
 
 from kdiff.attach.client import ProbeClient
 from kdiff.attach.snapshot import check_snapshot
-from kdiff.probe.keys import make_keys
+from kdiff.protocol.keys import make_keys
 from tests.helpers import wait_until_gone
 
 pytestmark = pytest.mark.slow
@@ -249,7 +249,7 @@ def _attack(endpoint: str, keys_dir: str | None, seed: int, seconds: float = 6.0
 
     import zmq
 
-    from kdiff.probe.keys import ClientKeys
+    from kdiff.protocol.keys import ClientKeys
     from kdiff.protocol.wire import ProtocolError, decode
     from tests.hostile_messages import hostile_message
 

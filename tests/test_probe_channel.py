@@ -9,7 +9,7 @@ import pytest
 from kdiff.attach.client import ProbeClient, ProbeUnreachable
 from kdiff.attach.snapshot import check_snapshot, write_snapshot
 from kdiff.probe.channel import ProbeChannel, ProbeSetupError, is_loopback, parse_request
-from kdiff.probe.keys import ClientKeys, ServerKeys, make_keys
+from kdiff.protocol.keys import ClientKeys, ServerKeys, make_keys
 from kdiff.protocol.wire import ProtocolError, encode
 
 

@@ -26,6 +26,13 @@ class Worker:
         self._layer_names: set[str] = set()
         self._last_outputs: dict[str, list[np.ndarray]] = {}
         self._trainer = None  # the training step's state once 'compile_optimizer' came (kdiff train)
+        # A listening worker's sessions (backends.listen): the files' digest the model was loaded from, while
+        # the model can still be given back as loaded (only weights set since, and their first values kept)
+        self._reuse_key: str | None = None
+        self._description: dict | None = None
+        self._original_weights: dict[str, list[np.ndarray]] = {}
+        self.reuse_models = False          # set by a listening worker: 'load' passes a reuse_key
+        self.files_dir: str | None = None  # where received files and files to send are written (None: the temp folder)
 
     # ---- public API, called by backends.serve -------------------------------------------
     def start(self) -> dict:
@@ -35,8 +42,18 @@ class Worker:
         return {"versions": self._versions_impl(), "device": self._device_impl()}
 
     def load(self, model: str, weights: str | None = None, custom_objects: str | None = None,
-             trust_lambda_bytecode: bool = False) -> dict:
+             trust_lambda_bytecode: bool = False, reuse_key: str | None = None) -> dict:
+        """Load the model; with ``reuse_key`` (a digest of the files and flags, from a listening worker), a
+        model already loaded from the same is given back as loaded instead: the weights set since are put back."""
         self._require_started()
+        if reuse_key is not None and reuse_key == self._reuse_key and self._description is not None:
+            for layer, arrays in self._original_weights.items():
+                self._set_layer_weights_impl(layer, arrays)
+            self._original_weights = {}
+            self._trainer, self._last_outputs = None, {}
+            return {**self._description, "reused": True}
+        self._reuse_key = self._description = None
+        self._original_weights = {}
         for label, path in (("model", model), ("weights", weights), ("custom objects", custom_objects)):
             if path is not None and not Path(path).is_file():
                 raise ModelInputError(f"{label} file not found: {path}", "check the path")
@@ -51,7 +68,14 @@ class Worker:
         self._input_specs = self._input_specs_impl()
         layers = self._describe_layers_impl()
         self._layer_names = {layer["name"] for layer in layers}
-        return {"layers": layers, "inputs": self._input_specs}
+        self._description = {"layers": layers, "inputs": self._input_specs}
+        self._reuse_key = reuse_key
+        return self._description
+
+    def end_session(self) -> None:
+        """A listening worker's session ended: what it computed goes; the model stays for the next session,
+        which reuses it only if loaded from the same files (``load``'s ``reuse_key``)."""
+        self._trainer, self._last_outputs = None, {}
 
     def forward(self, inputs: list[np.ndarray]) -> Iterator[tuple[str, list[np.ndarray]]]:
         """Every layer's outputs in inference mode, one layer at a time in topological order."""
@@ -99,6 +123,8 @@ class Worker:
             raise ModelInputError(
                 f"layer '{layer}' holds weights of shapes {[c.shape for _, c in current]}, "
                 f"not {[a.shape for a in arrays]}", "pass one array per weight, in the layer's order")
+        if self._reuse_key is not None and layer not in self._original_weights:
+            self._original_weights[layer] = [np.array(c) for _, c in current]
         self._set_layer_weights_impl(layer, [np.asarray(a, dtype=c.dtype) for a, (_, c) in zip(arrays, current)])
 
     def run_layer(self, layer: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -126,6 +152,7 @@ class Worker:
                      weights: list[np.ndarray] | None = None) -> None:
         """Keep such a change in the model: forward passes, layer runs and ``save`` see it from now on."""
         self._require_layer(layer)
+        self._reuse_key = None  # the model is not as loaded any more
         self._model = self._change_layer_impl(layer, dict(overrides), training, _arrays_or_none(weights))
 
     def backward(self, inputs: list[np.ndarray], projections: list[np.ndarray], loss: str | None = None,
@@ -235,6 +262,7 @@ class Worker:
     def compile_optimizer(self, optimizer: str, config: dict, loss: str) -> dict:
         """Make the optimizer and loss a training step uses; answers what the trainer describes."""
         self._require_loaded()
+        self._reuse_key = None  # training changes the weights (and the optimizer may build state in the model)
         self._trainer = self._trainer_impl(optimizer, dict(config), loss)
         return self._trainer.describe()
 

@@ -19,7 +19,7 @@ from kdiff.environments import BACKENDS
 from kdiff.errors import InputError, UsageError
 from kdiff.metrics import Tolerance
 from kdiff.preflight import check_options
-from kdiff.probe.keys import ClientKeys, make_keys
+from kdiff.protocol.keys import ClientKeys, make_keys
 from kdiff.report import DiffReport
 from kdiff.ui.attach_view import LiveLosses, render_attach_report
 from kdiff.ui.progress_view import ConsoleProgress

@@ -13,7 +13,7 @@ job's framework is only used, never imported, by the probe::
 Any address but loopback needs CURVE keys: ``kdiff keys DIR``, then ``keys=ServerKeys.load(DIR)``.
 """
 from kdiff.probe.keras_callback import KerasProbe
-from kdiff.probe.keys import ClientKeys, ServerKeys
+from kdiff.protocol.keys import ClientKeys, ServerKeys
 from kdiff.probe.probe import Probe
 
 __all__ = ["Probe", "KerasProbe", "ServerKeys", "ClientKeys"]

@@ -18,15 +18,13 @@ Anything else gets ``{"type": "error", "message"}``.
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-import socket as socket_module
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
 
 import zmq
 
+from kdiff.protocol.keys import is_loopback  # noqa: F401  (re-exported)
 from kdiff.protocol.wire import PROTOCOL_VERSION, ProtocolError, decode, encode
 
 HASH = re.compile(r"[0-9a-f]{1,64}")
@@ -55,25 +53,8 @@ class Peers:
     held_models: dict = field(default_factory=dict)  # peer -> the hash of the model file it holds
 
 
-def is_loopback(endpoint: str) -> bool:
-    """True for tcp://127.x/::1/localhost endpoints and for ipc:// and inproc:// ones."""
-    parsed = urlparse(endpoint)
-    if parsed.scheme in ("ipc", "inproc"):
-        return True
-    host = (parsed.hostname or "").strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        try:
-            return ipaddress.ip_address(socket_module.gethostbyname(host)).is_loopback
-        except (OSError, ValueError):
-            return False
-
-
 class ProbeChannel:
-    """The bound socket and the requests it accepts. ``keys``: a kdiff.probe.keys.ServerKeys for
+    """The bound socket and the requests it accepts. ``keys``: a kdiff.protocol.keys.ServerKeys for
     CURVE (required for any non-loopback endpoint)."""
 
     def __init__(self, endpoint: str, keys=None):

@@ -21,6 +21,8 @@ train_gradients        MODEL_INPUTS, LABELS -> parts of OUTPUTS, OUTPUT_GRADIENT
 optimizer_step         WEIGHT_GRADIENTS by position among the trainable weights -> UPDATES, APPLIED,
                        slots(SLOTS_BEFORE / SLOTS_AFTER), STATISTICS_BEFORE/AFTER, BATCH_STATISTICS
 trial_step             -> UPDATES, STATISTICS_UPDATES
+load (a listening      files(FILES): the model's files' bytes, when the worker is on another host
+worker), save          -> files(FILES): the files written (with the result's "files": their names)
 =====================  ==========================================================================
 """
 from __future__ import annotations
@@ -49,6 +51,7 @@ STATISTICS_BEFORE = "nb"     # each moving statistic before the step
 STATISTICS_AFTER = "na"      # ... after it
 BATCH_STATISTICS = "nx"      # the batch's own value of each moving statistic
 STATISTICS_UPDATES = "n"     # what a trial step would add to each moving statistic
+FILES = "f"                  # a file's bytes, as uint8, by its role (model, weights, custom_objects) or name
 
 
 def pack(values, prefix: str = VALUES) -> dict[str, np.ndarray]:
@@ -74,6 +77,20 @@ def pack_slots(slots: dict[str, list], prefix: str) -> dict[str, np.ndarray]:
 
 def unpack_slots(arrays: dict, prefix: str, kinds, weights: int) -> dict[str, list[np.ndarray]]:
     return {kind: [arrays[f"{prefix}:{kind}:{i}"] for i in range(weights)] for kind in kinds}
+
+
+def pack_files(files: dict[str, bytes]) -> dict[str, np.ndarray]:
+    """Files' bytes by name (a role, or a file name), each as one uint8 array."""
+    return {f"{FILES}:{name}": np.frombuffer(data, dtype=np.uint8) for name, data in files.items()}
+
+
+def unpack_files(arrays: dict) -> dict[str, bytes]:
+    """The files packed by pack_files (other keys are left alone); an array that is not uint8 is not a file."""
+    found = {}
+    for key, value in arrays.items():
+        if key.startswith(f"{FILES}:") and getattr(value, "dtype", None) == np.uint8 and value.ndim == 1:
+            found[key[len(FILES) + 1:]] = value.tobytes()
+    return found
 
 
 def pack_by_layer(outputs: dict[str, list]) -> tuple[dict[str, int], dict[str, np.ndarray]]:

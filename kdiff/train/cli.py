@@ -5,7 +5,7 @@ import argparse
 
 from rich.console import Console
 
-from kdiff import full_model_h5
+from kdiff import full_model_h5, warm
 from kdiff.cli_arguments import (CommandParser, add_common_arguments, given_tolerance, resolve_sides, side_spec,
                                  write_reports)
 from kdiff.session import DiffOptions
@@ -122,7 +122,8 @@ def main(argv: list[str], out: Console, err: Console) -> int:
     options = TrainOptions(
         optimizers=optimizers, loss=loss, steps=args.steps, batch_size=args.batch_size,
         diff=DiffOptions(tolerance=tolerance, derived_tolerances=not given, custom_objects=args.custom_objects,
-                         timeouts=Timeouts(call=args.timeout), gradients=False))
+                         timeouts=Timeouts(call=args.timeout), gradients=False, warm=warm.enabled(args.warm),
+                         keys=args.keys))
     with TrainView(err) as view:
         report = run_training(a, b, x_path, y_path, options, view)
     write_reports(report.to_json(), args, f"kdiff train: {a.backend} against {b.backend}")

@@ -1,22 +1,44 @@
-"""CURVE keys (ZeroMQ's own encryption and authentication) for probes reached across machines.
+"""CURVE keys (ZeroMQ's own encryption and authentication) for a listening end reached across machines:
+a probe in a training job (kdiff attach) or a worker started with 'kdiff worker --listen'.
 
 ``kdiff keys DIR`` writes, with zmq.auth.create_certificates:
-  DIR/probe.key, DIR/probe.key_secret     the probe's pair (the job keeps the secret)
+  DIR/probe.key, DIR/probe.key_secret     the listening end's pair (the job or the worker host keeps the secret)
   DIR/client.key, DIR/client.key_secret   a coordinator's pair
   DIR/authorized_clients/client.key       the client public keys a probe accepts
-The job needs probe.key_secret and authorized_clients/; the coordinator needs client.key_secret
-and probe.key. A client whose key is not in authorized_clients/ is refused during the
-handshake by the ZAP authenticator thread: no request of its ever reaches the probe."""
+The listening end needs probe.key_secret and authorized_clients/; the coordinator needs
+client.key_secret and probe.key. A client whose key is not in authorized_clients/ is refused
+during the handshake by the ZAP authenticator thread: no request of its ever reaches the
+listening end."""
 from __future__ import annotations
 
+import ipaddress
+import socket as socket_module
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 AUTHORIZED = "authorized_clients"
+
+
+def is_loopback(endpoint: str) -> bool:
+    """True for tcp://127.x/::1/localhost endpoints and for ipc:// and inproc:// ones."""
+    parsed = urlparse(endpoint)
+    if parsed.scheme in ("ipc", "inproc"):
+        return True
+    host = (parsed.hostname or "").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return ipaddress.ip_address(socket_module.gethostbyname(host)).is_loopback
+        except (OSError, ValueError):
+            return False
 
 
 def make_keys(directory: str) -> list[Path]:
