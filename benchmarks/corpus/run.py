@@ -136,8 +136,11 @@ def run_one(folder: Path, backend: str, work: Path, timeout: float) -> dict:
               "max_process_rss_mb": ran["max_process_rss_mb"], "peak_tree_rss_mb": ran["peak_tree_rss_mb"]}
     if ran["exit"] not in (0, 1):
         result["error"] = _last_lines(ran["stderr"] or ran["stdout"], 12)
-    if report_path.exists():
-        result.update(verdict(json.loads(report_path.read_text())))
+    report = json.loads(report_path.read_text()) if report_path.exists() else None
+    if report is not None:
+        result.update(verdict(report))
+    result["flips_expected"] = flippable_convs(folder / "model.json", {
+        layer["name"]: layer["a_shape"] for layer in (report or {}).get("layers", []) if layer.get("a_shape")})
     written = fixed / "model.keras"
     if written.exists() and result.get("written_verified"):
         result["fixed_model"] = check_fixed(written, folder, backend, meta, timeout)
@@ -156,12 +159,84 @@ def verdict(report: dict) -> dict:
             "unexplained": unexplained,
             "after_fixes_all_match": after["all_match"] if after else None,
             "after_fixes_first_divergence": (after.get("first_divergence") or {}).get("layer") if after else None,
+            "after_fixes_first_grad_divergence": (after.get("first_grad_divergence") or {}).get("layer") if after else None,
             "written_verified": written["verified"] if written else None,
             "written_message": written["message"] if written else None,
             "noise_floor": report.get("noise_floor"),
             "input_warnings": report.get("input_warnings") or [],
+            "notes": report.get("notes") or [],
             "layers": len(report.get("layers") or []),
             "versions": {side: report["backends"][side]["versions"] for side in report.get("backends", {})}}
+
+
+# kdiff/diagnosis/rules/conv_kernel_flip.py's classes (Keras 1 and 2 names): Theano flips their kernels, a
+# kernel of spatial size 1 is its own flip; separable and depthwise kernels load as stored
+FLIPPED_CLASSES = {"Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "Conv3DTranspose", "Convolution1D",
+                   "Convolution2D", "Convolution3D", "Deconvolution2D", "AtrousConvolution1D", "AtrousConvolution2D"}
+
+
+def flippable_convs(model_json: Path, shapes: dict | None = None) -> dict | None:
+    """How many kernel flips a Theano model should get against a correlating backend: its convolutions (of the
+    classes Theano flips), how many of them have a kernel larger than 1 along a spatial axis whose input is
+    larger than 1 (`flippable`), and how many have a larger kernel only along axes of size 1 (`invisible`: a
+    'same' conv of a 1×1 input uses the kernel's centre alone, flipped or not; ResNet50's res5 convs at 32×32).
+    `shapes`: each layer's output shape (the report's a_shape), for the convs' input sizes."""
+    try:
+        config = json.loads(model_json.read_text())
+    except (OSError, ValueError):
+        return None
+    shapes = dict(shapes or {})
+    counts = {"convs": 0, "flippable": 0, "invisible": 0}
+
+    def name_of(layer_config):
+        return layer_config.get("name") or (layer_config.get("config") or {}).get("name")
+
+    def walk(layer_config, previous=None):
+        body = layer_config.get("config")
+        if isinstance(body, list):          # Keras 1/2.0 Sequential
+            children = body
+        elif isinstance(body, dict) and isinstance(body.get("layers"), list):
+            children = body["layers"]
+        else:
+            children = None
+        if children is not None:
+            sequential = layer_config.get("class_name") == "Sequential"
+            for child in children:
+                child_body = child.get("config") or {}
+                if isinstance(child_body, dict) and child_body.get("batch_input_shape"):
+                    shapes.setdefault(f"{name_of(child)}:input", child_body["batch_input_shape"])
+                walk(child, previous if sequential else None)
+                previous = name_of(child)
+            return
+        if isinstance(body, dict) and isinstance(body.get("layer"), dict):   # TimeDistributed, Bidirectional
+            walk(body["layer"])
+            return
+        if layer_config.get("class_name") not in FLIPPED_CLASSES or not isinstance(body, dict):
+            return
+        counts["convs"] += 1
+        sizes = body.get("kernel_size") or [body.get(k) for k in ("nb_row", "nb_col", "filter_length",
+                                                                  "kernel_dim1", "kernel_dim2", "kernel_dim3")
+                                            if body.get(k) is not None]
+        sizes = [int(s) for s in ([sizes] if isinstance(sizes, int) else sizes)]
+        if not any(size > 1 for size in sizes):
+            return
+        nodes = layer_config.get("inbound_nodes") or []
+        source = nodes[0][0][0] if nodes and nodes[0] else previous
+        shape = shapes.get(f"{name_of(layer_config)}:input") or shapes.get(source)
+        if shape is None or len(shape) != len(sizes) + 2:
+            counts["flippable"] += 1      # its input's size unknown: counted as visible
+            return
+        first = body.get("data_format", body.get("dim_ordering")) in ("channels_first", "th") and len(sizes) > 1
+        spatial = shape[2:] if first else shape[1:-1]
+        visible = any(size > 1 and (extent is None or extent > 1) for size, extent in zip(sizes, spatial))
+        counts["flippable" if visible else "invisible"] += 1
+
+    for layer in (config.get("config") or {}).get("layers", []) if isinstance(config.get("config"), dict) else []:
+        body = layer.get("config") or {}
+        if layer.get("class_name") == "InputLayer" and body.get("batch_input_shape"):
+            shapes.setdefault(name_of(layer), body["batch_input_shape"])
+    walk(config)
+    return counts
 
 
 def check_fixed(model: Path, folder: Path, backend: str, meta: dict, timeout: float) -> dict:
@@ -218,6 +293,9 @@ def cell(run: dict | None) -> str:
         return "–"
     if run.get("timed_out"):
         return f"**timed out** ({run['seconds']:.0f} s)"
+    if run["exit"] == 2 and any("not supported yet" in line for line in run.get("error", [])):
+        refused = next(line for line in run["error"] if "not supported yet" in line).replace("error: ", "")
+        return f"refused up front (exit 2: {refused})"
     if run["exit"] not in (0, 1):
         return f"**exit {run['exit']}** ({run['seconds']:.0f} s)"
     causes: dict[str, list] = {}
@@ -226,6 +304,10 @@ def cell(run: dict | None) -> str:
     named = ", ".join(f"{cause} ×{len(v)}{' ✓' if all(v) else ' (unverified ' + str(v.count(False)) + ')'}"
                       for cause, v in causes.items())
     text = "match" if run["exit"] == 0 else (named or "diverges, no cause")
+    expected = (run.get("flips_expected") or {}).get("flippable")
+    found = len(causes.get("conv-kernel-flip", []))
+    if expected is not None and found != expected:
+        text += f" (**{found} of {expected} kernel flips**)"
     if run["exit"] == 1:
         if run.get("unexplained"):
             text += "; **unexplained**"
@@ -237,6 +319,11 @@ def cell(run: dict | None) -> str:
             text += "; **fix not verified**"
         elif run.get("after_fixes_all_match") is False:
             text += "; **after fixes: no match**"
+        if run.get("after_fixes_first_grad_divergence"):
+            text += f"; **gradients after fixes diverge at `{run['after_fixes_first_grad_divergence']}`**"
+    skipped = [note for note in run.get("notes", []) if note.startswith("gradients were not compared")]
+    if skipped:
+        text += "; **gradients not compared** (" + skipped[0].rsplit(": ", 1)[-1][:80] + ")"
     return f"{text} ({run['seconds']:.0f} s, {run['peak_tree_rss_mb'] / 1024:.1f} GB)"
 
 
@@ -258,8 +345,14 @@ def markdown(results: dict) -> str:
              "diagnosis, the written model's check) and the peak resident memory of kdiff's process tree "
              "(per run in corpus.json: also the largest single process, and the 1-minute load average before the "
              "run: other jobs sharing the machine lengthen the times).", "",
-             "| model | source | layers | parameters | " + " | ".join(backends) + " |",
-             "| --- | --- | ---: | ---: | " + " | ".join("---" for _ in backends) + " |"]
+             "The flips column: how many of the model's convolutions (of the classes whose kernels Theano flips; "
+             "their total in brackets) have a kernel larger than 1 along an axis whose input is larger than 1: "
+             "the `conv-kernel-flip` findings a correlating backend should get (a 1×1 kernel is its own flip, "
+             "and a 'same' 3×3 conv of a 1×1 input uses the kernel's centre alone: `invisible`, no finding "
+             "expected, the written model correct for the model's input size); a cell says so where the count "
+             "found differs.", "",
+             "| model | source | layers | parameters | flips expected (of convs) | " + " | ".join(backends) + " |",
+             "| --- | --- | ---: | ---: | ---: | " + " | ".join("---" for _ in backends) + " |"]
     refused, problems = [], []
     for name in sorted(models, key=_order):
         model = models[name]
@@ -272,8 +365,26 @@ def markdown(results: dict) -> str:
         source = {generate.KA: "keras_applications", generate.K1A: "Keras 1.2.2 apps",
                   generate.EX: "Keras 2.3.1 examples"}.get(meta.get("source"), meta.get("source"))
         fmt = meta.get("data_format_used", meta.get("data_format"))
+        flips = next((r["flips_expected"] for r in runs.values() if r.get("flips_expected")), None)
+        if flips is None or "invisible" not in flips or any(
+                "notes" not in r for r in runs.values() if r["exit"] in (0, 1)):   # recorded before the runner counted them: from the
+            folder = Path(generate.default_out()) / name     # model file and the report, where they are
+            for backend, run in runs.items():
+                report = folder.parent / "_runs" / name / f"{backend}.json"
+                saved_report = json.loads(report.read_text()) if report.exists() else {}
+                layers = saved_report.get("layers", [])
+                for key, value in (verdict(saved_report) if saved_report else {}).items():
+                    run.setdefault(key, value)
+                run["flips_expected"] = flippable_convs(folder / "model.json", {
+                    layer["name"]: layer["a_shape"] for layer in layers if layer.get("a_shape")})
+                flips = flips if flips and "invisible" in flips else run["flips_expected"]
+        if flips:
+            flips = f"{flips['flippable']} ({flips['convs']}" + (
+                f"; {flips['invisible']} invisible at 1×1)" if flips.get("invisible") else ")")
+        else:
+            flips = "?"
         lines.append(f"| `{name}` | {source}, {fmt} | {meta.get('layers', '?')} | {meta.get('parameters', 0):,} | "
-                     + " | ".join(cell(runs.get(b)) for b in backends) + " |")
+                     f"{flips} | " + " | ".join(cell(runs.get(b)) for b in backends) + " |")
         for backend, run in runs.items():
             issue = problem(run)
             if issue:
@@ -302,6 +413,16 @@ def problem(run: dict) -> str | None:
         return f"the written model does not reproduce Theano: {json.dumps(fixed)[:300]}"
     if run["exit"] == 1 and run.get("written_verified") is False:
         return f"kdiff did not verify the written model: {run.get('written_message')}"
+    skipped = [note for note in run.get("notes", []) if note.startswith("gradients were not compared")]
+    if skipped:
+        return f"{skipped[0]}; command: `{run['command']}`"
+    if run["exit"] == 1 and run.get("after_fixes_first_grad_divergence"):
+        return (f"the forward pass matches after every proven fix, the gradients do not (first at "
+                f"`{run['after_fixes_first_grad_divergence']}`, no cause named); command: `{run['command']}`")
+    expected = (run.get("flips_expected") or {}).get("flippable")
+    found = sum(1 for f in run.get("findings", []) if f["cause"] == "conv-kernel-flip")
+    if expected is not None and run["exit"] in (0, 1) and found != expected:
+        return f"{found} `conv-kernel-flip` findings where {expected} convolutions have a kernel larger than 1"
     return None
 
 
