@@ -13,7 +13,8 @@ with a session token; its calls are then answered as backends.serve answers them
 commands, the same progress messages while a call runs), and the coordinator's keeper socket
 pings with the token every second. The session ends with ``shutdown`` (the worker goes on
 listening), or when nothing came from the session for ``--lease`` seconds while no call ran (the
-coordinator is gone). Another peer meanwhile is told the worker is busy. The model a session
+coordinator is gone). Another peer meanwhile is told the worker is busy, unless its hello says
+``"take_over": true`` (a warm worker's run: it holds the slot's lock, so the session's run is gone). The model a session
 loaded stays loaded: a later session loading the same files (by content) gets it back as loaded,
 without building or compiling it again (the Worker's ``reuse_key``).
 
@@ -104,6 +105,12 @@ class SessionServer(Server):
             if cmd != "hello":
                 self.send_to(peer, _error(seq, "protocol", "no-session", f"'{cmd}' came before a 'hello'"))
                 return None
+            self.begin_session(peer)
+            return None
+        if peer != self.peer and cmd == "hello" and (header.get("args") or {}).get("take_over") is True:
+            # a warm worker's new run holds the slot's lock, so the session's run is gone (killed, say)
+            sys.stderr.write(f"kdiff worker: session {self.sessions} taken over by a new run\n")
+            self.end_session()
             self.begin_session(peer)
             return None
         if peer != self.peer:

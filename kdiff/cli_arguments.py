@@ -14,7 +14,7 @@ from kdiff.errors import UsageError
 from kdiff.metrics import Tolerance
 from kdiff.model_files import inspect_model
 from kdiff.preflight import check_options
-from kdiff.session import Side
+from kdiff.session import Side, client_keys
 from kdiff.workers import Timeouts
 
 
@@ -122,6 +122,8 @@ def resolve_sides(args: argparse.Namespace, data: tuple[str, ...] = ("SAMPLE",),
         if endpoint and python:
             raise UsageError("usage", f"side {name} is a worker at {endpoint}, and --{name}-python names an interpreter "
                              "here", f"leave out --{name}-python (the worker's host has its own environment)")
+    for endpoint in filter(None, (a_endpoint, b_endpoint)):
+        client_keys(getattr(args, "keys", None), endpoint)  # keys needed and readable: said before anything starts
     a = Side("a", a_backend or default_a, a_model, a_weights, args.a_python, endpoint=a_endpoint)
     b = Side("b", b_backend or ("jax" if keras3 else "tensorflow"), b_model, b_weights, args.b_python,
              layout=_checked_layout(getattr(args, "b_layout", None), b_backend or ("jax" if keras3 else "tensorflow"),

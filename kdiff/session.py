@@ -165,7 +165,7 @@ class DiffSession:
             pool.spawn(side.name, side.backend, self.pythons[side.name], options, side.worker_module)
             return
         pool.connect(side.name, side.backend, endpoint, process=lease.process, pid=lease.pid,
-                     log_path=lease.log_path)
+                     log_path=lease.log_path, take_over=True)
 
     def _check_generation(self, side: Side) -> None:
         """A theano worker on another host runs one Keras generation: the one the side's files were written by."""

@@ -196,6 +196,13 @@ def stop_all(wait: float = 5.0) -> list[dict]:
             except ProcessLookupError:
                 pass
     for leftover in warm_dir().glob("*"):
-        if leftover.suffix in (".json", ".sock"):
+        if leftover.suffix in (".json", ".sock", ".log"):
             leftover.unlink(missing_ok=True)
+    for lock_path in warm_dir().glob("*.lock"):  # a slot no run holds now goes too
+        with open(lock_path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            lock_path.unlink(missing_ok=True)
     return stopped

@@ -223,10 +223,11 @@ class WorkerPool:
         return worker
 
     def connect(self, side: str, backend: str, endpoint: str, keys=None, process: subprocess.Popen | None = None,
-                pid: int | None = None, log_path: Path | None = None) -> WorkerProcess:
+                pid: int | None = None, log_path: Path | None = None, take_over: bool = False) -> WorkerProcess:
         """Reach a listening worker (backends.listen) at ``endpoint`` and ask it for a session; ``keys``: a
         kdiff.protocol.keys.ClientKeys (CURVE), which any endpoint but loopback needs. ``wait_hello`` then
-        waits for its answer. ``process``/``pid``: a worker on this machine, watched while kdiff waits."""
+        waits for its answer. ``process``/``pid``: a worker on this machine, watched while kdiff waits;
+        ``take_over``: end a session it still holds (a warm worker whose slot this run has locked)."""
         if side in self.sockets:
             self.sockets.pop(side).close()
         socket = self.context.socket(zmq.DEALER)
@@ -245,7 +246,7 @@ class WorkerPool:
                                log_path or self.logdir / f"worker-{side}.log", endpoint=endpoint, pid=pid)
         self.workers[side] = worker
         worker.last_command = "hello"
-        socket.send_multipart(encode({"seq": 0, "cmd": "hello"}))
+        socket.send_multipart(encode({"seq": 0, "cmd": "hello", "args": {"take_over": take_over}}))
         return worker
 
     def _send_frames(self, side: str, frames: list, flags: int = 0) -> None:

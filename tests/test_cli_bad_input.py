@@ -130,3 +130,21 @@ def test_pickled_labels_are_refused_not_unpickled(capsys, files):
     np.save(files / "y.npy", np.array([{"label": 1}] * 4, dtype=object), allow_pickle=True)
     code, err = run(capsys, files, "--labels", str(files / "y.npy"), "--loss", "mse")
     assert code == 2 and "y.npy cannot be read without unpickling" in err
+
+
+@pytest.mark.parametrize("args, said", [
+    (("--b", "tensorflow@gpu-box"), "after '@' kdiff expects tcp://HOST:PORT or ipc://PATH"),
+    (("--b", "tensorflow@tcp://10.1.2.3:5570"), "not a loopback address: a worker there listens only behind CURVE"),
+    (("--b", "tensorflow@tcp://127.0.0.1:5570", "--keys", "/nonexistent/keys"), "--keys /nonexistent/keys"),
+    (("--b", "tensorflow@tcp://127.0.0.1:5570", "--b-python", "/usr/bin/python3"), "leave out --b-python"),
+])
+def test_a_side_on_another_host_named_wrongly(capsys, files, args, said):
+    code, err = run(capsys, files, *args)
+    assert code == 2 and said in err and "Traceback" not in err
+
+
+def test_kdiff_worker_refuses_to_listen_off_loopback_without_keys(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("KDIFF_HOME", str(tmp_path / "home"))
+    code = main(["worker", "--listen", "tcp://0.0.0.0:5570", "--backend", "tensorflow"])
+    err = capsys.readouterr().err
+    assert code == 2 and "kdiff keys DIR" in err and not (kdiff_home() / "envs").exists()

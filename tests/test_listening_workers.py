@@ -307,3 +307,26 @@ def test_side_specs_name_an_endpoint():
     assert side_parts("tensorflow:port.keras") == ("tensorflow", None, "port.keras", None)
     with pytest.raises(UsageError, match="tcp://HOST:PORT"):
         side_parts("tensorflow@gpu-box")
+
+
+def test_a_warm_run_killed_mid_session_leaves_its_workers_to_the_next_run(files):
+    model, sample = files
+    script = f"""
+import os, signal, sys
+sys.path.insert(0, {str(SOURCE_ROOT)!r})
+from kdiff.session import DiffOptions, DiffSession, Side
+side = lambda name: Side(name, "fake", {model!r}, python=sys.executable, worker_module={FAKE!r},
+                         worker_options={{"model": "conv"}})
+session = DiffSession(side("a"), side("b"), DiffOptions(gradients=False, warm=True))
+session.start()
+os.kill(os.getpid(), signal.SIGKILL)   # no shutdown, no release: the kernel drops the slots' locks
+"""
+    killed = subprocess.run([sys.executable, "-c", script], env=os.environ, capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    pids = sorted(slot["pid"] for slot in warm.slots())
+    assert len(pids) == 2
+    started = time.monotonic()
+    report = run_diff(fake_side("a", model), fake_side("b", model), sample,
+                      DiffOptions(derived_tolerances=True, gradients=False, warm=True), Logged())
+    assert report.exit_code == 0 and time.monotonic() - started < 15  # not a 20 s lease's wait, nor 'busy'
+    assert sorted(slot["pid"] for slot in warm.slots()) == pids
