@@ -27,8 +27,15 @@ _COLLECTIONS_ABC_NAMES = (
 )
 
 
+# Theano walks its graphs recursively (gradients, optimisation, cloning): ResNet50 in channels_last
+# (keras_applications 1.0.8) differentiated with every layer's output exceeds Python's default 1000
+# frames ("RecursionError: maximum recursion depth exceeded" in the worker's forward_backward)
+RECURSION_LIMIT = 20_000
+
+
 def configure_theano(cache_dir: str) -> None:
-    """Set THEANO_FLAGS for CPU float32 with compiled ops cached under `cache_dir`."""
+    """Set THEANO_FLAGS for CPU float32 with compiled ops cached under `cache_dir`; allow deep recursion."""
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     if "theano" in sys.modules:
         raise RuntimeError("configure_theano() must run before theano is imported")
     cache_dir = os.path.abspath(cache_dir)
