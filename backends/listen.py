@@ -125,14 +125,8 @@ class SessionServer(Server):
             self.outbox.join()
             self.end_session()
         else:
-            self.set_running(seq)
-            try:
-                self.dispatch(seq, cmd, header.get("args") or {}, arrays)
-            except Exception as exc:  # every failure goes back to the coordinator as data
-                self.send({"type": "error", "seq": seq, "error": error_payload(exc)})
-            finally:
-                self.set_running(None)
-                self.heard = time.monotonic()
+            self.run_call(seq, cmd, header.get("args") or {}, arrays)
+            self.heard = time.monotonic()
         return None
 
     def begin_session(self, peer: bytes) -> None:

@@ -161,13 +161,17 @@ class Server:
                 self.send({"type": "reply", "seq": seq, "result": {}})
                 self.outbox.join()
                 return
-            self.set_running(seq)
-            try:
-                self.dispatch(seq, cmd, header.get("args") or {}, arrays)
-            except Exception as exc:  # every failure goes back to the coordinator as data
-                self.send({"type": "error", "seq": seq, "error": error_payload(exc)})
-            finally:
-                self.set_running(None)
+            self.run_call(seq, cmd, header.get("args") or {}, arrays)
+
+    def run_call(self, seq: int, cmd: str, args: dict, arrays: dict) -> None:
+        """Answer one call, progress ticking while it runs; every failure goes back as an error message."""
+        self.set_running(seq)
+        try:
+            self.dispatch(seq, cmd, args, arrays)
+        except Exception as exc:  # every failure goes back to the coordinator as data
+            self.send({"type": "error", "seq": seq, "error": error_payload(exc)})
+        finally:
+            self.set_running(None)
 
     def dispatch(self, seq: int, cmd: str, args: dict, arrays: dict) -> None:
         handler = COMMANDS.get(cmd)
