@@ -21,7 +21,7 @@ from backends.common.training_common import (StepResult, check_settings, optimiz
                                              trial_settings, update_of)
 
 # Where each optimizer keeps its per-weight slots, and kdiff's name for each kind
-SLOT_ATTRIBUTES = {"_momentums": "m", "_velocities": "v", "_velocity_hats": "vhat", "_accumulators": "v",
+SLOT_ATTRIBUTES = {"_momentums": "m", "_m": "m", "_velocities": "v", "_velocity_hats": "vhat", "_accumulators": "v",
                    "_accumulated_grads": "v", "_accumulated_delta_vars": "delta", "_average_gradients": "mean_grad",
                    "momentums": "momentum", "_u": "u"}
 # The update formula of Keras 1/2 where Keras 3's differs: epsilon added after the square root
@@ -93,6 +93,11 @@ class Trainer:
                 variable.assign(value)
         if iterations is not None:
             optimizer.iterations.assign(iterations)
+        if "initial_accumulator_value" in overrides and hasattr(optimizer, "_accumulators"):
+            # the step re-run is the first: its accumulators start at the value asked for
+            for accumulator in optimizer._accumulators:
+                accumulator.assign(np.full(accumulator.shape, overrides["initial_accumulator_value"],
+                                           dtype=accumulator.dtype))
         current = [v.numpy() for v in self.variables]
         try:
             for variable, value in zip(self.variables, weights_before):

@@ -83,6 +83,12 @@ class Trainer:
                                   "re-run the step on the other side")
         overrides, iterations, (weights_before, optimizer_state, gradients) = trial_settings(self.snapshot, overrides,
                                                                                             layers)
+        # Keras 1/2's Adagrad takes no initial_accumulator_value (its accumulators start at 0): the
+        # step re-run is the first, so its accumulators are set to the value asked for instead
+        initial_accumulator = overrides.pop("initial_accumulator_value", None)
+        if initial_accumulator is not None and self.class_name != "Adagrad":
+            raise ModelInputError(f"{self.class_name} keeps no accumulator to start at {initial_accumulator!r}",
+                                  "leave initial_accumulator_value out for this optimizer")
         optimizer = self._make_optimizer({**self._framework_config(_canonical_config(self.optimizer.get_config())),
                                           **self._framework_config(overrides)})
         function = self._compile_apply(optimizer)
@@ -90,6 +96,9 @@ class Trainer:
         K.batch_set_value(list(zip(optimizer.weights, optimizer_state)))
         if iterations is not None:
             _set_iterations(optimizer, iterations)
+        if initial_accumulator is not None:
+            K.batch_set_value([(variable, np.full(value.shape, initial_accumulator, dtype=value.dtype))
+                               for variable, value in zip(self._slot_variables(optimizer), self._slots(optimizer)["v"])])
         try:
             K.batch_set_value(list(zip(self.params, weights_before)))
             function(list(gradients))
@@ -140,12 +149,17 @@ class Trainer:
             loss_function(name, self.keras1), list(functional_graph(self.model).outputs))
 
     # ---- reading the optimizer's state ----------------------------------------------------
+    @staticmethod
+    def _slot_variables(optimizer) -> list:
+        """The optimizer's per-weight slots, in order: its weights but the step counter (and Keras
+        2.3.1 Nadam's m_schedule, one scalar)."""
+        scalars = {id(getattr(optimizer, name, None)) for name in ("iterations", "m_schedule")}
+        return [w for w in optimizer.weights if id(w) not in scalars]
+
     def _slots(self, optimizer) -> dict:
         from keras import backend as K
 
-        iterations = getattr(optimizer, "iterations", None)
-        variables = [w for w in optimizer.weights if w is not iterations]
-        values = K.batch_get_value(variables)
+        values = K.batch_get_value(self._slot_variables(optimizer))
         count, slots = len(self.params), {}
         for position, kind in enumerate(SLOT_KINDS.get(self.class_name, [])):
             chunk = values[position * count:(position + 1) * count]

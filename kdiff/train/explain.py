@@ -1,10 +1,14 @@
 """Naming what differs between the two optimizers at the first diverging step, and proving it.
 
-Each side's step is solved for its settings (``fitting.py``); every setting or formula that
-differs becomes a candidate. The candidates are applied on side B, one more at a time, by
+Each side's step is solved for its settings and formula variant (``fitting.py``); every setting
+or formula that differs becomes a candidate. Each candidate is first applied alone on side B by
 re-running that step there (``trial_step``: same starting weights, slots and gradients) with
-side A's setting, and B's updates are compared with A's again. A finding is verified when the
-re-run with it (and the candidates before it) brings every paired update within tolerance.
+side A's setting, and B's updates are compared with A's again: a candidate that alone brings
+every paired update within tolerance is verified by itself. Where several differ at once (Keras
+2.3.1's Adagrad against Keras 3's: the learning rate, the accumulator's start and epsilon's
+placement), no one of them alone makes the updates agree: the whole set is re-run together, then
+each one left out in turn (one that is not needed is dropped), and the findings of the smallest
+set that still matches are verified together, each ``proven_together_with`` the others' causes.
 BatchNormalization's momentum (``moving_statistics.py``) joins the candidates as a setting of
 side B's layer rather than of its optimizer."""
 from __future__ import annotations
@@ -15,13 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kdiff.diagnosis.model import ErrorSize, Finding
-from kdiff.train.fitting import EPSILON_OUTSIDE, Fit
+from kdiff.train.fitting import EPSILON_OUTSIDE, MOMENTUM_NESTEROV, Fit
 
 # How far two solved values may be apart and still be the same setting (relative)
 SAME_VALUE = {"learning_rate": 1e-2, "epsilon": 0.1, "beta_1": 1e-3, "beta_2": 1e-4, "rho": 1e-3,
               "momentum": 1e-3, "initial_accumulator_value": 1e-2}
 CAUSES = {"learning_rate": "optimizer-learning-rate", "epsilon": "optimizer-epsilon",
-          "initial_accumulator_value": "optimizer-formula"}
+          "initial_accumulator_value": "optimizer-initial-accumulator"}
+NESTEROV = "optimizer-nesterov"
 DECAY_RATES = ("beta_1", "beta_2", "rho", "momentum")
 
 
@@ -43,7 +48,11 @@ ITERATION_OFFSET = "optimizer-iteration-offset"
 def candidates(fit_a: Fit, fit_b: Fit, declared_a: dict, declared_b: dict) -> list[Candidate]:
     """What differs between the two solved steps: the formula first, then each setting."""
     found = []
-    if fit_a.formula and fit_b.formula and fit_a.formula != fit_b.formula:
+    if fit_a.formula and fit_b.formula and fit_a.formula != fit_b.formula and fit_a.optimizer == "SGD":
+        # the momentum form is a setting every Keras takes
+        found.append(Candidate(NESTEROV, "nesterov", fit_a.formula == MOMENTUM_NESTEROV,
+                               fit_b.formula == MOMENTUM_NESTEROV, {"nesterov": fit_a.formula == MOMENTUM_NESTEROV}))
+    elif fit_a.formula and fit_b.formula and fit_a.formula != fit_b.formula:
         found.append(Candidate("optimizer-formula", "formula", fit_a.formula, fit_b.formula, {},
                                "keras2" if fit_a.formula == EPSILON_OUTSIDE else None))
     if fit_a.step and fit_b.step and fit_a.step != fit_b.step:
@@ -64,33 +73,82 @@ def candidates(fit_a: Fit, fit_b: Fit, declared_a: dict, declared_b: dict) -> li
 
 def prove(candidates_found: list[Candidate], trial, update_error, before: ErrorSize, weight: str,
           step: int, sides: tuple[str, str], optimizer: str) -> list[Finding]:
-    """Re-run the step on side B with each candidate added in turn.
+    """Re-run the step on side B with each candidate alone; where that leaves some unproven and
+    there are several, with the whole set together and then each one left out in turn.
 
     ``trial(overrides, formula, layers)`` returns B's updates; ``update_error(updates)`` their
     error against A's as (ErrorSize, all within tolerance)."""
-    findings, overrides, formula, layers = [], {}, None, {}
-    results = []
+    runnable = [c for c in candidates_found if not (c.setting == "formula" and c.formula is None)]
+
+    def run(chosen: list[Candidate]) -> tuple:
+        overrides, formula, layers = {}, None, {}
+        for candidate in chosen:
+            overrides.update(candidate.override)
+            for layer, settings in candidate.layers.items():
+                layers[layer] = {**layers.get(layer, {}), **settings}
+            formula = candidate.formula or formula
+        return update_error(trial(overrides, formula, layers))
+
+    alone = {id(c): run([c]) for c in runnable}
+    together, joint = [], None
+    if len(runnable) > 1 and not all(matches for _, matches in alone.values()):
+        joint = run(runnable)
+        if joint[1]:
+            together = list(runnable)
+            for candidate in list(together):       # leave each out: a candidate not needed is dropped
+                rest = [c for c in together if c is not candidate]
+                if rest and not (len(rest) == 1 and alone[id(rest[0])][1]):
+                    result = run(rest)
+                    if result[1]:
+                        together, joint = rest, result
+                elif rest:
+                    together, joint = rest, alone[id(rest[0])]
+            if len(together) < 2:
+                together = []    # a single candidate was enough: proven alone above
+    findings = []
     for candidate in candidates_found:
-        overrides.update(candidate.override)
-        for layer, settings in candidate.layers.items():
-            layers[layer] = {**layers.get(layer, {}), **settings}
-        formula = candidate.formula or formula
-        if candidate.setting == "formula" and candidate.formula is None:
-            results.append((candidate, None, False))   # side B cannot run side A's formula
-            continue
-        after, matches = update_error(trial(dict(overrides), formula, {k: dict(v) for k, v in layers.items()}))
-        results.append((candidate, after, matches))
-    proven = bool(results) and results[-1][2]
-    for candidate, after, matches in results:
-        rerun = {**candidate.override, **({"formula": candidate.formula} if candidate.formula else {})}
-        for settings in candidate.layers.values():
-            rerun.update(settings)
-        findings.append(Finding(
-            cause=candidate.cause, layer=candidate.layer or weight, verified=proven and after is not None,
-            before=before, after=after, fix=_fix(candidate, sides), code=_code(candidate, optimizer),
-            detail={"step": step, "setting": candidate.setting, "a": candidate.a_value, "b": candidate.b_value,
-                    "rerun_with": rerun, "matches_after": matches, **candidate.extra}))
+        detail = {"step": step, "setting": candidate.setting, "a": candidate.a_value, "b": candidate.b_value,
+                  **candidate.extra}
+        if id(candidate) not in alone:         # side B cannot run side A's formula
+            after, verified, rerun = None, False, dict(candidate.override)
+            detail.update(rerun_with=rerun, matches_after=False)
+        elif any(c is candidate for c in together):
+            after, verified = joint[0], True
+            rerun = {}
+            for other in together:
+                rerun.update(_rerun_of(other))
+            detail.update(rerun_with=rerun, matches_after=True,
+                          proven_together_with=[c.cause for c in together if c is not candidate],
+                          alone={"after": alone[id(candidate)][0].to_json(), "matches": alone[id(candidate)][1]})
+        else:
+            after, verified = alone[id(candidate)]
+            detail.update(rerun_with=_rerun_of(candidate), matches_after=verified)
+            if joint is not None and not verified and not together:
+                detail["together"] = {"after": joint[0].to_json(), "matches": joint[1],
+                                      "with": [c.cause for c in runnable]}
+        code = _code_together(together, optimizer) if any(c is candidate for c in together) else None
+        findings.append(Finding(cause=candidate.cause, layer=candidate.layer or weight, verified=verified,
+                                before=before, after=after, fix=_fix(candidate, sides),
+                                code=code or _code(candidate, optimizer), detail=detail))
     return findings
+
+
+def _rerun_of(candidate: Candidate) -> dict:
+    rerun = {**candidate.override, **({"formula": candidate.formula} if candidate.formula else {})}
+    for settings in candidate.layers.values():
+        rerun.update(settings)
+    return rerun
+
+
+def _code_together(together: list[Candidate], optimizer: str) -> str | None:
+    """The one optimizer that carries every setting of a set proven together (side B's)."""
+    if any(c.layers or c.cause == ITERATION_OFFSET for c in together):
+        return None
+    settings = ", ".join(f"{key}={value!r}" for c in together for key, value in c.override.items())
+    formula = next((c for c in together if c.setting == "formula"), None)
+    if formula is None:
+        return f"optimizer = keras.optimizers.{optimizer}({settings})"
+    return _code(formula, optimizer) + f"\n\noptimizer = Keras2{optimizer}({settings})"
 
 
 def _same(setting: str, a, b) -> bool:
@@ -119,6 +177,10 @@ def _fix(candidate: Candidate, sides: tuple[str, str]) -> str:
                 f"update): set momentum={settings['momentum']:g} on side B's layer. Keras's momentum weighs the old "
                 f"value, PyTorch's the new batch: PyTorch momentum p is Keras momentum 1 - p."
                 + _variance_fix(candidate.extra.get("variance")))
+    if isinstance(candidate.a_value, bool):
+        return (f"Side A ({a}) steps with {candidate.setting}={candidate.a_value}, side B ({b}) with "
+                f"{candidate.setting}={candidate.b_value} (told by each side's update from its momentum slot): "
+                f"set {candidate.setting}={candidate.override[candidate.setting]} in side B's optimizer.")
     if candidate.setting == "formula":
         return (f"The two optimizers compute the step differently: side A ({a}) {candidate.a_value}, side B ({b}) "
                 f"{candidate.b_value}. Use side A's formula on side B (a subclass, below) or accept the difference.")
@@ -146,6 +208,12 @@ def _code(candidate: Candidate, optimizer: str) -> str:
     if candidate.setting == "formula":
         if candidate.formula != "keras2":
             return "# side B has no other formula kdiff can run"
+        if optimizer == "Adagrad":
+            return ("class Keras2Adagrad(keras.optimizers.Adagrad):\n"
+                    "    def update_step(self, gradient, variable, learning_rate):\n"
+                    "        v = self._accumulators[self._get_variable_index(variable)]\n"
+                    "        self.assign_add(v, keras.ops.square(gradient))\n"
+                    "        self.assign_sub(variable, learning_rate * gradient / (keras.ops.sqrt(v) + self.epsilon))")
         return ("class Keras2RMSprop(keras.optimizers.RMSprop):\n"
                 "    def update_step(self, gradient, variable, learning_rate):\n"
                 "        v = self._velocities[self._get_variable_index(variable)]\n"

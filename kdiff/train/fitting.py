@@ -22,6 +22,15 @@ IDENTIFIABLE = 1e-4
 # Formula variants: where Keras 1/2 and Keras 3 compute RMSprop's and Adagrad's step differently
 EPSILON_OUTSIDE = "lr·g / (√v + ε)  (Keras 1/2)"
 EPSILON_INSIDE = "lr·g / √(v + ε)  (Keras 3)"
+# SGD's two momentum forms (the same in Keras 1, 2 and 3; ``nesterov`` chooses)
+MOMENTUM_PLAIN = "update = m_new = μ·m - lr·g  (nesterov=False)"
+MOMENTUM_NESTEROV = "update = μ·m_new - lr·g  (nesterov=True)"
+# The optimizers whose epsilon placement is a variant fitted (and, where one side's step cannot
+# tell, probed by re-running that side's step with a larger epsilon: ``formula_from_probe``)
+PLACEMENT_VARIANTS = ("RMSprop", "Adagrad")
+# How far (relative) the probe's update may be from a variant's and still be that variant, and how
+# much worse the other must be
+PROBE_MATCH, PROBE_MARGIN = 1e-3, 10.0
 # How close (relative) the learning rate solved at a step number t must come to the declared one
 STEP_MATCH = 2e-4
 # The largest step number searched for
@@ -45,11 +54,12 @@ class Fit:
     assumed: tuple = ()           # settings taken from the declared config (not identifiable)
     step: int = 0                 # t, the step number the rule used (solved for Adam, else iterations + 1)
     counter_step: int = 0         # t by the optimizer's own iteration counter (iterations + 1)
+    probe: dict | None = None     # how the formula was told where the step alone could not (formula_from_probe)
 
     def to_json(self) -> dict:
         return {"optimizer": self.optimizer, "values": self.values, "formula": self.formula or None,
                 "residual": self.residual, "assumed": list(self.assumed), "t": self.step,
-                "t_counter": self.counter_step or self.step}
+                "t_counter": self.counter_step or self.step, **({"formula_probe": self.probe} if self.probe else {})}
 
 
 class _Elements:
@@ -144,7 +154,7 @@ def _square_root_rule(optimizer: str, e: _Elements, t: int, declared: dict, valu
             (slope,) = _lstsq([base + epsilon], target)
             fitted_epsilon, assumed = epsilon, ("epsilon",)
         learning_rate = 1 / slope if outside else 1 / math.sqrt(abs(slope))
-        denominator = np.sqrt(v) + fitted_epsilon if outside else np.sqrt(np.maximum(v + fitted_epsilon, 0))
+        denominator = _denominator(formula, v, fitted_epsilon)
         fits[formula] = Fit(optimizer, {**values, "learning_rate": learning_rate, "epsilon": fitted_epsilon},
                             _residual(-learning_rate * g / denominator, update), formula=formula,
                             assumed=assumed, step=t)
@@ -152,6 +162,49 @@ def _square_root_rule(optimizer: str, e: _Elements, t: int, declared: dict, valu
     if all("epsilon" in fit.assumed for fit in fits.values()):
         best = Fit(best.optimizer, best.values, best.residual, "", best.assumed, t)  # indistinguishable
     return Fit(best.optimizer, best.values, best.residual, best.formula, best.assumed, t)
+
+
+def needs_probe(fit: Fit | None) -> bool:
+    """Whether this side's step cannot tell its epsilon placement (ε is below float32 resolution next
+    to v in both variants, e.g. Keras 3's Adagrad with its accumulator starting at 0.1)."""
+    return fit is not None and fit.optimizer in PLACEMENT_VARIANTS and not fit.formula
+
+
+def probe_epsilon(steps: list[WeightStep]) -> float:
+    """An epsilon that moves every variant's update well above float32 resolution: the median of v
+    after the step (where the gradient is nonzero), so √(v + ε) and √v + ε differ by several %."""
+    e = _Elements(steps)
+    v = e.after.get("v", np.zeros(0))[(e.g != 0)] if "v" in e.after else np.zeros(0)
+    v = v[np.isfinite(v) & (v > 0)]
+    return _round_probe(float(np.median(v))) if v.size else 0.1
+
+
+def _round_probe(value: float) -> float:
+    return float(f"{max(value, 1e-6):.2g}")
+
+
+def formula_from_probe(fit: Fit, steps: list[WeightStep], probe_updates: list, epsilon: float) -> Fit:
+    """The side's formula told by its step re-run with ``epsilon``: the slots after the step do not
+    depend on ε (RMSprop, Adagrad), the learning rate is the one solved from the step itself (ε had
+    no effect there), so each variant predicts the probe's update with nothing left to fit; the one
+    within PROBE_MATCH, and PROBE_MARGIN times closer than the other, is the side's formula."""
+    e = _Elements(steps)
+    update = np.concatenate([np.asarray(u, np.float64).ravel() for u in probe_updates])
+    keep = (update != 0) & (e.g != 0)
+    g, v, update = e.g[keep], e.after["v"][keep], update[keep]
+    learning_rate = fit.values["learning_rate"]
+    residuals = {formula: _residual(-learning_rate * g / _denominator(formula, v, epsilon), update)
+                 for formula in (EPSILON_OUTSIDE, EPSILON_INSIDE)}
+    best, other = sorted(residuals, key=residuals.get)
+    probe = {"epsilon": epsilon, "residuals": residuals}
+    if residuals[best] <= PROBE_MATCH and residuals[other] >= PROBE_MARGIN * residuals[best]:
+        return Fit(fit.optimizer, fit.values, fit.residual, best, fit.assumed, fit.step, fit.counter_step,
+                   {**probe, "formula": best})
+    return Fit(fit.optimizer, fit.values, fit.residual, fit.formula, fit.assumed, fit.step, fit.counter_step, probe)
+
+
+def _denominator(formula: str, v: np.ndarray, epsilon: float) -> np.ndarray:
+    return np.sqrt(v) + epsilon if formula == EPSILON_OUTSIDE else np.sqrt(np.maximum(v + epsilon, 0))
 
 
 def _adadelta(e: _Elements, t: int, declared: dict) -> Fit:
@@ -174,18 +227,69 @@ def _adadelta(e: _Elements, t: int, declared: dict) -> Fit:
 
 
 def _sgd(e: _Elements, t: int, declared: dict) -> Fit:
-    """update = momentum·m - lr·g (the new m), or -lr·g without momentum."""
-    if "momentum" in e.before:
-        momentum, negative_lr = _lstsq([e.before["momentum"], e.g], e.update)
-        values = {"learning_rate": -negative_lr, "momentum": momentum}
-        predicted = momentum * e.before["momentum"] + negative_lr * e.g
-    else:
+    """Without momentum: update = -lr·g. With it, m_new = μ·m - lr·g (the slot after the step) and
+    the update is m_new (plain) or μ·m_new - lr·g (Nesterov, the same in every Keras): μ and lr are
+    solved from how the slot moved, the form from the update. At the first step (m = 0) μ leaves
+    no trace in the slot; the Nesterov update is then (1 + μ)·m_new, which tells μ."""
+    m_new = e.after.get("momentum")
+    if m_new is None or not np.any(m_new):
         (negative_lr,) = _lstsq([e.g], e.update)
-        values, predicted = {"learning_rate": -negative_lr}, negative_lr * e.g
-    return Fit("SGD", values, _residual(predicted, e.update), step=t)
+        return Fit("SGD", {"learning_rate": -negative_lr}, _residual(negative_lr * e.g, e.update), step=t)
+    m_old = e.before.get("momentum", np.zeros_like(m_new))
+    assumed = ()
+    if np.any(m_old):
+        momentum, negative_lr = _lstsq([m_old, e.g], m_new)
+    else:
+        (negative_lr,) = _lstsq([e.g], m_new)
+        momentum, assumed = declared.get("momentum", 0.0), ("momentum",)
+    fits = {MOMENTUM_PLAIN: Fit("SGD", {"learning_rate": -negative_lr, "momentum": momentum},
+                                _residual(m_new, e.update), MOMENTUM_PLAIN, assumed, t)}
+    if not np.any(m_old):   # update = (1 + μ)·m_new: μ from the update
+        (ratio,) = _lstsq([m_new], e.update)
+        nesterov_momentum = ratio - 1
+        fits[MOMENTUM_NESTEROV] = Fit("SGD", {"learning_rate": -negative_lr, "momentum": nesterov_momentum},
+                                      _residual(ratio * m_new, e.update), MOMENTUM_NESTEROV, (), t)
+    else:
+        fits[MOMENTUM_NESTEROV] = Fit("SGD", {"learning_rate": -negative_lr, "momentum": momentum},
+                                      _residual(momentum * m_new + negative_lr * e.g, e.update), MOMENTUM_NESTEROV,
+                                      assumed, t)
+    best = min(fits.values(), key=lambda fit: fit.residual)
+    if best.formula == MOMENTUM_NESTEROV and abs(best.values["momentum"]) < IDENTIFIABLE:
+        best = fits[MOMENTUM_PLAIN]     # μ = 0: the two forms are one
+    return best
 
 
-SOLVERS = {"Adam": _adam, "RMSprop": _rmsprop, "Adagrad": _adagrad, "Adadelta": _adadelta, "SGD": _sgd}
+def _adamax(e: _Elements, t: int, declared: dict) -> Fit:
+    """m_new = β₁·m + (1 - β₁)·g, u_new = max(β₂·u, |g|), update = -lr·m_new / ((1 - β₁ᵗ)·(u_new + ε))
+    (Keras 1, 2 and 3 alike): β₁ from m, β₂ from the elements where β₂·u won the max (none at the
+    first step: assumed), then lr and ε from the update."""
+    beta_1 = decay_rate(e.after["m"], e.before["m"], e.g)
+    u_old, u_new = e.before["u"], e.after["u"]
+    kept = (u_old > 0) & (u_new > np.abs(e.g) * (1 + 1e-6))
+    values, assumed = {"beta_1": beta_1}, []
+    if np.any(kept):
+        values["beta_2"] = float(np.median(u_new[kept] / u_old[kept]))
+    else:
+        values["beta_2"] = declared.get("beta_2", 0.999)
+        assumed.append("beta_2")
+    m = e.after["m"]
+    keep = (e.update != 0) & (m != 0)
+    ratio, u = -m[keep] / e.update[keep], u_new[keep]       # = (1 - β₁ᵗ)·(u + ε) / lr
+    epsilon = declared.get("epsilon", 1e-7)
+    if _identifiable(epsilon, u):
+        slope, intercept = _lstsq([u, np.ones_like(ratio)], ratio)
+        epsilon = intercept / slope
+    else:
+        (slope,) = _lstsq([u + epsilon], ratio)
+        assumed.append("epsilon")
+    learning_rate = (1 - beta_1 ** t) / slope
+    values.update(learning_rate=learning_rate, epsilon=epsilon)
+    predicted = -learning_rate / (1 - beta_1 ** t) * m / (u_new + epsilon)
+    return Fit("Adamax", values, _residual(predicted, e.update), assumed=tuple(assumed), step=t)
+
+
+SOLVERS = {"Adam": _adam, "RMSprop": _rmsprop, "Adagrad": _adagrad, "Adadelta": _adadelta, "SGD": _sgd,
+           "Adamax": _adamax}
 
 
 # ---- numerics -----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from kdiff.metrics import LayerMetrics, combine, compare_arrays
 from kdiff.report import BackendInfo
 from kdiff.streams import stream_pairs
 from kdiff.train import explain, moving_statistics
-from kdiff.train.fitting import WeightStep, fit_step
+from kdiff.train.fitting import WeightStep, fit_step, formula_from_probe, needs_probe, probe_epsilon
 from kdiff.train.pairing import pair_weights
 from kdiff.train.report import LayerStep, StepRecord, TrainReport, WeightError
 
@@ -261,6 +261,15 @@ class _Run:
         declared = {side: explain.declared_values(described[side]["config"]) for side in "ab"}
         fits = {side: fit_step(described[side]["optimizer"], data.weight_steps(), data.iterations, declared[side])
                 for side, data in (("a", side_a), ("b", side_b))}
+        for side, data in (("a", side_a), ("b", side_b)):
+            if needs_probe(fits[side]):   # the step cannot tell epsilon's placement: re-run it with a larger one
+                steps = data.weight_steps()
+                epsilon = probe_epsilon(steps)
+                self.progress.stage(f"step {step}: re-running side {side.upper()}'s step with epsilon={epsilon:g} "
+                                    "to tell its formula")
+                _, out = self.pool.call(side, "trial_step", {"overrides": {"epsilon": epsilon}, "formula": None,
+                                                             "layers": {}})
+                fits[side] = formula_from_probe(fits[side], steps, unpack(out, v.UPDATES), epsilon)
         found = []
         if fits["a"] is not None and fits["b"] is not None:
             found = explain.candidates(fits["a"], fits["b"], declared["a"], declared["b"])

@@ -122,10 +122,18 @@ def step_panel(number: int, finding) -> Panel:
         body.append(f"step {detail['step']} re-run on side B with {rerun}: worst update max rel "
                     f"{fmt(finding.before.max_rel)} → {fmt(after.max_rel)}, max abs {fmt(finding.before.max_abs)} → "
                     f"{fmt(after.max_abs)}\n")
+    together = detail.get("proven_together_with")
+    if together:
+        body.append(f"  proven together with {', '.join(together)}: alone it leaves max rel "
+                    f"{fmt(float(detail['alone']['after']['max_rel']))}\n")
+    elif "together" in detail:
+        body.append(f"  with all of {', '.join(detail['together']['with'])} together: max rel "
+                    f"{fmt(float(detail['together']['after']['max_rel']))}\n")
     body.append("fix: ", style="bold")
     body.append(finding.fix + "\n")
     body.append(finding.code, style="cyan")
-    status = "✓ verified" if finding.verified else "not verified"
+    status = ("✓ verified" + (f" together with {', '.join(together)}" if together else "")) if finding.verified \
+        else "not verified"
     title = Text.assemble((f"[{number}] ", "bold"), (finding.cause, "bold cyan"), f" at step {detail['step']}, "
                           f"{finding.layer}  ", (status, "green" if finding.verified else "yellow"))
     return Panel(body, title=title, title_align="left", border_style="cyan")
