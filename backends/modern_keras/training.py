@@ -25,7 +25,8 @@ SLOT_ATTRIBUTES = {"_momentums": "m", "_m": "m", "_velocities": "v", "_velocity_
                    "_accumulated_grads": "v", "_accumulated_delta_vars": "delta", "_average_gradients": "mean_grad",
                    "momentums": "momentum", "_u": "u"}
 # The update formula of Keras 1/2 where Keras 3's differs: epsilon added after the square root
-KERAS2_FORMULAS = ("RMSprop", "Adagrad")
+# (RMSprop, Adagrad), Nadam's momentum schedule 0.96^(0.004·t) (Keras 3: 0.96^t)
+KERAS2_FORMULAS = ("RMSprop", "Adagrad", "Nadam")
 
 
 class Trainer:
@@ -156,9 +157,12 @@ def _plain(value):
 
 def _keras2_formula(keras, class_name: str):
     """Keras 3's optimizer with the update Keras 1/2 made: ``lr * g / (sqrt(v) + epsilon)``
-    where Keras 3 computes ``lr * g / sqrt(v + epsilon)`` (RMSprop without momentum, Adagrad)."""
+    where Keras 3 computes ``lr * g / sqrt(v + epsilon)`` (RMSprop without momentum, Adagrad);
+    Nadam with Keras 1/2's momentum schedule (``_keras2_nadam``)."""
     ops = keras.ops
     base = getattr(keras.optimizers, class_name)
+    if class_name == "Nadam":
+        return _keras2_nadam(keras)
 
     class Keras2Formula(base):
         def update_step(self, gradient, variable, learning_rate):
@@ -177,3 +181,45 @@ def _keras2_formula(keras, class_name: str):
 
     Keras2Formula.__name__ = f"Keras2{class_name}"
     return Keras2Formula
+
+
+def _keras2_nadam(keras):
+    """Keras 3's Nadam with Keras 1/2's momentum schedule μₜ = β₁·(1 - ½·0.96^(schedule_decay·t))
+    (schedule_decay 0.004; Keras 3 has 0.96^t): the same update otherwise (m, v, Πₜ in ``_u_product``)."""
+    ops = keras.ops
+    base = keras.optimizers.Nadam
+
+    class Keras2Nadam(base):
+        def __init__(self, *args, schedule_decay=0.004, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.schedule_decay = schedule_decay
+
+        def _mu(self, step, dtype):
+            return ops.cast(self.beta_1, dtype) * (1.0 - 0.5 * ops.power(ops.cast(0.96, dtype),
+                                                                         step * self.schedule_decay))
+
+        def _backend_update_step(self, grads, trainable_variables, learning_rate):
+            dtype = self._u_product.dtype
+            self.assign(self._u_product, self._u_product * self._mu(ops.cast(self.iterations + 1, dtype), dtype))
+            super(base, self)._backend_update_step(grads, trainable_variables, learning_rate)
+
+        def update_step(self, gradient, variable, learning_rate):
+            dtype = variable.dtype
+            lr, gradient = ops.cast(learning_rate, dtype), ops.cast(gradient, dtype)
+            t = ops.cast(self.iterations + 1, dtype)
+            u_t, u_next = self._mu(t, dtype), self._mu(t + 1, dtype)
+            product = ops.cast(self._u_product, dtype)
+            beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+            index = self._get_variable_index(variable)
+            m, v = self._momentums[index], self._velocities[index]
+            self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - beta_1))
+            self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - beta_2))
+            m_hat = ops.add(ops.divide(ops.multiply(u_next, m), 1 - product * u_next),
+                            ops.divide(ops.multiply(1 - u_t, gradient), 1 - product))
+            v_hat = ops.divide(v, 1 - ops.power(beta_2, t))
+            self.assign_sub(variable, ops.divide(ops.multiply(m_hat, lr), ops.add(ops.sqrt(v_hat), self.epsilon)))
+
+        def get_config(self):
+            return {**super().get_config(), "schedule_decay": self.schedule_decay}
+
+    return Keras2Nadam

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kdiff.diagnosis.model import ErrorSize, Finding
-from kdiff.train.fitting import EPSILON_OUTSIDE, MOMENTUM_NESTEROV, Fit
+from kdiff.train.fitting import KERAS2_FORMULAS, MOMENTUM_NESTEROV, Fit
 
 # How far two solved values may be apart and still be the same setting (relative)
 SAME_VALUE = {"learning_rate": 1e-2, "epsilon": 0.1, "beta_1": 1e-3, "beta_2": 1e-4, "rho": 1e-3,
@@ -54,7 +54,7 @@ def candidates(fit_a: Fit, fit_b: Fit, declared_a: dict, declared_b: dict) -> li
                                fit_b.formula == MOMENTUM_NESTEROV, {"nesterov": fit_a.formula == MOMENTUM_NESTEROV}))
     elif fit_a.formula and fit_b.formula and fit_a.formula != fit_b.formula:
         found.append(Candidate("optimizer-formula", "formula", fit_a.formula, fit_b.formula, {},
-                               "keras2" if fit_a.formula == EPSILON_OUTSIDE else None))
+                               "keras2" if fit_a.formula in KERAS2_FORMULAS else None))
     if fit_a.step and fit_b.step and fit_a.step != fit_b.step:
         # each side's solved t; side B re-runs with side A's iteration count before the step
         found.append(Candidate(ITERATION_OFFSET, "t", fit_a.step, fit_b.step, {"iterations": fit_a.step - 1},
@@ -214,6 +214,29 @@ def _code(candidate: Candidate, optimizer: str) -> str:
                     "        v = self._accumulators[self._get_variable_index(variable)]\n"
                     "        self.assign_add(v, keras.ops.square(gradient))\n"
                     "        self.assign_sub(variable, learning_rate * gradient / (keras.ops.sqrt(v) + self.epsilon))")
+        if optimizer == "Nadam":
+            return ("class Keras2Nadam(keras.optimizers.Nadam):  # Keras 1/2's momentum schedule, 0.96^(0.004·t)\n"
+                    "    def _mu(self, t):\n"
+                    "        return self.beta_1 * (1.0 - 0.5 * keras.ops.power(0.96, t * 0.004))\n"
+                    "\n"
+                    "    def _backend_update_step(self, grads, trainable_variables, learning_rate):\n"
+                    "        t = keras.ops.cast(self.iterations + 1, self._u_product.dtype)\n"
+                    "        self.assign(self._u_product, self._u_product * self._mu(t))\n"
+                    "        super(keras.optimizers.Nadam, self)._backend_update_step(grads, trainable_variables,\n"
+                    "                                                                 learning_rate)\n"
+                    "\n"
+                    "    def update_step(self, gradient, variable, learning_rate):\n"
+                    "        t = keras.ops.cast(self.iterations + 1, variable.dtype)\n"
+                    "        u_t, u_next, product = self._mu(t), self._mu(t + 1), self._u_product\n"
+                    "        # β₁, β₂ in float32, as Keras computes 1 - β (float64's 1 - 0.999 is 1.3e-5 away)\n"
+                    "        beta_1, beta_2 = (keras.ops.cast(b, variable.dtype) for b in (self.beta_1, self.beta_2))\n"
+                    "        index = self._get_variable_index(variable)\n"
+                    "        m, v = self._momentums[index], self._velocities[index]\n"
+                    "        self.assign_add(m, (gradient - m) * (1 - beta_1))\n"
+                    "        self.assign_add(v, (keras.ops.square(gradient) - v) * (1 - beta_2))\n"
+                    "        m_hat = u_next * m / (1 - product * u_next) + (1 - u_t) * gradient / (1 - product)\n"
+                    "        v_hat = v / (1 - keras.ops.power(beta_2, t))\n"
+                    "        self.assign_sub(variable, m_hat * learning_rate / (keras.ops.sqrt(v_hat) + self.epsilon))")
         return ("class Keras2RMSprop(keras.optimizers.RMSprop):\n"
                 "    def update_step(self, gradient, variable, learning_rate):\n"
                 "        v = self._velocities[self._get_variable_index(variable)]\n"

@@ -25,6 +25,12 @@ EPSILON_INSIDE = "lr·g / √(v + ε)  (Keras 3)"
 # SGD's two momentum forms (the same in Keras 1, 2 and 3; ``nesterov`` chooses)
 MOMENTUM_PLAIN = "update = m_new = μ·m - lr·g  (nesterov=False)"
 MOMENTUM_NESTEROV = "update = μ·m_new - lr·g  (nesterov=True)"
+# Nadam's momentum schedule μₜ = β₁·(1 - ½·0.96^(d·t)): Keras 1/2 with schedule_decay d (0.004 by
+# default), Keras 3 without it (as d = 1)
+NADAM_KERAS2 = "μₜ = β₁·(1 - ½·0.96^(0.004·t))  (Keras 1/2)"
+NADAM_KERAS3 = "μₜ = β₁·(1 - ½·0.96^t)  (Keras 3)"
+# The formula variants of Keras 1/2 that the Keras 3 worker can re-run a step with ("keras2")
+KERAS2_FORMULAS = (EPSILON_OUTSIDE, NADAM_KERAS2)
 # The optimizers whose epsilon placement is a variant fitted (and, where one side's step cannot
 # tell, probed by re-running that side's step with a larger epsilon: ``formula_from_probe``)
 PLACEMENT_VARIANTS = ("RMSprop", "Adagrad")
@@ -288,8 +294,66 @@ def _adamax(e: _Elements, t: int, declared: dict) -> Fit:
     return Fit("Adamax", values, _residual(predicted, e.update), assumed=tuple(assumed), step=t)
 
 
+def _nadam(e: _Elements, t: int, declared: dict) -> Fit:
+    """m_new = β₁·m + (1 - β₁)·g, v_new = β₂·v + (1 - β₂)·g², and (Keras 1, 2 and 3 alike)
+    update = -lr·(μₜ₊₁·m_new / (1 - Πₜ·μₜ₊₁) + (1 - μₜ)·g / (1 - Πₜ)) / (√(v_new / (1 - β₂ᵗ)) + ε),
+    with μₜ the momentum schedule (``NADAM_KERAS2``: 0.96^(0.004·t), ``NADAM_KERAS3``: 0.96^t) and
+    Πₜ = μ₁·…·μₜ (an optimizer that started at iteration 0). β₁, β₂ from the slots; for each schedule
+    lr and ε from the update, like Adam's. Past the first step the two schedules weigh m_new and g
+    differently and the closer fit tells the schedule; at the first step m_new = (1 - β₁)·g and
+    the schedule only scales lr (by 0.6 % between the two): it is the one whose lr is the declared
+    lr, and where neither's is (the learning rate differs as well), it is left unnamed."""
+    beta_1 = decay_rate(e.after["m"], e.before["m"], e.g)
+    beta_2 = decay_rate(e.after["v"], e.before["v"], e.g ** 2)
+    m, v_hat = e.after["m"], e.after["v"] / (1 - beta_2 ** t)
+    keep = (e.update != 0) & ((m != 0) | (e.g != 0))
+    root_v, update = np.sqrt(v_hat[keep]), e.update[keep]
+    epsilon = declared.get("epsilon", 1e-7)
+    identifiable = _identifiable(epsilon, root_v)
+    fits = {}
+    for formula in (NADAM_KERAS2, NADAM_KERAS3):
+        decay = declared.get("schedule_decay", 0.004) if formula == NADAM_KERAS2 else 1.0
+        a, b = _nadam_coefficients(beta_1, decay, t)
+        numerator = a * m[keep] + b * e.g[keep]
+        ratio = -numerator / update                          # = (√v̂ + ε) / lr
+        if identifiable:
+            slope, intercept = _lstsq([root_v, np.ones_like(ratio)], ratio)
+            fitted_epsilon, assumed = intercept / slope, ()
+        else:
+            (slope,) = _lstsq([root_v + epsilon], ratio)
+            fitted_epsilon, assumed = epsilon, ("epsilon",)
+        learning_rate = 1 / slope
+        values = {"learning_rate": learning_rate, "beta_1": beta_1, "beta_2": beta_2, "epsilon": fitted_epsilon}
+        if formula == NADAM_KERAS2:     # the declared one, not solved: it only chooses the variant
+            values["schedule_decay"] = decay
+            assumed = assumed + ("schedule_decay",)
+        fits[formula] = Fit("Nadam", values, _residual(-learning_rate * numerator / (root_v + fitted_epsilon), update),
+                            formula=formula, assumed=assumed, step=t)
+    if np.any(e.before["m"]):
+        return min(fits.values(), key=lambda fit: fit.residual)
+    declared_lr = declared.get("learning_rate")
+    matching = [fit for fit in fits.values()
+                if declared_lr and abs(fit.values["learning_rate"] / declared_lr - 1) <= STEP_MATCH]
+    if len(matching) == 1:
+        return matching[0]
+    default = fits[NADAM_KERAS2 if "schedule_decay" in declared else NADAM_KERAS3]
+    return Fit("Nadam", default.values, default.residual, "", default.assumed + ("formula",), t)
+
+
+def nadam_schedule(beta_1: float, decay: float, steps) -> np.ndarray:
+    """μᵢ = β₁·(1 - ½·0.96^(decay·i)) for each step number i."""
+    return beta_1 * (1 - 0.5 * 0.96 ** (decay * np.asarray(steps, np.float64)))
+
+
+def _nadam_coefficients(beta_1: float, decay: float, t: int) -> tuple[float, float]:
+    """(the weight of m_new, the weight of g) in Nadam's step t, from an optimizer started at iteration 0."""
+    mu = nadam_schedule(beta_1, decay, np.arange(1, t + 2))
+    product = float(np.prod(mu[:t]))                         # Πₜ
+    return float(mu[t] / (1 - product * mu[t])), float((1 - mu[t - 1]) / (1 - product))
+
+
 SOLVERS = {"Adam": _adam, "RMSprop": _rmsprop, "Adagrad": _adagrad, "Adadelta": _adadelta, "SGD": _sgd,
-           "Adamax": _adamax}
+           "Adamax": _adamax, "Nadam": _nadam}
 
 
 # ---- numerics -----------------------------------------------------------------------------
