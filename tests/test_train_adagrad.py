@@ -2,10 +2,12 @@
 Keras 3's on TensorFlow differs three ways at once — the learning rate (0.01 vs 0.001), the
 accumulator's start (0 vs 0.1) and epsilon outside or inside the square root — and no one of them
 alone makes the updates agree: all three are named with both values and proven together (each
-``proven_together_with`` the other two). With the learning rate and the accumulator pinned to Keras
+``proven_together_with`` the other two). Keras 1.2.2's adds its epsilon (1e-8), which side B's step
+cannot show (its own is invisible next to an accumulator of 0.1): it joins as B's declared value and
+the four are proven together. With the learning rate and the accumulator pinned to Keras
 2's, the placement is left and proven alone; with everything pinned so the two steps are one (an
 epsilon far below g², where √(v + ε) and √v + ε are the same number), kdiff stays silent. Real
-workers, a real Keras 2.3.1 file (k2_vgg_channels_first: three Theano-flipped convs, then two Dense)."""
+workers, real Keras 2.3.1 and 1.2.2 files (k2_vgg_channels_first, k1_th_cnn: Theano-flipped convs, then Dense)."""
 import json
 import subprocess
 import sys
@@ -24,15 +26,15 @@ THREE = ["optimizer-formula", "optimizer-initial-accumulator", "optimizer-learni
 
 @pytest.fixture(scope="module")
 def envs(env_python):
-    for name in ("theano", "tensorflow"):
+    for name in ("theano", "theano-keras1", "tensorflow"):
         env_python(name)
 
 
-def kdiff_train(tmp_path, *options):
-    folder, data = fixture_dir(FIXTURE), FIXTURES / "train"
+def kdiff_train(tmp_path, *options, fixture=FIXTURE):
+    folder, data = fixture_dir(fixture), FIXTURES / "train"
     out = tmp_path / "train.json"
     result = subprocess.run([sys.executable, "-m", "kdiff", "train", folder / "model.json", folder / "weights.h5",
-                             data / f"{FIXTURE}_x.npy", data / f"{FIXTURE}_y.npy", "--loss", "categorical_crossentropy",
+                             data / f"{fixture}_x.npy", data / f"{fixture}_y.npy", "--loss", "categorical_crossentropy",
                              "--batch-size", "4", "--optimizer", "adagrad", "--json", out, *options],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode in (0, 1), result.stdout + result.stderr
@@ -69,6 +71,24 @@ def test_keras2_adagrad_against_keras3_three_differences_are_named_and_proven_to
         assert last.startswith("optimizer = Keras2Adagrad(") and "learning_rate=0.01" in last
         assert "initial_accumulator_value=0.0" in last
     assert "verified together with" in result.stdout
+
+
+def test_keras1_adagrad_adds_an_epsilon_that_keras3_step_cannot_show_and_all_four_are_proven(envs, tmp_path):
+    # Keras 1.2.2's ε is 1e-8: side B's (1e-7) is invisible next to its accumulator of 0.1, so it is
+    # B's declared value, and the three differences of Keras 2 alone leave the updates apart
+    report, _ = kdiff_train(tmp_path, "--steps", "1", fixture="k1_th_cnn")
+    four = sorted(THREE + ["optimizer-epsilon"])
+    findings = optimizer_findings(report)
+    assert sorted(findings) == four
+    for cause, finding in findings.items():
+        assert finding["verified"] is True and finding["alone"]["matches"] is False
+        assert sorted(finding["proven_together_with"]) == sorted(set(four) - {cause})
+        assert finding["rerun_with"] == {"formula": "keras2", "initial_accumulator_value": 0.0, "learning_rate": 0.01,
+                                         "epsilon": 1e-8}
+        assert finding["after"]["max_rel"] < 1e-4
+    epsilon = findings["optimizer-epsilon"]
+    assert epsilon["a"] == pytest.approx(1e-8, rel=0.05) and epsilon["b"] == 1e-7
+    assert epsilon["declared_not_solved"] == "b" and "epsilon" in report["fits"]["b"]["assumed"]
 
 
 def test_with_keras2_rate_and_accumulator_pinned_the_placement_is_left_and_proven_alone(envs, tmp_path):

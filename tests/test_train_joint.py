@@ -112,6 +112,31 @@ def test_three_adagrad_differences_are_named_and_proven_together():
     assert len(calls) == 3 + 1 + 3
 
 
+def test_keras1_epsilon_that_keras3_adagrad_cannot_show_joins_the_set():
+    # Keras 1.2.2's Adagrad (ε 1e-8) against Keras 3's: side B's ε (1e-7) is invisible next to its
+    # accumulator of 0.1, so it is B's declared value; it still joins the candidates (under Keras 1's
+    # accumulator from 0 it shows) and the four are proven together
+    keras1 = {**KERAS2, "epsilon": 1e-8}
+    g = gradient(9)
+    fit_a, fit_b, update_a = fits_and_candidates(keras1, KERAS3, g)
+    assert "epsilon" in fit_b.assumed and "epsilon" not in fit_a.assumed
+    found = explain.candidates(fit_a, fit_b, {"learning_rate": 0.01, "epsilon": 1e-8},
+                               {"learning_rate": 0.001, "epsilon": 1e-7, "initial_accumulator_value": 0.1})
+    causes = {c.cause: c for c in found}
+    assert set(causes) == {"optimizer-formula", "optimizer-initial-accumulator", "optimizer-learning-rate",
+                           "optimizer-epsilon"}
+    assert causes["optimizer-epsilon"].override == {"epsilon": 1e-8} and causes["optimizer-epsilon"].b_value == 1e-7
+    findings = explain.prove(found, trial_of(g, KERAS3, []), error_against(update_a), ErrorSize(1, 1), "w", 0,
+                             ("theano", "tensorflow"), "Adagrad")
+    assert all(f.verified for f in findings) and all(len(f.detail["proven_together_with"]) == 3 for f in findings)
+    (epsilon,) = [f for f in findings if f.cause == "optimizer-epsilon"]
+    assert epsilon.detail["declared_not_solved"] == "b" and "side B's declared value" in epsilon.fix
+    # without Keras 1's ε the three of Keras 2 leave Keras 1's update apart
+    three = [c for c in found if c.cause != "optimizer-epsilon"]
+    assert not any(f.verified for f in explain.prove(three, trial_of(g, KERAS3, []), error_against(update_a),
+                                                     ErrorSize(1, 1), "w", 0, ("a", "b"), "Adagrad"))
+
+
 def test_a_set_member_that_is_not_needed_is_dropped():
     # side B differs in the learning rate and the accumulator's start only, but also reports
     # an epsilon that moves nothing (1e-7 against 1.00001e-7): the proof keeps the two that are needed

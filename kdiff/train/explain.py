@@ -62,12 +62,17 @@ def candidates(fit_a: Fit, fit_b: Fit, declared_a: dict, declared_b: dict) -> li
                                                     "b": fit_b.counter_step or fit_b.step}}))
     for setting, a_value in fit_a.values.items():
         b_value = fit_b.values.get(setting)
-        if b_value is None or setting in fit_a.assumed or setting in fit_b.assumed or _same(setting, a_value, b_value):
+        assumed = [side for side, fit in (("a", fit_a), ("b", fit_b)) if setting in fit.assumed]
+        if b_value is None or len(assumed) == 2 or _same(setting, a_value, b_value):
             continue
         # A's declared value, where its solved value confirms it: 1e-08 rather than 1.0000021e-08
         value = declared_a.get(setting) if _same(setting, a_value, declared_a.get(setting)) else a_value
         cause = CAUSES.get(setting, "optimizer-decay-rate" if setting in DECAY_RATES else "optimizer-formula")
-        found.append(Candidate(cause, setting, a_value, b_value, {setting: _round(value)}))
+        # a setting one side's step cannot show (Keras 3 Adagrad's epsilon next to an accumulator that
+        # starts at 0.1) is that side's declared value: a candidate all the same, as it may show once
+        # another candidate changes the step (Keras 1's epsilon 1e-8 against an accumulator from 0)
+        found.append(Candidate(cause, setting, a_value, b_value, {setting: _round(value)},
+                               extra={"declared_not_solved": assumed[0]} if assumed else {}))
     return found
 
 
@@ -184,8 +189,11 @@ def _fix(candidate: Candidate, sides: tuple[str, str]) -> str:
     if candidate.setting == "formula":
         return (f"The two optimizers compute the step differently: side A ({a}) {candidate.a_value}, side B ({b}) "
                 f"{candidate.b_value}. Use side A's formula on side B (a subclass, below) or accept the difference.")
+    declared = candidate.extra.get("declared_not_solved")
+    source = (f"side {declared.upper()}'s declared value, which its step does not show; the other solved from its "
+              "update" if declared else "solved from each side's update")
     return (f"Side A ({a}) steps with {candidate.setting} {_round(candidate.a_value):g}, side B ({b}) with "
-            f"{_round(candidate.b_value):g} (solved from each side's update): set "
+            f"{_round(candidate.b_value):g} ({source}): set "
             f"{candidate.setting}={candidate.override[candidate.setting]:g} in side B's optimizer.")
 
 
