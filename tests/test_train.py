@@ -62,6 +62,14 @@ def test_adadelta_learning_rate_default_is_named_with_both_rates(envs, tmp_path)
     assert finding["rerun_with"] == {"learning_rate": 1.0} and finding["after"]["max_rel"] < 1e-4
 
 
+def test_adamax_learning_rate_default_is_named_with_both_rates(envs, tmp_path):
+    report, _ = kdiff_train(tmp_path, "k2_vgg_channels_first", "--optimizer", "adamax", "--steps", "1")
+    (finding,) = optimizer_findings(report)
+    assert finding["cause"] == "optimizer-learning-rate" and finding["verified"] is True
+    assert finding["a"] == pytest.approx(0.002, rel=1e-3) and finding["b"] == pytest.approx(1e-3, rel=1e-3)
+    assert finding["rerun_with"] == {"learning_rate": 0.002} and finding["after"]["max_rel"] < 1e-4
+
+
 def test_identical_optimizers_stay_silent_over_several_steps(envs, tmp_path):
     # Keras 2.3.1 and Keras 3 share Adam's defaults (epsilon 1e-7 since Keras 2.1.3)
     report, _ = kdiff_train(tmp_path, "k2_vgg_channels_first", "--optimizer", "adam", "--steps", "3")

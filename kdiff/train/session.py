@@ -294,7 +294,8 @@ class _Run:
                     all(matches for _, matches in errors))
 
         def trial(overrides, formula, layers):
-            self.progress.stage(f"step {step}: re-running side B's step with {overrides or layers or formula}")
+            what = {**overrides, **({"formula": formula} if formula else {}), **({"layers": layers} if layers else {})}
+            self.progress.stage(f"step {step}: re-running side B's step with {what}")
             _, out = self.pool.call("b", "trial_step", {"overrides": overrides, "formula": formula, "layers": layers})
             return unpack(out, v.UPDATES), unpack(out, v.STATISTICS_UPDATES)
 
