@@ -2,11 +2,13 @@
 itself?), the forward pass (with the backward one fused in where the output shapes are known),
 the isolation runs (--isolate), the gradient pass, then classification of one record per layer
 pair into the report, where each layer at which a divergence seems to start is first run alone
-(kdiff.isolation.settle_by_isolation): honest rounding amplified by depth is not a divergence."""
+(kdiff.isolation.settle_by_isolation): honest rounding amplified by depth is not a divergence; and
+where gradients differ, each backward that computes them is run alone (kdiff.gradient_isolation)."""
 from __future__ import annotations
 
 from kdiff.classification import layer_records
 from kdiff.errors import WorkerFailure
+from kdiff.gradient_isolation import settle_gradients
 from kdiff.gradients import PROJECTION
 from kdiff.tied_maxima import explain as explain_tied_maxima
 from kdiff.isolation import isolate_layers, settle_by_isolation
@@ -39,6 +41,9 @@ def compare(session, inputs: ModelInputs, sample_path: str, gradients: bool, noi
     findings = []
     if backward.gradients:  # a gradient that differs only by how max pooling routes tied maxima
         layers, findings = explain_tied_maxima(session, inputs, forward, layers)
+        # where gradients differ, the backward that computes them alone says whether it computes otherwise
+        layers, settle_notes = settle_gradients(session, layers, session.progress)
+        notes.extend(settle_notes)
     carried = [layer.name for layer in layers if layer.status == MATCH and layer.metrics is not None
                and not layer.metrics.matches]
     if carried:

@@ -44,6 +44,8 @@ PROJECTION = {"kind": "projection", "seed": PROJECTION_SEED}
 class GradientDiff:
     output: LayerMetrics | str          # d loss / d layer output; a string says why it was not compared
     weights: tuple = ()                 # ((side A's weight name, LayerMetrics | str), ...)
+    carried: bool = False               # they differ only by what the forward pass carries (kdiff.gradient_isolation)
+    alone: object = None                # gradient_isolation.BackwardAlone of the layer's backward alone, or why not
 
     @property
     def matches(self) -> bool:
@@ -75,7 +77,7 @@ def gradient_tolerance_at(tolerance: Tolerance, scale: float) -> Tolerance:
     return Tolerance(atol=max(tolerance.atol * 1e-2, tolerance.rtol * scale), rtol=tolerance.rtol)
 
 
-def _terms_per_weight(output_gradients: list, weight: np.ndarray) -> int:
+def terms_per_weight(output_gradients: list, weight: np.ndarray) -> int:
     """How many terms are summed into each element of a weight's gradient: the output gradient's
     elements per output channel (the batch and every position), taking the weight's last axis as
     the output channels (Dense, Conv kernels and biases)."""
@@ -157,7 +159,7 @@ class GradientComparison:
                             for name, _ in a_weights)
         else:
             maps = self.weight_maps.get(a_layer) or [None] * len(a_weights)
-            summed = [tolerances.gradient(a_layer, _terms_per_weight(a_outputs, x)) for _, x in a_weights]
+            summed = [tolerances.gradient(a_layer, terms_per_weight(a_outputs, x)) for _, x in a_weights]
             weights = tuple((name, _compare(element_map(x), element_map.part_of_b(y), weight_tolerance) if element_map
                              else _compare(x, y, weight_tolerance))
                             for (name, x), (_, y), element_map, weight_tolerance

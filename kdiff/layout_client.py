@@ -35,6 +35,18 @@ class LayoutClient:
         outputs = self.client.run_layer_changed(layer, self._inputs_to_b(layer, inputs), overrides, training, weights)
         return self.bridge.to_a(layer, outputs)
 
+    def layer_backward(self, layer: str, inputs: list[np.ndarray], output_gradients: list[np.ndarray]):
+        """The backward alone on side A's values in B's layout; the input gradients back in A's (the
+        weights' gradients are side B's own, as its weights are)."""
+        input_grads, weight_grads = self.client.layer_backward(layer, self._inputs_to_b(layer, inputs),
+                                                               self.bridge.to_b(layer, output_gradients))
+        sources = self.inbound.get(layer, [])
+        return ([self.bridge.to_a(sources[i], [g])[0] if i < len(sources) else g for i, g in enumerate(input_grads)],
+                weight_grads)
+
+    def output_gradients(self, layers: list[str]) -> dict[str, list[np.ndarray]]:
+        return {layer: self.bridge.to_a(layer, arrays) for layer, arrays in self.client.output_gradients(layers).items()}
+
     def outputs(self, layers: list[str]) -> dict[str, list[np.ndarray]]:
         return {layer: self.bridge.to_a(layer, arrays) for layer, arrays in self.client.outputs(layers).items()}
 

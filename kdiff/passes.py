@@ -118,7 +118,7 @@ def gradient_pass(session, inputs: ModelInputs, forward: ForwardPass,
     pass's now (the output shapes were not known in advance, or not those declared)."""
     outputs = [forward.shapes.get(("a", name)) for name in output_layers(session.a_layers)]
     if fused is not None and fused.failure is not None:
-        return GradientPass({}, (f"gradients were not compared: {fused.failure}",))
+        return GradientPass({}, (f"gradients were not compared: {_shortened(fused.failure)}",))
     if fused is not None and [o and o[0] for o in outputs] == fused.output_shapes:
         return GradientPass(_with_weight_maps(session, inputs, fused.output_shapes, _matching(forward), fused.results))
     bridge = session.bridge
@@ -133,7 +133,7 @@ def gradient_pass(session, inputs: ModelInputs, forward: ForwardPass,
         if not session.pool.all_alive():
             raise
         # the framework could not differentiate this model; the forward diff still stands
-        return GradientPass({}, (f"gradients were not compared: {failure.message}",))
+        return GradientPass({}, (f"gradients were not compared: {_shortened(failure.message)}",))
 
 
 def declared_output_shapes(session, batch: int) -> list[tuple] | None:
@@ -177,3 +177,12 @@ def _with_weight_maps(session, inputs: ModelInputs, output_shapes: list[tuple], 
         return grads  # the weights differ in value, not in order: their gradients are compared as they are
     return backward()
 
+
+NOTE_CHARACTERS = 600
+
+
+def _shortened(message: str) -> str:
+    """A framework's message as a note: its first NOTE_CHARACTERS characters (TensorFlow's can hold whole
+    arrays); the worker's log has all of it."""
+    message = str(message)
+    return message if len(message) <= NOTE_CHARACTERS else message[:NOTE_CHARACTERS].rstrip() + " …"

@@ -73,7 +73,8 @@ class DiffReport:
     def first_grad_divergence(self) -> tuple[int, LayerResult] | None:
         """Where the gradients start to differ, walking back from the loss: the layer nearest the
         output whose own weight gradients differ while its output gradient matches, or whose
-        output gradient differs while every layer consuming its output has matching ones."""
+        output gradient differs while every layer consuming its output has matching ones; a layer whose
+        gradients differ only by what the forward pass carries (kdiff.gradient_isolation) is passed over."""
         consumers: dict[str, list[LayerResult]] = {}
         for layer in self.layers:
             for source in layer.inbound:
@@ -81,7 +82,7 @@ class DiffReport:
         for index in reversed(range(len(self.layers))):
             layer = self.layers[index]
             grad = layer.grad
-            if grad is None or grad.matches:
+            if grad is None or grad.matches or grad.carried:
                 continue
             output_matches = isinstance(grad.output, LayerMetrics) and grad.output.matches
             if output_matches or all(c.grad is None or (isinstance(c.grad.output, LayerMetrics) and
@@ -130,6 +131,7 @@ def _after_fixes(repaired: "DiffReport") -> dict:
             "first_grad_divergence": _place(repaired.first_grad_divergence),
             "layers": [{"name": layer.name, "status": layer.status,
                         "grad_match": layer.grad.matches if layer.grad is not None else None,
+                        "grad_carried": layer.grad.carried if layer.grad is not None else None,
                         "max_abs": json_number(layer.metrics.max_abs) if layer.metrics else None,
                         "max_rel": json_number(layer.metrics.max_rel) if layer.metrics else None,
                         "tolerance": _tolerance_json(layer.tolerance)}
@@ -151,6 +153,13 @@ def metrics_json(m: LayerMetrics | str | None) -> dict | None:
         return {"note": m} if isinstance(m, str) else None
     return {"max_abs": json_number(m.max_abs), "max_rel": json_number(m.max_rel), "mean_abs": json_number(m.mean_abs),
             "cosine": json_number(m.cosine), "out_of_tolerance": m.out_of_tolerance, "match": m.matches}
+
+
+def _alone_json(alone) -> dict | None:
+    """A layer's backward alone on both sides (kdiff.gradient_isolation.BackwardAlone), or why not."""
+    if alone is None or isinstance(alone, str):
+        return {"note": alone} if alone else None
+    return alone.to_json()
 
 
 def _tolerance_json(tolerance: Tolerance | None) -> dict | None:
@@ -184,4 +193,6 @@ def _layer_json(layer: LayerResult) -> dict:
         "tolerance": _tolerance_json(layer.tolerance),
         "grad": metrics_json(grad.output) if grad is not None else None,
         "weight_grads": {name: metrics_json(metrics) for name, metrics in grad.weights} if grad is not None else None,
+        "grad_carried": grad.carried if grad is not None else None,
+        "grad_alone": _alone_json(grad.alone) if grad is not None else None,
     }

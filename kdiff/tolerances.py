@@ -130,6 +130,20 @@ class Tolerances:
                          reason=f"{rule.reason}; and {REDUCTION_FACTOR:g}ε·√{summed_terms} for the sum over the "
                                 "batch and positions")
 
+    def backward_alone(self, layer: str, fan: float = 1.0, summed_terms: int = 1) -> Tolerance:
+        """The base tolerance of a layer's backward run alone, on the same values on both sides
+        (kdiff.gradient_isolation; kdiff.gradients scales its atol to the gradients): the rtol of the
+        layer's own arithmetic, for an input's gradient grown by √fan (each input element takes part in
+        ``fan`` times as many products as each output element sums: the output's size over the input's),
+        for a weight's gradient with 2ε·√(summed_terms) for its sum over the batch and positions."""
+        if self.given is not None:
+            return self.given
+        rule = (self.isolated_rules or {}).get(layer) or _fallback(DEFAULT_DTYPE)
+        rtol = rule.rtol * math.sqrt(max(1.0, fan))
+        if summed_terms > 1:
+            rtol = math.hypot(rtol, REDUCTION_FACTOR * rule.epsilon * math.sqrt(summed_terms))
+        return Tolerance(atol=0.0, rtol=rtol, reason=f"{rule.reason}, in the layer's backward alone")
+
     def _rule(self, rules: dict | None, layer: str):
         if self.given is not None:
             return _Given(self.given)

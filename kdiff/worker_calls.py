@@ -37,6 +37,23 @@ class SideClient:
         return {layer: [np.array(value) for value in values]
                 for layer, values in vocabulary.unpack_by_layer(result["counts"], arrays).items()}
 
+    def output_gradients(self, layers: list[str]) -> dict[str, list[np.ndarray]]:
+        """d loss / d output of the given layers, as the side's last backward pass left them."""
+        result, arrays = self.pool.call(self.side, "outputs", {"layers": layers, "gradients": True})
+        return {layer: [np.array(value) for value in values]
+                for layer, values in vocabulary.unpack_by_layer(result["counts"], arrays).items()}
+
+    def layer_backward(self, layer: str, inputs: list[np.ndarray], output_gradients: list[np.ndarray]
+                       ) -> tuple[list[np.ndarray], list[tuple[str, np.ndarray]]]:
+        """The layer's backward alone: (d loss / d each input, [(weight name, d loss / d weight)]) for
+        loss = sum_k sum(output_k * output_gradients[k]) of the layer run on ``inputs``."""
+        result, arrays = self.pool.call(self.side, "layer_backward", {"layer": layer},
+                                        {**vocabulary.pack(inputs),
+                                         **vocabulary.pack(output_gradients, vocabulary.OUTPUT_GRADIENTS)})
+        weights = [np.array(value) for value in vocabulary.unpack(arrays, vocabulary.WEIGHT_GRADIENTS)]
+        return ([np.array(value) for value in vocabulary.unpack(arrays, vocabulary.INPUT_GRADIENTS)],
+                list(zip(result["weights"], weights)))
+
     def self_check(self, sample: "np.ndarray | list | ModelInputs") -> dict[str, float]:
         """Layers whose output differs between two identical forward passes: name -> max |difference|
         (``sample``: the model's input, or a list of them for a model with several, as side A takes it)."""

@@ -225,6 +225,45 @@ def test_output_gradients_follow_the_chain_rule(side, env):
     assert scaled_error(grads["dense_1"][1]["dense_1/bias"], logits_grad.sum(axis=0)) < 1e-5
 
 
+@pytest.mark.parametrize("env, fixture", [("theano", FD_FIXTURE), ("theano-keras1", "k1_lstm_merge"),
+                                          *[(env, FD_FIXTURE) for env in KERAS3_ENVS], ("tensorflow", "k2_lstm")])
+def test_each_layers_backward_alone_gives_the_models_own_gradients(side, env, fixture):
+    """layer_backward on the layer's forward inputs and its output gradient as the last backward kept them
+    ('outputs' with gradients): the model's weight gradients, and, summed over a layer's consumers, its
+    output gradient (the chain rule, layer by layer)."""
+    client = side(env)
+    layers = load(client, fixture)
+    sample = sample_of(fixture)
+    outputs = forward(client, sample)
+    grads = backward(client, sample, projection_for(outputs[layers[-1]["name"]][0]))
+    kept = client.output_gradients([layer["name"] for layer in layers])
+    summed: dict[str, np.ndarray] = {}
+    for layer in layers:
+        name = layer["name"]
+        assert all(np.array_equal(x, y) for x, y in zip(kept[name], grads[name][0])), name
+        inputs = [sample if source.startswith("input:") else outputs[source][0] for source in layer["inbound"]]
+        input_grads, weight_grads = client.layer_backward(name, inputs, kept[name])
+        assert [w for w, _ in weight_grads] == list(grads[name][1]), name
+        for weight, grad in weight_grads:
+            assert scaled_error(grad, grads[name][1][weight]) < 1e-5, weight
+        for source, grad in zip(layer["inbound"], input_grads):
+            assert grad.shape == inputs[layer["inbound"].index(source)].shape, name
+            summed[source] = summed.get(source, 0) + grad.astype(np.float64)
+    for layer in layers[:-1]:
+        if layer["name"] in summed:
+            assert scaled_error(summed[layer["name"]], grads[layer["name"]][0][0]) < 1e-5, layer["name"]
+
+
+@pytest.mark.parametrize("env", ["theano", "tensorflow"])
+def test_layer_backward_wants_one_array_per_input_and_one_gradient_per_output(side, env):
+    client = loaded(side, env, FD_FIXTURE)
+    x = np.zeros((4, 10, 10, 8), np.float32)
+    with pytest.raises(InputError, match="takes 2 input"):
+        client.layer_backward("add_1", [x], [x])
+    with pytest.raises(InputError, match="1 output"):
+        client.layer_backward("add_1", [x, x], [x, x])
+
+
 @pytest.mark.parametrize("env", ["theano", *KERAS3_ENVS])
 def test_forward_backward_gives_forward_then_backward_from_one_call(side, env):
     """Every layer's outputs (kind "output"), then every layer's gradients (kind "gradient"), as

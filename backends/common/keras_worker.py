@@ -1,6 +1,6 @@
 """The part every Keras worker shares: its model is loaded through a ``loading`` module
 (describe_layers, input_specs, forward_all) and worked on through a ``layer_ops`` object
-(weights, set_weights, run, backward), both set by the subclass's ``_load_impl``."""
+(weights, set_weights, run, backward, layer_backward), both set by the subclass's ``_load_impl``."""
 from __future__ import annotations
 
 from backends.common.worker_base import Worker
@@ -30,3 +30,6 @@ class KerasWorker(Worker):
 
     def _backward_impl(self, inputs, projections, loss, targets):
         return self.layer_ops.backward(inputs, projections, loss, targets)
+
+    def _layer_backward_impl(self, layer, inputs, output_gradients):
+        return self.layer_ops.layer_backward(layer, inputs, output_gradients)

@@ -25,6 +25,7 @@ class Worker:
         self._input_specs: list[dict] = []
         self._layer_names: set[str] = set()
         self._last_outputs: dict[str, list[np.ndarray]] = {}
+        self._last_output_gradients: dict[str, list[np.ndarray]] = {}  # the last backward's, for 'outputs'
         self._trainer = None  # the training step's state once 'compile_optimizer' came (kdiff train)
         # A listening worker's sessions (backends.listen): the files' digest the model was loaded from, while
         # the model can still be given back as loaded (only weights set since, and their first values kept)
@@ -50,10 +51,11 @@ class Worker:
             for layer, arrays in self._original_weights.items():
                 self._set_layer_weights_impl(layer, arrays)
             self._original_weights = {}
-            self._trainer, self._last_outputs = None, {}
+            self._trainer, self._last_outputs, self._last_output_gradients = None, {}, {}
             return {**self._description, "reused": True}
         self._reuse_key = self._description = None
         self._original_weights = {}
+        self._last_outputs, self._last_output_gradients = {}, {}
         for label, path in (("model", model), ("weights", weights), ("custom objects", custom_objects)):
             if path is not None and not Path(path).is_file():
                 raise ModelInputError(f"{label} file not found: {path}", "check the path")
@@ -75,7 +77,7 @@ class Worker:
     def end_session(self) -> None:
         """A listening worker's session ended: what it computed goes; the model stays for the next session,
         which reuses it only if loaded from the same files (``load``'s ``reuse_key``)."""
-        self._trainer, self._last_outputs = None, {}
+        self._trainer, self._last_outputs, self._last_output_gradients = None, {}, {}
 
     def forward(self, inputs: list[np.ndarray]) -> Iterator[tuple[str, list[np.ndarray]]]:
         """Every layer's outputs in inference mode, one layer at a time in topological order."""
@@ -112,6 +114,16 @@ class Worker:
             raise ModelInputError(f"no output recorded for {', '.join(missing)}", "use names from the report")
         return {layer: self._last_outputs[layer] for layer in layers}
 
+    def last_output_gradients(self, layers: list[str]) -> dict[str, list[np.ndarray]]:
+        """d loss / d output of the given layers, from the last backward (or forward_backward) pass."""
+        kept = self._last_output_gradients
+        if not kept:
+            raise RuntimeError(f"{self.backend} worker: 'outputs' of gradients needs a 'backward' first")
+        missing = [layer for layer in layers if layer not in kept]
+        if missing:
+            raise ModelInputError(f"no gradient recorded for {', '.join(missing)}", "use names from the report")
+        return {layer: kept[layer] for layer in layers}
+
     def layer_weights(self, layer: str) -> list[tuple[str, np.ndarray]]:
         """The layer's weights as the framework holds them: (weight name, array) in layer order."""
         self._require_layer(layer)
@@ -131,6 +143,18 @@ class Worker:
         """One layer alone, in inference mode, on the given inputs (one array per inbound tensor)."""
         self._require_layer(layer)
         return [np.asarray(out) for out in self._run_layer_impl(layer, [np.asarray(x) for x in inputs])]
+
+    def layer_backward(self, layer: str, inputs: list[np.ndarray], output_gradients: list[np.ndarray]
+                       ) -> tuple[list[np.ndarray], list[tuple[str, np.ndarray]]]:
+        """One layer's backward alone, in inference mode: for loss = sum_k sum(output_k * output_gradients[k])
+        of the layer run on ``inputs``, (d loss / d each input, [(weight name, d loss / d weight)]). An input
+        that is not floating point (token ids) gets zeros."""
+        self._require_layer(layer)
+        inputs = [np.asarray(x) for x in inputs]
+        input_grads, weight_grads = self._layer_backward_impl(layer, inputs, [np.asarray(g) for g in output_gradients])
+        if len(input_grads) != len(inputs):
+            raise RuntimeError(f"{self.backend} worker: {len(input_grads)} input gradient(s) for {len(inputs)} inputs")
+        return ([np.asarray(g) for g in input_grads], [(name, np.asarray(g)) for name, g in weight_grads])
 
     def layer_config(self, layer: str) -> dict:
         """The layer's configuration as its framework reports it, made JSON-safe."""
@@ -166,9 +190,10 @@ class Worker:
         self._require_loaded()
         prepared = self.check_inputs(inputs)
         targets = None if targets is None else [np.asarray(t) for t in targets]
+        self._last_output_gradients = {}
         for name, output_grads, weight_grads in self._backward_impl(prepared, [np.asarray(p) for p in projections],
                                                                     loss, targets):
-            yield name, [np.asarray(g) for g in output_grads], [(w, np.asarray(g)) for w, g in weight_grads]
+            yield (name, *self._kept_gradients(name, output_grads, weight_grads))
 
     def forward_backward(self, inputs: list[np.ndarray], projections: list[np.ndarray], loss: str | None = None,
                          targets: list[np.ndarray] | None = None):
@@ -180,6 +205,7 @@ class Worker:
         prepared = self.check_inputs(inputs)
         targets = None if targets is None else [np.asarray(t) for t in targets]
         self._last_outputs = {"input:" + spec["name"]: [x] for spec, x in zip(self._input_specs, prepared)}
+        self._last_output_gradients = {}
         for kind, name, *values in self._forward_backward_impl(prepared, [np.asarray(p) for p in projections],
                                                                loss, targets):
             if kind == "output":
@@ -187,8 +213,13 @@ class Worker:
                 self._last_outputs[name] = outputs
                 yield kind, name, outputs
             else:
-                output_grads, weight_grads = values
-                yield kind, name, [np.asarray(g) for g in output_grads], [(w, np.asarray(g)) for w, g in weight_grads]
+                yield (kind, name, *self._kept_gradients(name, *values))
+
+    def _kept_gradients(self, name: str, output_grads, weight_grads) -> tuple[list, list]:
+        """A layer's gradients as numpy, its output gradients kept for 'outputs' (their isolation)."""
+        output_grads = [np.asarray(g) for g in output_grads]
+        self._last_output_gradients[name] = output_grads
+        return output_grads, [(w, np.asarray(g)) for w, g in weight_grads]
 
     def save(self, directory: str) -> list[str]:
         """Write the model as it is now (repairs included) in the framework's own format; the files written."""
@@ -242,6 +273,10 @@ class Worker:
 
     def _layer_config_impl(self, layer: str) -> dict:
         raise NotImplementedError
+
+    def _layer_backward_impl(self, layer: str, inputs: list[np.ndarray], output_gradients: list[np.ndarray]):
+        raise ModelInputError(f"the {self.backend} worker cannot run a layer's backward alone",
+                              "its gradients are compared in the whole model only")
 
     def _run_layer_changed_impl(self, layer: str, inputs: list[np.ndarray], overrides: dict,
                                 training: bool | None, weights: list[np.ndarray] | None) -> list:

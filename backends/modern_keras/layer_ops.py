@@ -22,6 +22,7 @@ class LayerOps:
         self._first_nodes = {}    # layer name -> the layer's first call in the model
         self._probed = None       # (probe model, {id(layer output tensor): probe index}), built once
         self._zero_probes = {}    # input shapes -> the probes' zero values (framework tensors), made once
+        self._alone = {}          # layer name -> a model of the layer's first call alone (layer_backward)
 
     def weights(self, layer: str) -> list[tuple[str, np.ndarray]]:
         return [(weight_name(variable), np.asarray(variable.numpy()))
@@ -42,6 +43,42 @@ class LayerOps:
         args, kwargs = call_arguments(node, {id(t): x for t, x in zip(tensors, inputs)})
         outputs = self.model.get_layer(layer)(*args, **self.as_in_forward(kwargs))
         return [self._numpy(output) for output in flat(outputs)]
+
+    def layer_backward(self, layer: str, inputs: list[np.ndarray], output_gradients: list[np.ndarray]):
+        """The layer's backward alone, as run() runs it: for loss = sum_k sum(output_k * output_gradients[k]),
+        (d loss / d each input, [(weight name, d loss / d weight)]); zeros for an input that is not
+        floating point. The same backend's autodiff as backward() (the layer made a model of its own)."""
+        from backends.modern_keras.objectives import objective
+
+        alone = self._alone_model(layer)
+        if len(inputs) != len(alone.inputs) or len(output_gradients) != len(alone.outputs):
+            raise ModelInputError(f"layer '{layer}' takes {len(alone.inputs)} input(s) and gives {len(alone.outputs)} "
+                                  f"output(s): {len(inputs)} input(s) and {len(output_gradients)} gradient(s) given",
+                                  "pass one array per input tensor and one gradient per output of the layer")
+        floats = [i for i, x in enumerate(inputs) if x.dtype.kind == "f"]
+        steps = self.gradients.differentiate(alone, list(inputs), floats, objective(self.keras, output_gradients))
+        next(steps)
+        input_grads, weight_grads = next(steps)
+        found = dict(zip(floats, input_grads))
+        by_variable = {id(variable): grad for variable, grad in zip(alone.weights, weight_grads)}
+        return ([np.asarray(found[i]) if i in found else np.zeros(x.shape, np.float32)
+                 for i, x in enumerate(inputs)],
+                [(weight_name(variable), np.asarray(by_variable[id(variable)]))
+                 for variable in self.model.get_layer(layer).weights])
+
+    def _alone_model(self, layer: str):
+        """The layer's first call on fresh inputs of its input tensors' shapes, with that call's other
+        arguments (as run() calls it), as a model."""
+        if layer not in self._alone:
+            keras = self.keras
+            node = self._first_node(layer)
+            tensors = data_inputs(node)
+            fresh = {id(t): keras.Input(batch_shape=t.shape, dtype=t.dtype, name=f"kdiff_alone_{i}")
+                     for i, t in enumerate(tensors)}
+            args, kwargs = call_arguments(node, fresh)
+            outputs = flat(self.model.get_layer(layer)(*args, **self.as_in_forward(kwargs)))
+            self._alone = {layer: keras.Model([fresh[id(t)] for t in tensors], outputs)}  # (the latest only)
+        return self._alone[layer]
 
     def as_in_forward(self, kwargs: dict) -> dict:
         """A call's keyword arguments with the training flag the model's forward pass gives the layer:

@@ -22,6 +22,7 @@ class LayerOps:
         self._layers = {layer.name: layer for layer in model_layers(model)}
         self._run_functions = {}       # layer name -> compiled function of the layer alone
         self._backward_functions = {}  # (loss, targets' ndim and dtype) -> compiled gradient function
+        self._layer_backward = {}      # layer name -> compiled backward of the layer alone (the latest only)
         self.keras1 = keras.__version__.startswith("1.")
 
     def weights(self, layer: str) -> list[tuple[str, np.ndarray]]:
@@ -60,6 +61,39 @@ class LayerOps:
         for layer, outputs in _layer_outputs(self.model):
             yield (layer.name, [next(grads) for _ in outputs],
                    [(variable.name, next(grads)) for variable in layer.weights])
+
+    def layer_backward(self, layer: str, inputs: list[np.ndarray], output_gradients: list[np.ndarray]):
+        """The layer's backward alone, cut out of the model's graph as run() is: for loss = sum_k
+        sum(output_k * output_gradients[k]), (d loss / d each input, [(weight name, d loss / d weight)]);
+        zeros for an input that is not floating point."""
+        if layer not in self._layer_backward:
+            self._layer_backward = {layer: self._compile_layer_backward(self._layers[layer])}
+        function, input_count, output_count, floats = self._layer_backward[layer]
+        if len(inputs) != input_count or len(output_gradients) != output_count:
+            raise ModelInputError(f"layer '{layer}' takes {input_count} input(s) and gives {output_count} output(s): "
+                                  f"{len(inputs)} input(s) and {len(output_gradients)} gradient(s) given",
+                                  "pass one array per input tensor and one gradient per output of the layer")
+        grads = iter(function(list(inputs) + list(output_gradients)))
+        input_grads = [next(grads) if i in floats else np.zeros(x.shape, np.float32) for i, x in enumerate(inputs)]
+        return input_grads, [(variable.name, next(grads)) for variable in self._layers[layer].weights]
+
+    def _compile_layer_backward(self, layer):
+        import theano
+        from keras import backend as K
+
+        node = model_nodes(self.model, layer)[0]
+        placeholders = [tensor.type() for tensor in node.input_tensors]
+        outputs = theano.clone(list(node.output_tensors), replace=dict(zip(node.input_tensors, placeholders)))
+        given = [output.type() for output in outputs]
+        value = sum(K.sum(output * grad) for output, grad in zip(outputs, given))
+        floats = {i for i, p in enumerate(placeholders) if str(p.dtype).startswith("float")}
+        wanted = [p for i, p in enumerate(placeholders) if i in floats] + list(layer.weights)
+        # without ShapeOpt: under it the optimiser never ends on some of these small graphs (a ZeroPadding2D's
+        # gradient with respect to its input); it only infers shapes, the arithmetic is the same
+        mode = theano.compile.get_default_mode().excluding("ShapeOpt")
+        function = theano.function(placeholders + given, self.gradients.gradients(value, wanted), mode=mode,
+                                   allow_input_downcast=True, on_unused_input="ignore")
+        return (lambda arrays: function(*arrays)), len(placeholders), len(outputs), floats
 
     def _compile_run(self, layer):
         """The layer's first call, cut out of the model's own graph: its input tensors replaced

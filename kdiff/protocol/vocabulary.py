@@ -10,9 +10,12 @@ PREFIX0, PREFIX1, ... (``pack`` / ``unpack``): a call with one list uses the emp
 command                its arrays (call -> answer or streamed parts)
 =====================  ==========================================================================
 forward, self_check    VALUES: the model's inputs -> parts of VALUES: a layer's outputs
-outputs                -> by_layer: the outputs the last forward pass kept
+outputs                -> by_layer: the outputs the last forward pass kept (with "gradients": true,
+                       the output gradients the last backward pass kept)
 weights, set_weights   VALUES: the layer's weights, in its own order
 run_layer              VALUES: the layer's inputs -> VALUES: its outputs
+layer_backward         VALUES: the layer's inputs, OUTPUT_GRADIENTS: d loss / d its outputs ->
+                       INPUT_GRADIENTS, WEIGHT_GRADIENTS (the result's "weights": their names)
 run_layer_changed      VALUES: the layer's inputs, WEIGHTS: the changed layer's weights -> VALUES
 backward               MODEL_INPUTS, PROJECTIONS or LABELS -> parts of OUTPUT_GRADIENTS and
                        WEIGHT_GRADIENTS per layer
@@ -31,7 +34,7 @@ import numpy as np
 
 # Every command a worker answers (backends.common.commands registers exactly these).
 COMMANDS = ("load", "forward", "self_check", "outputs", "weights", "set_weights", "run_layer", "layer_config",
-            "run_layer_changed", "change_layer", "save", "backward", "forward_backward",
+            "run_layer_changed", "change_layer", "save", "backward", "forward_backward", "layer_backward",
             "compile_optimizer", "train_gradients", "optimizer_step", "trial_step")
 
 # The prefixes of the array lists
@@ -41,6 +44,7 @@ PROJECTIONS = "p"            # one per model output: the differentiated value is
 LABELS = "y"                 # one per model output: the targets of a named loss
 OUTPUTS = "o"                # a layer's outputs, where its gradients travel with them
 OUTPUT_GRADIENTS = "g"       # d loss / d each of a layer's outputs
+INPUT_GRADIENTS = "gi"       # d loss / d each of a layer's inputs (its backward run alone)
 WEIGHT_GRADIENTS = "dw"      # d loss / d each weight (of a layer; or, to optimizer_step, of each trainable weight)
 WEIGHTS = "w"                # the weights a changed layer holds
 UPDATES = "u"                # what an optimizer step added to each trainable weight

@@ -47,6 +47,23 @@ def unexplained_panel(unexplained) -> Panel:
     return Panel(body, title=Text("unexplained", style="bold red"), title_align="left", border_style="red")
 
 
+def gradient_verdict(report: DiffReport) -> tuple[str, str] | None:
+    """What the backward diff found, in a sentence, and its style; None where gradients were not compared."""
+    if not any(layer.grad is not None for layer in report.layers):
+        return None
+    grad_first = report.first_grad_divergence
+    carried = sum(1 for layer in report.layers if layer.grad is not None and layer.grad.carried)
+    if grad_first is not None:
+        index, layer = grad_first
+        return (f"First gradient divergence (from the loss backwards): {layer.name} ({layer.class_name}), "
+                f"layer {index}.", "yellow")
+    if carried:
+        return (f"Gradients: {carried} layer(s)' gradients differ by more than their tolerance only by what the "
+                "forward pass carries (each backward that computes them matches alone on side A's values); "
+                "the others match.", "green")
+    return "Gradients: every layer's output and weight gradients match.", "green"
+
+
 def render_findings(report: DiffReport, console: Console) -> None:
     for number, finding in enumerate(report.findings, 1):
         console.print(finding_panel(number, finding))
@@ -61,6 +78,9 @@ def render_findings(report: DiffReport, console: Console) -> None:
             index, layer = after.first_divergence
             console.print(Text(f"With the proven fix(es) applied, the first divergence is {layer.name} "
                                f"(layer {index}).", style="bold yellow"))
+        verdict = gradient_verdict(after)
+        if verdict is not None and after.first_divergence is None:
+            console.print(Text(f"  {verdict[0]}", style=verdict[1]))
 
 
 def render_written(report: DiffReport, console: Console) -> None:

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from kdiff.metrics import LayerMetrics
 from kdiff.report import DIVERGED, MATCH, ONLY_A, ONLY_B, PROPAGATED, DiffReport, LayerResult
-from kdiff.ui.findings_view import render_findings, render_written
+from kdiff.ui.findings_view import gradient_verdict, render_findings, render_written
 from kdiff.ui.numbers import fmt
 
 STATUS_STYLE = {MATCH: "green", DIVERGED: "bold red", PROPAGATED: "yellow", ONLY_A: "magenta", ONLY_B: "magenta"}
@@ -32,11 +32,13 @@ def error_bar(max_rel: float | None) -> str:
 
 
 def grad_cell(grad) -> Text:
-    """The largest relative error of the layer's gradients (output and weights), green when all match."""
+    """The largest relative error of the layer's gradients (output and weights), green when all match,
+    yellow when they differ only by what the forward pass carries (kdiff.gradient_isolation)."""
     if grad is None:
         return Text("-")
     values = [m.max_rel for m in (grad.output, *(w for _, w in grad.weights)) if isinstance(m, LayerMetrics)]
-    return Text(fmt(max(values)) if values else "-", style="green" if grad.matches else "red")
+    style = "green" if grad.matches else "yellow" if grad.carried else "red"
+    return Text(fmt(max(values)) if values else "-", style=style)
 
 
 def shape_text(layer: LayerResult) -> str:
@@ -153,15 +155,10 @@ def summary(report: DiffReport) -> Text:
 
 
 def _gradient_summary(report: DiffReport, text: Text) -> None:
-    if not any(layer.grad is not None for layer in report.layers):
+    verdict = gradient_verdict(report)
+    if verdict is None:
         return
-    grad_first = report.first_grad_divergence
-    if grad_first is None:
-        text.append("\n  Gradients: every layer's output and weight gradients match.", style="green")
-    else:
-        index, layer = grad_first
-        text.append(f"\n  First gradient divergence (from the loss backwards): {layer.name} ({layer.class_name}), "
-                    f"layer {index}.", style="yellow")
+    text.append(f"\n  {verdict[0]}", style=verdict[1])
     loss = report.gradient_loss or {}
     if loss.get("kind") == "loss":
         text.append(f"\n  Gradients of the loss {loss['name']} on {', '.join(Path(p).name for p in loss['labels'])}.")

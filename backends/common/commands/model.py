@@ -85,7 +85,9 @@ def self_check(call: Call) -> None:
 
 @command("outputs")
 def outputs(call: Call) -> None:
-    found = call.worker.last_outputs(list(call.args["layers"]))
+    layers = list(call.args["layers"])
+    gradients = call.args.get("gradients") is True  # the last backward's output gradients instead
+    found = call.worker.last_output_gradients(layers) if gradients else call.worker.last_outputs(layers)
     counts, arrays = v.pack_by_layer(found)
     call.reply({"counts": counts}, arrays)
 

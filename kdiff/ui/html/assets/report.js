@@ -262,6 +262,9 @@
     add("alone (isolated)", l.isolated ? metricsText(l.isolated) : "");
     add("output gradient", l.grad ? metricsText(l.grad) : "");
     for (const [name, m] of Object.entries(l.weight_grads || {})) add(`gradient of ${name}`, metricsText(m));
+    if (l.grad_alone) add("backward alone", l.grad_alone.note || (l.grad_alone.match
+      ? "matches on side A's values: the gradients differ only by what the forward pass carries"
+      : `differs on side A's values: inputs ${metricsText(l.grad_alone.inputs)}`));
     add("paired by", l.aligned_by || "");
     add("note", l.note || "");
     return el("dl", {}, rows);
