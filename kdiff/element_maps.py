@@ -94,3 +94,49 @@ def find_row_permutation(a: np.ndarray, b: np.ndarray, before_flatten: tuple) ->
             if not np.array_equal(order, rows) and np.array_equal(a[order], b):
                 return RowPermutation(tuple(int(i) for i in order))
     return None
+
+
+@dataclass(frozen=True)
+class GradientScale:
+    """Side B holds side A's weight scaled per output channel, ``b = a * ratio``: a BatchNormalization
+    folded into the conv or Dense before it, on one side only (the kernel scaled by gamma / sqrt(var + eps),
+    the bias shifted and scaled by the same). The two are then different parameters of the same function,
+    and the gradient of B's is A's divided by the ratio (the bias's too, for which ``b = a * ratio`` does not
+    hold but the chain rule does). The ElementMap interface, for gradients only (an optimizer's slots and
+    updates do not scale so): A's gradient -> as B's would be. ``ratio`` broadcasts on the trailing axes."""
+
+    ratio: np.ndarray
+    is_identity: bool = False
+
+    def __call__(self, a_array: np.ndarray) -> np.ndarray:
+        fits = a_array.shape[a_array.ndim - self.ratio.ndim:] == self.ratio.shape
+        ratio = self.ratio if fits else self.ratio.reshape(-1)  # a bias: the channels flat
+        return (a_array / ratio).astype(a_array.dtype)
+
+    def part_of_b(self, b_array: np.ndarray) -> np.ndarray:
+        return b_array
+
+
+FOLD_ROUNDING = 1e-5  # |b - a * ratio| / max |b| of a fold computed in float32 (or float64, then rounded)
+
+
+def find_channel_scale(a_kernel: np.ndarray, b_kernel: np.ndarray, channels: int) -> GradientScale | None:
+    """The per-output-channel ratio with ``b_kernel == a_kernel * ratio`` within a float32 fold's rounding, the
+    output channels being the kernel's trailing axes whose sizes multiply to ``channels`` (a Conv or Dense:
+    the last; a DepthwiseConv: input channels x multiplier); None if there is none or it is 1 everywhere."""
+    if a_kernel.shape != b_kernel.shape or a_kernel.ndim < 2 or channels < 1:
+        return None
+    trailing = next((k for k in range(1, a_kernel.ndim) if int(np.prod(a_kernel.shape[-k:])) == channels), None)
+    if trailing is None:
+        return None
+    a = a_kernel.astype(np.float64).reshape(-1, channels)
+    b = b_kernel.astype(np.float64).reshape(-1, channels)
+    norms = (a * a).sum(axis=0)
+    if not np.all(norms > 0) or not np.all(np.isfinite(b)):
+        return None
+    ratio = (a * b).sum(axis=0) / norms
+    if np.max(np.abs(b - a * ratio)) > FOLD_ROUNDING * max(float(np.max(np.abs(b))), np.finfo(np.float32).tiny):
+        return None
+    if not np.all(np.abs(ratio) > 0) or np.allclose(ratio, 1.0, rtol=FOLD_ROUNDING, atol=0):
+        return None
+    return GradientScale(ratio.reshape(a_kernel.shape[-trailing:]))

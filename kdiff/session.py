@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from kdiff.alignment import LayerPair, align_layers
-from kdiff.element_maps import find_element_map, find_row_permutation
+from kdiff.element_maps import find_channel_scale, find_element_map, find_row_permutation
 from kdiff.environments import backend_spec, ensure_env, env_for, kdiff_home
 from kdiff.errors import InputError, UsageError
 from kdiff.gradients import NamedLoss, output_layers
@@ -239,7 +239,25 @@ class DiffSession:
             before_flatten = self._before_flatten(pair)  # a right port's Dense rows, reordered for the other layout
             maps = [m if m is not None or before_flatten is None else find_row_permutation(a, b, before_flatten)
                     for m, a, b in zip(maps, a_values, b_values)]
+            if maps and maps[0] is None:
+                maps = self._folded(pair, a_values, b_values) or maps
             self.weight_maps[name] = [m if m is not None and not m.is_identity else None for m in maps]
+
+    def _folded(self, pair, a_values: list, b_values: list) -> list | None:
+        """A group whose BatchNormalization one side has folded into the layer before it: the kernel scaled
+        per output channel (kdiff.element_maps.GradientScale), the same scale for every weight's gradient."""
+        folded = [(side, member["name"]) for side in "ab" for member in pair.members(side)
+                  if member["class_name"] == "BatchNormalization"]
+        if len(folded) != 1 or len(a_values) != len(b_values) or not a_values:
+            return None  # (both sides have it, or neither: nothing is folded)
+        side, batch_norm = folded[0]
+        statistics = [value for _, value in self.clients[side].weights(batch_norm)]
+        if not statistics:
+            return None
+        scale = find_channel_scale(a_values[0], b_values[0], int(statistics[-1].size))
+        if scale is None:
+            return None
+        return [scale if a.size == statistics[-1].size or a is a_values[0] else None for a in a_values]
 
     def _before_flatten(self, pair) -> tuple | None:
         """For a Dense fed by a Flatten on side A: the shape (without batch) of what the Flatten flattens."""

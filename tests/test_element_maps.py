@@ -1,7 +1,7 @@
 """Finding how side B holds side A's weight: reordered, reversed, or inside a larger array of zeros."""
 import numpy as np
 
-from kdiff.element_maps import find_element_map
+from kdiff.element_maps import find_channel_scale, find_element_map
 
 
 def test_a_flipped_kernel_inside_zeros_is_found_only_when_asked():
@@ -40,3 +40,27 @@ def test_a_kernel_whose_rows_follow_the_other_layouts_flatten_order_is_found_and
     assert find_row_permutation(kernel, permuted, (6, 6, 4)) is not None  # the shape as the other layout states it
     assert find_row_permutation(kernel, kernel[::-1], (4, 6, 6)) is None
     assert find_row_permutation(kernel, kernel, (4, 6, 6)) is None  # the same order: no map
+
+
+def test_a_kernel_scaled_per_output_channel_maps_its_gradients_by_the_inverse_scale():
+    g = np.random.default_rng(2)
+    a = g.standard_normal((3, 3, 2, 4)).astype(np.float32)
+    ratio = np.array([0.05, 1.5, 20.0, 3.0])  # gamma / sqrt(var + eps): a BatchNormalization folded in
+    found = find_channel_scale(a, (a * ratio).astype(np.float32), 4)
+    assert found is not None and np.allclose(found.ratio, ratio, rtol=1e-6)
+    gradient, bias_gradient = g.standard_normal((3, 3, 2, 4)), g.standard_normal(4)
+    assert np.allclose(found(gradient), gradient / ratio) and np.allclose(found(bias_gradient), bias_gradient / ratio)
+    depthwise = g.standard_normal((3, 3, 2, 2)).astype(np.float32)  # (rows, cols, in, multiplier): 4 channels
+    scale = find_channel_scale(depthwise, (depthwise * ratio.reshape(2, 2)).astype(np.float32), 4)
+    assert scale is not None and np.allclose(scale(bias_gradient), bias_gradient / ratio)
+
+
+def test_no_scale_where_the_kernels_are_equal_or_not_proportional():
+    g = np.random.default_rng(3)
+    a = g.standard_normal((3, 3, 2, 4)).astype(np.float32)
+    assert find_channel_scale(a, a.copy(), 4) is None
+    assert find_channel_scale(a, g.standard_normal(a.shape).astype(np.float32), 4) is None
+    b = a * 2
+    b[0, 0, 0, 0] += 0.1  # proportional but for one element
+    assert find_channel_scale(a, b, 4) is None
+    assert find_channel_scale(a, a * 2, 5) is None  # no trailing axes make 5 channels

@@ -2,7 +2,9 @@
 a padding moved into a ZeroPadding2D before a 'valid' conv is compared and isolated as one group with
 the other side's 'same' conv; off by TensorFlow's (0, 1) at stride 2 it is named (padding-same-asymmetry
 on the padding layer), proven and written; split the right way it matches, as does a Dense whose
-activation and an extra Dropout are layers of their own, on either side."""
+activation and an extra Dropout are layers of their own, on either side. A BatchNormalization folded into
+the conv before it: folded with PyTorch's epsilon it is named (batchnorm-folded-epsilon), proven and
+written; folded right it matches, its weight gradients compared through the fold's per-channel scale."""
 import json
 
 import pytest
@@ -48,7 +50,9 @@ def test_a_padding_moved_into_its_own_layer_is_named_proven_and_written(envs, tm
 @pytest.mark.parametrize("a, b, sample, grouped", [
     (side("tensorflow", "conv_same"), side("jax", "conv_padded_right"), "x", ("conv", "b_members", ["pad", "conv"])),
     (side("tensorflow", "dense_split"), side("jax", "dense_fused"), "v", ("d1", "a_members", ["d1", "act", "drop"])),
-], ids=["padding-split-right", "activation-and-dropout-split"])
+    # the folded kernel is A's scaled per channel: so are its gradients (kdiff.element_maps.GradientScale)
+    (side("tensorflow", "conv_bn"), side("jax", "conv_bn_folded"), "x", ("conv", "a_members", ["conv", "bn"])),
+], ids=["padding-split-right", "activation-and-dropout-split", "batchnorm-folded-right"])
 def test_a_right_port_with_other_layers_matches_in_outputs_and_gradients(envs, tmp_path, a, b, sample, grouped):
     report, result = kdiff_json(tmp_path, "--a", a, "--b", b, PORTS / f"{sample}.npy", gradients=True)
     assert result.returncode == 0, result.stdout
@@ -67,3 +71,23 @@ def test_a_right_port_to_channels_last_has_no_false_weight_gradient_divergence(e
     dense = next(layer for layer in report["layers"] if layer["name"] == "dense")
     assert dense["status"] == "match" and dense["weight_grads"]["dense/kernel"]["match"] is True
     assert report["first_grad_divergence"] is None
+
+
+def test_a_batchnorm_folded_with_another_epsilon_is_named_proven_and_written(envs, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.json"
+    result = subprocess.run([sys.executable, "-m", "kdiff", "fix", "--a", side("tensorflow", "conv_bn"),
+                             "--b", side("torch", "conv_bn_folded_eps"), PORTS / "x.npy", "-o", tmp_path / "fixed",
+                             "--json", out], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    conv = report["layers"][0]
+    assert (conv["name"], conv["status"], conv["a_members"]) == ("conv", "diverged", ["conv", "bn"])
+    assert causes(report) == [("batchnorm-folded-epsilon", "conv")]
+    finding = report["findings"][0]
+    assert finding["verified"] and finding["after"]["max_rel"] < 1e-3 < 1 < finding["before"]["max_abs"]
+    assert "folded in with epsilon 1e-05" in finding["fix"] and "epsilon 0.001" in finding["fix"]
+    assert report["after_fixes"]["all_match"] and report["written"]["verified"] is True
+    assert report["after_fixes"]["first_grad_divergence"] is None

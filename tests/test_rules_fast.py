@@ -7,7 +7,7 @@ look-alike that is not its cause: it proposes nothing, or nothing it proposes pr
 Each case builds fresh sides (the repair changes side B); the tables below say what each one is."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -15,7 +15,8 @@ import pytest
 
 from kdiff.diagnosis import repair
 from kdiff.diagnosis.evidence import isolated_error
-from kdiff.diagnosis.rules import (RULES, activation_definition, batchnorm_epsilon, batchnorm_moving_stats,
+from kdiff.diagnosis.rules import (RULES, activation_definition, batchnorm_epsilon, batchnorm_folded_epsilon,
+                                   batchnorm_moving_stats,
                                    batchnorm_training_mode, conv_kernel_flip, flatten_order, float_precision,
                                    framework_bias_add, kernel_layout, padding_same_asymmetry, rnn_gate_order,
                                    rnn_reset_after)
@@ -37,9 +38,10 @@ class Setup:
     inputs: list
     tolerance: Tolerance = TOLERANCE
     evidence_extra: dict = field(default_factory=dict)
+    group: dict = field(default_factory=dict)  # a group's fields of the evidence (a_group, a_group_weights, ...)
 
     def evidence(self):
-        return evidence_of(self.a, self.b, self.inputs, **self.evidence_extra)
+        return replace(evidence_of(self.a, self.b, self.inputs, **self.evidence_extra), **self.group)
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,32 @@ def bn_pair(*, a_epsilon=1e-3, b_epsilon=1e-3, a_training=None, b_variance=None,
     return Setup(a, b, [x])
 
 
+def folded_pair(*, b_epsilon, grouped=True, seed=5):
+    """Side A: a conv and the BatchNormalization after it (epsilon 1e-3), as one group; computed here by the conv
+    with the BatchNormalization folded in exactly, which is the same function. Side B: the conv folded with
+    ``b_epsilon``. ``grouped=False``: the evidence says nothing of a BatchNormalization (a plain conv pair)."""
+    g = rng(seed)
+    kernel, bias = f32(g, 3, 3, 2, 4, scale=0.5), f32(g, 4, scale=0.1)
+    gamma, beta, mean = f32(g, 4, scale=0.2) + 1, f32(g, 4, scale=0.2), f32(g, 4, scale=0.1)
+    variance = np.array([3e-4, 2e-3, 0.4, 1.5], np.float32)
+
+    def fold(epsilon):
+        scale = gamma / np.sqrt(variance.astype(np.float64) + epsilon)
+        return (kernel * scale).astype(np.float32), ((bias - mean) * scale + beta).astype(np.float32)
+
+    config = {"name": "conv", "kernel_size": [3, 3], "strides": [1, 1], "padding": "same",
+              "data_format": "channels_last", "activation": "linear", "use_bias": True, "filters": 4}
+    a_kernel, a_bias = fold(1e-3)
+    b_kernel, b_bias = fold(b_epsilon)
+    a = SyntheticSide("conv", "Conv2D", config, [("conv/kernel", a_kernel), ("conv/bias", a_bias)])
+    b = SyntheticSide("conv", "Conv2D", config, [("conv/kernel", b_kernel), ("conv/bias", b_bias)])
+    statistics = (("bn/gamma", gamma), ("bn/beta", beta), ("bn/moving_mean", mean), ("bn/moving_variance", variance))
+    group = {"a_chain": ("conv", "bn"), "b_chain": ("conv",),
+             "a_group": (("bn", "BatchNormalization", {"name": "bn", "axis": -1, "epsilon": 1e-3}),),
+             "a_group_weights": (("bn", statistics),)} if grouped else {}
+    return Setup(a, b, [f32(g, 2, 6, 6, 2)], group=group)
+
+
 # ---- LSTM / GRU -----------------------------------------------------------------------------------
 def reorder_blocks(weight, order):
     blocks = np.split(weight, len(order), axis=-1)
@@ -220,6 +248,9 @@ FIRES = [
     Case("epsilon_a_names_none", batchnorm_epsilon, lambda: bn_pair(a_epsilon=None, b_epsilon=1e-3),
          code_has=".epsilon = 1.001e-05"),
     Case("epsilon_channels_first", batchnorm_epsilon, lambda: bn_pair(a_epsilon=1e-5, b_epsilon=1e-3, axis=1)),
+    # batchnorm-folded-epsilon: side B's conv holds the BatchNormalization folded in with PyTorch's epsilon
+    Case("folded_with_pytorch_epsilon", batchnorm_folded_epsilon, lambda: folded_pair(b_epsilon=1e-5),
+         code_has="np.sqrt(variance + 1e-05) / np.sqrt(variance + 0.001)"),
     # batchnorm-training-mode: A normalises with the batch's statistics at inference
     Case("training_mode", batchnorm_training_mode, lambda: bn_pair(a_training=True)),
     Case("training_mode_channels_first", batchnorm_training_mode, lambda: bn_pair(a_training=True, axis=1)),
@@ -342,6 +373,10 @@ SILENT = [
          other_cause="batchnorm-moving-stats"),
     Case("equal_epsilons_match", batchnorm_epsilon, lambda: bn_pair(a_epsilon=1e-5, b_epsilon=1e-5),
          proposes_nothing=True),
+    # batchnorm-folded-epsilon
+    Case("folded_with_the_same_epsilon", batchnorm_folded_epsilon, lambda: folded_pair(b_epsilon=1e-3)),
+    Case("scaled_kernel_without_a_group", batchnorm_folded_epsilon, lambda: folded_pair(b_epsilon=1e-5, grouped=False),
+         proposes_nothing=True),
     # batchnorm-training-mode
     Case("both_at_inference", batchnorm_training_mode, lambda: bn_pair()),
     Case("epsilon_fault", batchnorm_training_mode, lambda: bn_pair(a_epsilon=1e-3, b_epsilon=1e-5),
@@ -423,7 +458,7 @@ SILENT = [
 
 def test_every_rule_has_a_case_where_it_fires_and_one_where_it_stays_silent():
     assert {case.rule for case in FIRES} == set(RULES) == {case.rule for case in SILENT}
-    assert len(RULES) == 12
+    assert len(RULES) == 13
 
 
 # Of a rule's candidates within tolerance the closest is kept: for a file that names no epsilon, 1e-05

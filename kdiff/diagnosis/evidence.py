@@ -36,6 +36,8 @@ def gather(pair: LayerPair, a_layers: dict[str, dict], a: SideClient, b: SideCli
         a_config=a.layer_config(name), b_config=b.layer_config(b_name),
         a_chain=pair.chain("a") if pair.grouped else (), b_chain=pair.chain("b") if pair.grouped else (),
         a_group=group("a", a, name), b_group=group("b", b, b_name),
+        a_group_weights=tuple((member["name"], tuple(a.weights(member["name"]))) for member in pair.members("a")
+                              if member["name"] != name and pair.grouped),
         b_backend=b_framework[0], b_versions=dict(b_framework[1]),
     )
 

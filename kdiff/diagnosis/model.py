@@ -27,6 +27,7 @@ class LayerEvidence:
     b_chain: tuple = ()
     a_group: tuple = ()         # the group's other layers on side A: ((name, class name, config), ...) in order
     b_group: tuple = ()
+    a_group_weights: tuple = ()  # the weights of side A's other layers in the group: ((name, ((weight, array), ...)), ...)
     b_backend: str = ""         # side B's backend and its versions ({"keras": "3.15.1", ...}): framework bugs
     b_versions: dict = field(default_factory=dict)
 
