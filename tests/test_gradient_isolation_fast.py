@@ -61,6 +61,9 @@ class NumpySide:
     def outputs(self, names):
         return {name: self.values[name] for name in names}
 
+    def layer_config(self, name):
+        return {}  # (the Softmax layer's axis: Keras's default, the last)
+
     def output_gradients(self, names):
         return {name: self.grads[name][0] for name in names}
 
@@ -162,3 +165,28 @@ def test_the_backward_alone_tolerance_grows_with_the_fan_and_the_sum_over_the_ba
     assert tolerances.backward_alone("dense_1", 1.0, summed_terms=100).rtol > own
     given = Tolerances.from_user(Tolerance(atol=1e-3, rtol=1e-3))
     assert given.backward_alone("dense_1", fan=9.0).rtol == 1e-3
+
+
+class _Amplifying:
+    """A layer whose backward moves 1000 times as much as its inputs do (as a saturated softmax's, with the
+    logits' rounding): side A's own spread under a change its forward tolerance allows is measured."""
+
+    def layer_backward(self, name, inputs, grads):
+        (x,) = inputs
+        return [(1000 * x).astype(np.float32)], [("w", (1000 * x.sum(axis=0)).astype(np.float32))]
+
+
+def test_side_a_own_spread_is_the_allowance_of_a_backward_that_amplifies_its_forward_rounding():
+    from kdiff.gradient_isolation import _judged, own_spread
+
+    x = RNG.standard_normal((4, 8)).astype(np.float32)
+    rtol = 1e-6
+    first = _Amplifying().layer_backward("l", [x], [])
+    (input_spread,), (weight_spread,) = own_spread(_Amplifying(), "l", [x], [], rtol, first)
+    assert 0 < input_spread <= 1000 * rtol * np.abs(x).max() * 1.01
+    tight = Tolerance(atol=0.0, rtol=1e-7)
+    honest = first[0][0] + np.float32(0.5 * input_spread)  # B's forward rounded otherwise, amplified as A's is
+    assert not compare_gradient(first[0][0], honest, tight).matches
+    assert _judged(first[0][0], honest, tight, input_spread).matches
+    assert not _judged(first[0][0], first[0][0] * 1.01, tight, input_spread).matches  # a 1 % fault stays one
+    assert weight_spread > 0

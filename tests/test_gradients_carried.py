@@ -19,7 +19,9 @@ SHARP = fixture_dir("k2_sharp_softmax")
 FILES = (SHARP / "model.json", SHARP / "weights.h5", SHARP / "sample.npy")
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "torch"])  # jax: see the README (dense_1 stays open)
+# jax: dense_1's backward alone differs from Theano's by more than the layer's own rounding, but within the
+# saturated softmax's cancellation (kdiff.gradient_isolation.softmax_cancellation, about 20x here)
+@pytest.mark.parametrize("backend", ["tensorflow", "torch", "jax"])
 def test_after_the_flips_are_fixed_the_gradients_differ_only_by_what_the_values_carry(env_python, tmp_path, backend):
     env_python("theano"), env_python(backend)
     report, result = kdiff_json(tmp_path, *FILES, "--b", backend, gradients=True)

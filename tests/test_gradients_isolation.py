@@ -86,7 +86,9 @@ def test_gradients_agree_with_theano_after_the_known_repair(envs, tmp_path):
     assert [finding["cause"] for finding in report["findings"]] == ["conv-kernel-flip"]
     after = report["after_fixes"]
     assert after["all_match"] is True and after["first_grad_divergence"] is None
-    assert all(layer["grad_match"] is True for layer in after["layers"])
+    # (dense_2's bias gradient, a sum over 4 samples that cancels, may differ by more than its relative
+    # tolerance on one CPU and not another: it is then carried, its backward alone within side A's spread)
+    assert all(layer["grad_match"] is True or layer["grad_carried"] is True for layer in after["layers"])
 
 
 def test_gradients_of_the_models_own_loss_on_labels(envs, tmp_path):
@@ -104,7 +106,7 @@ def test_gradients_of_the_models_own_loss_on_labels(envs, tmp_path):
         assert reports[loss]["gradient_loss"] == {"kind": "loss", "name": loss, "labels": [str(labels)]}
         after = reports[loss]["after_fixes"]
         assert after["all_match"] is True and after["first_grad_divergence"] is None
-        assert all(layer["grad_match"] is True for layer in after["layers"])
+        assert all(layer["grad_match"] is True or layer["grad_carried"] is True for layer in after["layers"])
     bce, mse = ({layer["name"]: layer["grad"] for layer in reports[loss]["layers"]} for loss in reports)
     assert bce["dense_1"]["max_abs"] != mse["dense_1"]["max_abs"]  # the loss really is the one asked for
 
