@@ -1,6 +1,6 @@
 """Known framework bugs as causes (issue #15 item 3), paired. framework-bias-add-axis: Keras 3's
 TensorFlow backend adds a channels_first conv's bias along the width when the width equals the
-filters; named and proven (the bias added apart matches) on a real Keras 3 file run on TensorFlow
+filters (any Keras 3 convolution: a depthwise one's in predict too, --no-grad); named and proven (the bias added apart matches) on a real Keras 3 file run on TensorFlow
 against JAX; silent where the width differs, and for releases or backends outside its range (fast)."""
 import numpy as np
 import pytest
@@ -13,10 +13,12 @@ from tests.diagnosis_files import causes, kdiff_json
 PORTS = FIXTURES / "ports"
 
 
-def evidence(width=8, backend="tensorflow", keras="3.15.1", data_format="channels_first", use_bias=True):
-    kernel = np.zeros((3, 3, 3, 8), np.float32)
-    return LayerEvidence(layer="conv", b_layer="conv", class_name="Conv2D", a_inputs=(np.zeros((2, 3, 6, width)),),
-                         a_outputs=(np.zeros((2, 8, 6, width)),), b_weights=(("kernel", kernel),), a_weights=(),
+def evidence(width=8, backend="tensorflow", keras="3.15.1", data_format="channels_first", use_bias=True,
+             class_name="Conv2D", kernel_shape=(3, 3, 3, 8), channels=8):
+    kernel = np.zeros(kernel_shape, np.float32)
+    weights = (("conv/kernel", kernel),) + ((("conv/bias", np.zeros(channels, np.float32)),) if use_bias else ())
+    return LayerEvidence(layer="conv", b_layer="conv", class_name=class_name, a_inputs=(np.zeros((2, 3, 6, width)),),
+                         a_outputs=(np.zeros((2, channels, 6, width)),), b_weights=weights, a_weights=(),
                          b_config={"name": "conv", "filters": 8, "data_format": data_format, "use_bias": use_bias},
                          b_backend=backend, b_versions={"keras": keras, "tensorflow": "2.21.0"})
 
@@ -26,6 +28,16 @@ def test_the_candidate_is_proposed_only_where_the_bug_can_be():
     for quiet in (evidence(width=7), evidence(backend="jax"), evidence(keras="2.15.0"), evidence(keras="3.16.0"),
                   evidence(data_format="channels_last"), evidence(use_bias=False), evidence(keras="nightly")):
         assert list(framework_bias_add.candidates(quiet)) == []
+
+
+def test_every_keras_3_convolution_adds_its_bias_so_a_depthwise_one_by_channels_times_multiplier():
+    # (found on Keras 3.15.1: Conv1D/3D, the transposed, depthwise and separable convs, eager and in predict)
+    depthwise = dict(class_name="DepthwiseConv2D", kernel_shape=(3, 3, 4, 2), channels=8)
+    assert [c.overrides for c in framework_bias_add.candidates(evidence(width=8, **depthwise))] == [
+        {framework_bias_add.BIAS_APART: True}]
+    assert list(framework_bias_add.candidates(evidence(width=4, **depthwise))) == []  # the width is its channels only
+    for class_name in ("Conv1DTranspose", "Conv3D", "SeparableConv2D"):
+        assert list(framework_bias_add.candidates(evidence(class_name=class_name)))
 
 
 @pytest.mark.slow
@@ -40,6 +52,19 @@ def test_the_bias_added_along_the_width_is_named_as_tensorflows_bug_and_proven(e
     finding = report["findings"][0]
     assert finding["verified"] and finding["after"]["max_abs"] < 1e-5 < 1 < finding["before"]["max_abs"]
     assert "Keras 3.15.1's TensorFlow backend" in finding["fix"] and "class Conv2DBiasApart" in finding["code"]
+    assert report["after_fixes"]["all_match"] is True
+
+
+@pytest.mark.slow
+def test_a_depthwise_conv_gets_the_same_bug_in_predict_too_and_it_is_named_and_proven(env_python, tmp_path):
+    for env in ("tensorflow", "jax"):
+        env_python(env)
+    model = PORTS / "dwconv_nchw_w8.keras"  # 4 channels x multiplier 2 = 8 = the width
+    report, result = kdiff_json(tmp_path, "--a", f"jax:{model}", "--b", f"tensorflow:{model}", PORTS / "xdw8.npy")
+    assert result.returncode == 1 and causes(report) == [("framework-bias-add-axis", "dw")]
+    finding = report["findings"][0]
+    assert finding["verified"] and finding["after"]["max_abs"] < 1e-5 < 0.1 < finding["before"]["max_abs"]
+    assert "class DepthwiseConv2DBiasApart" in finding["code"]
     assert report["after_fixes"]["all_match"] is True
 
 

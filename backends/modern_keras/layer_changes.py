@@ -33,20 +33,29 @@ def changed_copy(layer, overrides: dict):
 
 
 def _add_bias_apart(layer) -> None:
-    """A Keras 3 conv whose call adds its bias with the tensor's own '+', not keras.ops.add (whose
-    TensorFlow form takes a channels_first bias for an NHWC one when the width equals the filters)."""
-    if not all(hasattr(layer, name) for name in ("convolution_op", "use_bias", "rank", "filters", "data_format")):
+    """A Keras 3 convolution (plain, transposed, depthwise or separable) whose call adds its bias with the
+    tensor's own '+', not keras.ops.add (whose TensorFlow form takes a channels_first bias for an NHWC one
+    when the output's last axis has the bias's length): the class's own call runs without its bias and its
+    activation, which are then applied here."""
+    if not all(hasattr(layer, name) for name in ("use_bias", "activation", "data_format")):
         raise ModelInputError(f"layer '{layer.name}' ({type(layer).__name__}) is not a Keras 3 convolution",
-                              "the bias can be added apart only for Conv1D/2D/3D")
+                              "the bias can be added apart only for Keras 3's convolution layers")
     from keras import ops
 
-    def call(inputs):
-        outputs = layer.convolution_op(inputs, layer.kernel)
-        if layer.use_bias:
-            shape = ((1, layer.filters) + (1,) * layer.rank if layer.data_format == "channels_first"
-                     else (1,) * (layer.rank + 1) + (layer.filters,))
+    own_call = type(layer).call
+
+    def call(inputs, *args, **kwargs):
+        use_bias, activation = layer.use_bias, layer.activation
+        layer.use_bias, layer.activation = False, None
+        try:
+            outputs = own_call(layer, inputs, *args, **kwargs)
+        finally:
+            layer.use_bias, layer.activation = use_bias, activation
+        if use_bias:
+            rank = len(outputs.shape) - 2
+            shape = (1, -1) + (1,) * rank if layer.data_format == "channels_first" else (1,) * (rank + 1) + (-1,)
             outputs = outputs + ops.reshape(layer.bias, shape)
-        return layer.activation(outputs) if layer.activation is not None else outputs
+        return activation(outputs) if activation is not None else outputs
 
     layer.call = call
 
