@@ -26,6 +26,8 @@ class Conventions:
     hard_sigmoid: str = "keras2"        # clip(0.2x + 0.5, 0, 1); "keras3": relu6(x + 3) / 6
     bias_along_width: bool = False      # Keras 3 on TensorFlow: a channels_first conv whose width equals its
     #                                     filters gets its bias along the width (framework-bias-add-axis)
+    average_pads_replicated: bool = False  # Keras 3 on torch: an average pooling's uneven 'same' padding holds
+    #                                     the edge's values, averaged in (framework-avgpool-same-padding)
 
 
 TENSORFLOW = Conventions()
@@ -33,6 +35,7 @@ THEANO = Conventions(flips_kernel=True, same_padding="theano")
 THEANO_UNFLIPPED = Conventions(same_padding="theano")  # a Theano file whose kernels were converted, padding not
 KERAS3 = Conventions(hard_sigmoid="keras3")
 KERAS3_TENSORFLOW = Conventions(hard_sigmoid="keras3", bias_along_width=True)
+KERAS3_TORCH = Conventions(hard_sigmoid="keras3", average_pads_replicated=True)
 
 ROUND_BFLOAT16 = np.uint32(0x7FFF)
 
@@ -162,6 +165,31 @@ def conv(x, kernel, bias=None, *, strides=1, padding="valid", data_format="chann
     return np.moveaxis(y, -1, 1) if data_format == "channels_first" else y
 
 
+def average_pool(x, pool_size, strides, padding="valid", data_format="channels_last", replicated=False):
+    """Average pooling over every spatial axis; 'same' pads as TensorFlow does (the odd cell after) and
+    averages over the cells inside the input; ``replicated``: where the padding is uneven, the input padded
+    with its edge's values and those averaged in (Keras 3's torch backend)."""
+    x = np.asarray(x, np.float64)
+    if data_format == "channels_first":
+        x = np.moveaxis(x, 1, -1)
+    spatial = x.ndim - 2
+    pads = [(0, 0)] * x.ndim
+    for axis, pool, step in zip(range(1, 1 + spatial), pool_size, strides):
+        total = max((-(-x.shape[axis] // step) - 1) * step + pool - x.shape[axis], 0) if padding == "same" else 0
+        pads[axis] = (total // 2, total - total // 2)
+    uneven = any((before + after) % 2 for before, after in pads)
+    if replicated and uneven:
+        padded, counted = np.pad(x, pads, mode="edge"), np.ones_like(np.pad(x, pads))
+    else:
+        padded, counted = np.pad(x, pads), np.pad(np.ones_like(x), pads)
+    windows = lambda a: np.lib.stride_tricks.sliding_window_view(a, tuple(pool_size), axis=tuple(range(1, 1 + spatial)))
+    steps = (slice(None),) + tuple(slice(None, None, step) for step in strides)
+    total = windows(padded)[steps].sum(axis=tuple(range(-spatial, 0)))
+    count = windows(counted)[steps].sum(axis=tuple(range(-spatial, 0)))
+    y = (total / count).astype(np.float32)
+    return np.moveaxis(y, -1, 1) if data_format == "channels_first" else y
+
+
 def batch_normalization(x, gamma, beta, moving_mean, moving_variance, *, epsilon=1e-3, axis=-1, training=False):
     axis = axis[0] if isinstance(axis, (list, tuple)) else axis
     axis %= x.ndim
@@ -250,6 +278,11 @@ def forward(class_name: str, config: dict, weights: list, inputs: list, training
                  padding=config.get("padding", "valid"), data_format=config.get("data_format", "channels_last"),
                  activation=config.get("activation", "linear"), conventions=conventions,
                  bias_apart=bool(config.get("kdiff:bias_added_apart")))
+    elif class_name in ("AveragePooling1D", "AveragePooling2D"):
+        pool_size = tuple(config["pool_size"])
+        y = average_pool(x, pool_size, tuple(config.get("strides") or pool_size), config.get("padding", "valid"),
+                         config.get("data_format", "channels_last"), conventions.average_pads_replicated
+                         and not config.get("kdiff:average_counted_apart"))
     elif class_name == "BatchNormalization":
         y = batch_normalization(x, *ws, epsilon=config.get("epsilon", 1e-3), axis=config.get("axis", -1),
                                 training=bool(training))

@@ -1,4 +1,6 @@
-"""Known framework bugs as causes (issue #15 item 3), paired. framework-bias-add-axis: Keras 3's
+"""Known framework bugs as causes (issue #15 item 3), paired. framework-avgpool-same-padding: Keras 3's
+torch backend averages the replicated edge into an uneven 'same' padding of an average pooling; named and
+proven on a real file on torch against jax. framework-bias-add-axis: Keras 3's
 TensorFlow backend adds a channels_first conv's bias along the width when the width equals the
 filters (any Keras 3 convolution: a depthwise one's in predict too, --no-grad); named and proven (the bias added apart matches) on a real Keras 3 file run on TensorFlow
 against JAX; silent where the width differs, and for releases or backends outside its range (fast)."""
@@ -76,4 +78,21 @@ def test_silent_where_the_width_differs_from_the_filters(env_python, tmp_path):
     model = PORTS / "conv_nchw_w7.keras"
     report, result = kdiff_json(tmp_path, "--a", f"jax:{model}", "--b", f"tensorflow:{model}", PORTS / "xw7.npy",
                                 gradients=True)
+    assert result.returncode == 0 and report["findings"] == []
+
+
+@pytest.mark.slow
+def test_torchs_average_pooling_over_an_uneven_same_padding_is_named_and_proven(env_python, tmp_path):
+    for env in ("torch", "jax"):
+        env_python(env)
+    model = PORTS / "avgpool_same.keras"  # pool 3, stride 2 over 6: 0 cells of padding before, 1 after
+    report, result = kdiff_json(tmp_path, "--a", f"jax:{model}", "--b", f"torch:{model}", PORTS / "x6.npy",
+                                gradients=True)
+    assert result.returncode == 1 and causes(report) == [("framework-avgpool-same-padding", "pool")]
+    finding = report["findings"][0]
+    assert finding["verified"] and finding["after"]["max_abs"] < 1e-5 < 0.01 < finding["before"]["max_abs"]
+    assert "Keras 3.15.1's torch backend" in finding["fix"] and "class AveragePooling2DExact" in finding["code"]
+    assert report["after_fixes"]["all_match"] is True and report["after_fixes"]["first_grad_divergence"] is None
+    # silent where side B computes the average right: the same model on tensorflow
+    report, result = kdiff_json(tmp_path, "--a", f"jax:{model}", "--b", f"tensorflow:{model}", PORTS / "x6.npy")
     assert result.returncode == 0 and report["findings"] == []

@@ -18,13 +18,14 @@ from kdiff.diagnosis.evidence import isolated_error
 from kdiff.diagnosis.rules import (RULES, activation_definition, batchnorm_epsilon, batchnorm_folded_epsilon,
                                    batchnorm_moving_stats,
                                    batchnorm_training_mode, conv_kernel_flip, flatten_order, float_precision,
-                                   framework_bias_add, kernel_layout, padding_same_asymmetry, rnn_gate_order,
+                                   framework_avgpool_same, framework_bias_add, kernel_layout, padding_same_asymmetry, rnn_gate_order,
                                    rnn_reset_after)
 from kdiff.metrics import Tolerance
-from tests.synthetic_layers import (KERAS3, KERAS3_TENSORFLOW, TENSORFLOW, THEANO, THEANO_UNFLIPPED, SyntheticSide,
+from tests.synthetic_layers import (KERAS3, KERAS3_TENSORFLOW, KERAS3_TORCH, TENSORFLOW, THEANO, THEANO_UNFLIPPED, SyntheticSide,
                                     bfloat16, evidence_of, flatten)
 
 TF_3_15 = ("tensorflow", {"keras": "3.15.1", "tensorflow": "2.21.0"})
+TORCH_3_15 = ("torch", {"keras": "3.15.1", "torch": "2.9.1"})
 
 TOLERANCE = Tolerance(atol=1e-5, rtol=1e-4)
 TIGHT = Tolerance(atol=1e-7, rtol=1e-6)      # 16-bit rounding is far outside it, float32's own is not
@@ -185,6 +186,17 @@ def folded_pair(*, b_epsilon, grouped=True, seed=5):
     return Setup(a, b, [f32(g, 2, 6, 6, 2)], group=group)
 
 
+def pool_pair(*, size, b_framework=TORCH_3_15, data_format="channels_last", seed=6):
+    """AveragePooling2D(3, strides 2, 'same') on a size x size input: side A pools as TensorFlow does, side B
+    as Keras 3's torch backend (the edge's values averaged into an uneven padding)."""
+    g = rng(seed)
+    config = {"name": "pool", "pool_size": [3, 3], "strides": [2, 2], "padding": "same", "data_format": data_format}
+    shape = (2, 3, size, size) if data_format == "channels_first" else (2, size, size, 3)
+    a = SyntheticSide("pool", "AveragePooling2D", config, [])
+    b = SyntheticSide("pool", "AveragePooling2D", config, [], KERAS3_TORCH)
+    return Setup(a, b, [f32(g, *shape)], evidence_extra={"b_backend": b_framework[0], "b_versions": b_framework[1]})
+
+
 # ---- LSTM / GRU -----------------------------------------------------------------------------------
 def reorder_blocks(weight, order):
     blocks = np.split(weight, len(order), axis=-1)
@@ -314,6 +326,11 @@ FIRES = [
          lambda: conv_pair(a_conventions=TENSORFLOW, b_conventions=KERAS3_TENSORFLOW, channels=(2, 6), size=6,
                            padding="same", data_format="channels_first", b_framework=TF_3_15),
          code_has="class Conv2DBiasApart"),
+    # framework-avgpool-same-padding: Keras 3.15.1 on torch, pool 3 stride 2 over an even size
+    Case("average_pool_uneven_padding", framework_avgpool_same, lambda: pool_pair(size=6),
+         code_has="class AveragePooling2DExact"),
+    Case("average_pool_uneven_padding_channels_first", framework_avgpool_same,
+         lambda: pool_pair(size=8, data_format="channels_first")),
     # flatten-order
     Case("dense_rows_chw_after_keras2_flatten", flatten_order,
          lambda: flatten_pair(a_shape=(4, 3, 2), a_order="channels_last", b_rows=hwc_rows_to_chw(4, 3, 2)),
@@ -424,6 +441,10 @@ SILENT = [
          lambda: conv_pair(a_conventions=TENSORFLOW, b_conventions=KERAS3_TENSORFLOW, channels=(2, 6), size=6,
                            padding="same", data_format="channels_first", b_framework=("jax", {"keras": "3.15.1"})),
          proposes_nothing=True),
+    # framework-avgpool-same-padding: the padding is even (an odd size); another framework
+    Case("average_pool_even_padding", framework_avgpool_same, lambda: pool_pair(size=7), proposes_nothing=True),
+    Case("average_pool_on_jax", framework_avgpool_same,
+         lambda: pool_pair(size=6, b_framework=("jax", {"keras": "3.15.1"})), proposes_nothing=True),
     # flatten-order
     Case("rows_in_the_same_order", flatten_order,
          lambda: flatten_pair(a_shape=(4, 3, 2), a_order="channels_last", b_rows=None)),
@@ -458,7 +479,7 @@ SILENT = [
 
 def test_every_rule_has_a_case_where_it_fires_and_one_where_it_stays_silent():
     assert {case.rule for case in FIRES} == set(RULES) == {case.rule for case in SILENT}
-    assert len(RULES) == 13
+    assert len(RULES) == 14
 
 
 # Of a rule's candidates within tolerance the closest is kept: for a file that names no epsilon, 1e-05

@@ -13,6 +13,7 @@ from backends.modern_keras.layer_ops import call_arguments
 
 
 BIAS_APART = "kdiff:bias_added_apart"  # kdiff.diagnosis.rules.framework_bias_add: a workaround, not a setting
+AVERAGE_APART = "kdiff:average_counted_apart"  # kdiff.diagnosis.rules.framework_avgpool_same: the same
 
 
 def changed_copy(layer, overrides: dict):
@@ -21,6 +22,7 @@ def changed_copy(layer, overrides: dict):
     (a framework bug's workaround; a saved model does not keep it)."""
     overrides = dict(overrides)
     bias_apart = overrides.pop(BIAS_APART, False)
+    average_apart = overrides.pop(AVERAGE_APART, False)
     config = layer.get_config()
     unknown = sorted(set(overrides) - set(config))
     if unknown:
@@ -29,7 +31,36 @@ def changed_copy(layer, overrides: dict):
     copy = type(layer).from_config({**config, **overrides})
     if bias_apart:
         _add_bias_apart(copy)
+    if average_apart:
+        _average_counted_apart(copy)
     return copy
+
+
+def _average_counted_apart(layer) -> None:
+    """A Keras 3 average pooling with padding='same' whose call takes the average apart: each window's sum
+    over the zero-padded input (padded as TensorFlow pads 'same') over its count of cells inside the input,
+    not the torch backend's pooling of an input it padded with its own edge values where the padding is
+    uneven."""
+    if getattr(layer, "pool_mode", None) != "average" or not hasattr(layer, "pool_size"):
+        raise ModelInputError(f"layer '{layer.name}' ({type(layer).__name__}) is not a Keras 3 average pooling",
+                              "the average can be taken apart only for AveragePooling1D/2D/3D")
+    from keras import ops
+
+    def call(inputs):
+        first = layer.data_format == "channels_first"
+        spatial = range(2, inputs.ndim) if first else range(1, inputs.ndim - 1)
+        pads = [(0, 0)] * inputs.ndim
+        for axis, pool, step in zip(spatial, layer.pool_size, layer.strides):
+            size = inputs.shape[axis]
+            total = max((-(-size // step) - 1) * step + pool - size, 0)
+            pads[axis] = (total // 2, total - total // 2)
+
+        def pooled(x):
+            return ops.average_pool(ops.pad(x, pads), layer.pool_size, layer.strides, "valid", layer.data_format)
+
+        return pooled(inputs) / pooled(ops.ones_like(inputs))
+
+    layer.call = call
 
 
 def _add_bias_apart(layer) -> None:

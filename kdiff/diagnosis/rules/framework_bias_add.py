@@ -14,6 +14,7 @@ Proof: side B's conv is run with its bias added apart (the tensor's own ``+``, w
 from __future__ import annotations
 
 from kdiff.diagnosis.model import Candidate, LayerEvidence, kernel_of
+from kdiff.diagnosis.rules.framework_releases import applies_to
 
 ID = "framework-bias-add-axis"
 FRAMEWORK = "tensorflow"
@@ -23,21 +24,10 @@ CONV_CLASSES = {"Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspos
 BIAS_APART = "kdiff:bias_added_apart"  # understood by the Keras 3 worker (backends/modern_keras/layer_changes.py)
 
 
-def applies_to(backend: str, versions: dict) -> bool:
-    """Whether side B runs a framework release the bug is known in."""
-    if backend != FRAMEWORK:
-        return False
-    try:
-        version = tuple(int(part) for part in str(versions.get("keras", "")).split(".")[:3])
-    except ValueError:
-        return False
-    low, high = KERAS_VERSIONS
-    return low <= version <= high
-
-
 def candidates(evidence: LayerEvidence):
     config = evidence.b_config
-    if evidence.class_name not in CONV_CLASSES or not applies_to(evidence.b_backend, evidence.b_versions):
+    if evidence.class_name not in CONV_CLASSES or not applies_to(evidence.b_backend, evidence.b_versions, FRAMEWORK,
+                                                                 KERAS_VERSIONS):
         return
     bias = next((weight for name, weight in evidence.b_weights if name.rsplit("/", 1)[-1].startswith("bias")), None)
     if config.get("data_format") != "channels_first" or not config.get("use_bias", True) or not evidence.a_outputs \
