@@ -279,14 +279,16 @@ def _output_channels(kernel: tuple, weights: list[tuple], output: tuple) -> int:
 
 
 def _recurrent(class_name: str, dtype: str, weights: list[tuple], output: tuple, input_shape) -> LayerRule:
-    """Per step a reduction over the inputs and the units (K = inputs + units); the state carries the
-    rounding of every step before, independent errors growing as √T over the T steps."""
-    kernels = [shape for shape in weights if len(shape) == 2]  # kernel (inputs, ...), then recurrent (units, ...)
+    """Per step a reduction over the inputs and the units (K = inputs + units; a ConvLSTM's, each times its
+    kernel's window); the state carries the rounding of every step before, independent errors growing as √T
+    over the T steps."""
+    kernels = [shape for shape in weights if len(shape) >= 2]  # kernel (..., inputs, ...), then recurrent
     steps = input_shape[1] if input_shape is not None and len(input_shape) >= 3 and input_shape[1] else 1
-    inputs = kernels[0][0] if kernels else (input_shape[-1] if input_shape else 0) or 0
-    units = kernels[1][0] if len(kernels) >= 2 else (output[-1] if output and output[-1] else 0)
-    rule = _reduction(dtype, (inputs + units) * steps, f"{class_name}: ({inputs} inputs + {units} units) "
-                                                         f"× {steps} steps")
+    inputs = kernels[0][-2] if kernels else (input_shape[-1] if input_shape else 0) or 0
+    units = kernels[1][-2] if len(kernels) >= 2 else (output[-1] if output and output[-1] else 0)
+    window = math.prod(kernels[0][:-2]) if kernels else 1  # a ConvLSTM's kernel window; 1 for a Dense-like one
+    per_step = f"({inputs} inputs + {units} units)" + (f" × {window} kernel positions" if window > 1 else "")
+    rule = _reduction(dtype, (inputs + units) * window * steps, f"{class_name}: {per_step} × {steps} steps")
     return LayerRule(rule.rtol + TRANSCENDENTAL_ULPS * EPSILON[dtype], rule.reason + ", with its gates",
                      rule.epsilon)
 
