@@ -107,8 +107,11 @@ class GradientScale:
 
     ratio: np.ndarray
     is_identity: bool = False
+    element_map: "ElementMap | None" = None  # A's weight also moved so (a kernel flipped, then scaled)
 
     def __call__(self, a_array: np.ndarray) -> np.ndarray:
+        if self.element_map is not None and a_array.ndim == len(self.element_map.axes):
+            a_array = self.element_map(a_array)
         fits = a_array.shape[a_array.ndim - self.ratio.ndim:] == self.ratio.shape
         ratio = self.ratio if fits else self.ratio.reshape(-1)  # a bias: the channels flat
         return (a_array / ratio).astype(a_array.dtype)
@@ -140,3 +143,19 @@ def find_channel_scale(a_kernel: np.ndarray, b_kernel: np.ndarray, channels: int
     if not np.all(np.abs(ratio) > 0) or np.allclose(ratio, 1.0, rtol=FOLD_ROUNDING, atol=0):
         return None
     return GradientScale(ratio.reshape(a_kernel.shape[-trailing:]))
+
+
+def find_scaled_map(a_kernel: np.ndarray, b_kernel: np.ndarray) -> GradientScale | None:
+    """A kernel that side B holds as side A's, its spatial axes perhaps reversed (Theano's flip, repaired),
+    scaled per output channel (its last axis): a fix that rescales weights for another definition of the
+    activation, such as the 1.2 of hard_sigmoid's gate columns. None where there is no such map."""
+    if a_kernel.shape != b_kernel.shape or a_kernel.ndim < 2:
+        return None
+    spatial = range(a_kernel.ndim - 2)
+    for count in range(len(spatial) + 1):
+        for reversed_axes in itertools.combinations(spatial, count):
+            moved = ElementMap(tuple(range(a_kernel.ndim)), reversed_axes)
+            scale = find_channel_scale(moved(a_kernel), b_kernel, b_kernel.shape[-1])
+            if scale is not None:
+                return GradientScale(scale.ratio, element_map=moved if reversed_axes else None)
+    return None

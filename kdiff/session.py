@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from kdiff.alignment import LayerPair, align_layers
-from kdiff.element_maps import find_channel_scale, find_element_map, find_row_permutation
+from kdiff.element_maps import GradientScale, find_channel_scale, find_element_map, find_row_permutation, find_scaled_map
 from kdiff.environments import backend_spec, ensure_env, env_for, kdiff_home
 from kdiff.errors import InputError, UsageError
 from kdiff.gradients import NamedLoss, output_layers
@@ -240,7 +240,7 @@ class DiffSession:
             maps = [m if m is not None or before_flatten is None else find_row_permutation(a, b, before_flatten)
                     for m, a, b in zip(maps, a_values, b_values)]
             if maps and maps[0] is None:
-                maps = self._folded(pair, a_values, b_values) or maps
+                maps = self._folded(pair, a_values, b_values) or _scaled(a_values, b_values) or maps
             self.weight_maps[name] = [m if m is not None and not m.is_identity else None for m in maps]
 
     def _folded(self, pair, a_values: list, b_values: list) -> list | None:
@@ -321,3 +321,22 @@ def client_keys(folder: str | None, endpoint: str):
     except (OSError, ValueError) as exc:
         raise UsageError("keys-unreadable", f"--keys {folder}: {exc}",
                          "pass the folder 'kdiff keys DIR' wrote (client.key_secret, probe.key)") from exc
+
+
+def _scaled(a_values: list, b_values: list) -> list | None:
+    """A layer whose kernels side B holds scaled per output channel (after a fix that rescaled them, e.g. for
+    hard_sigmoid's other definition; perhaps flipped as well), each kernel's gradient compared through its
+    scale, a 1-D weight's (a bias) through the first kernel's. Only asked of layers whose values match (or
+    were just fixed), where the two are the same function in other parameters."""
+    if len(a_values) != len(b_values) or not a_values:
+        return None
+    first = find_scaled_map(a_values[0], b_values[0])
+    if first is None:
+        return None
+    maps = []
+    for a, b in zip(a_values, b_values):
+        if a.ndim >= 2:
+            maps.append(first if a is a_values[0] else find_scaled_map(a, b))
+        else:
+            maps.append(GradientScale(first.ratio.reshape(-1)) if a.size == first.ratio.size else None)
+    return maps

@@ -64,3 +64,16 @@ def test_no_scale_where_the_kernels_are_equal_or_not_proportional():
     b[0, 0, 0, 0] += 0.1  # proportional but for one element
     assert find_channel_scale(a, b, 4) is None
     assert find_channel_scale(a, a * 2, 5) is None  # no trailing axes make 5 channels
+
+
+def test_a_flipped_kernel_scaled_per_gate_column_maps_its_gradient_flipped_and_divided():
+    from kdiff.element_maps import find_scaled_map
+
+    g = np.random.default_rng(4)
+    a = g.standard_normal((3, 3, 2, 8)).astype(np.float32)  # a ConvLSTM2D's kernel: 4 gates x 2 filters
+    ratio = np.repeat([1.2, 1.2, 1.0, 1.2], 2)  # hard_sigmoid's gates (i, f, o) rescaled, c not
+    found = find_scaled_map(a, (a[::-1, ::-1] * ratio).astype(np.float32))
+    assert found is not None and found.element_map.reversed == (0, 1) and np.allclose(found.ratio, ratio)
+    gradient = g.standard_normal(a.shape)
+    assert np.allclose(found(gradient), gradient[::-1, ::-1] / ratio)
+    assert find_scaled_map(a, a[::-1, ::-1].copy()) is None  # a flip alone is an ElementMap's, not a scale's

@@ -22,7 +22,7 @@ from kdiff.diagnosis.model import Candidate, LayerEvidence
 ID = "activation-definition"
 KERAS3_TO_OLD = 1.2   # hard_sigmoid_keras2(x) == hard_sigmoid_keras3(1.2 * x)
 # class -> (gate names, the gates computed with recurrent_activation), blocks along the weights' last axis
-GATED = {"LSTM": ("ifco", "ifo"), "GRU": ("zrh", "zr")}
+GATED = {"LSTM": ("ifco", "ifo"), "GRU": ("zrh", "zr"), "ConvLSTM2D": ("ifco", "ifo")}  # (Keras ConvLSTM2D: an LSTM's gates)
 AFFINE = {"Dense", "Conv1D", "Conv2D", "Conv3D"}  # kernel (..., out), bias (out,)
 COMMON_SLOPES = (0.3, 0.2, 0.01)
 
