@@ -26,16 +26,20 @@ def side(backend, name):
     return f"{backend}:{PORTS / name}.keras"
 
 
-def test_a_padding_moved_into_its_own_layer_is_named_proven_and_written(envs, tmp_path):
+def kdiff_fix(tmp_path, a: str, b: str, sample: str):
+    """`kdiff fix --a A --b B SAMPLE -o DIR --json R`, expected to exit 0: the report and the process."""
     import subprocess
     import sys
 
     out = tmp_path / "r.json"
-    result = subprocess.run([sys.executable, "-m", "kdiff", "fix", "--a", side("tensorflow", "conv_same"),
-                             "--b", side("torch", "conv_padded"), PORTS / "x.npy", "-o", tmp_path / "fixed",
-                             "--json", out], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "kdiff", "fix", "--a", a, "--b", b, PORTS / f"{sample}.npy",
+                             "-o", tmp_path / "fixed", "--json", out], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(out.read_text())
+    return json.loads(out.read_text()), result
+
+
+def test_a_padding_moved_into_its_own_layer_is_named_proven_and_written(envs, tmp_path):
+    report, result = kdiff_fix(tmp_path, side("tensorflow", "conv_same"), side("torch", "conv_padded"), "x")
     conv = report["layers"][0]
     assert (conv["name"], conv["status"], conv["b_members"], conv["a_members"]) == ("conv", "diverged",
                                                                                    ["pad", "conv"], None)
@@ -74,15 +78,7 @@ def test_a_right_port_to_channels_last_has_no_false_weight_gradient_divergence(e
 
 
 def test_a_batchnorm_folded_with_another_epsilon_is_named_proven_and_written(envs, tmp_path):
-    import subprocess
-    import sys
-
-    out = tmp_path / "r.json"
-    result = subprocess.run([sys.executable, "-m", "kdiff", "fix", "--a", side("tensorflow", "conv_bn"),
-                             "--b", side("torch", "conv_bn_folded_eps"), PORTS / "x.npy", "-o", tmp_path / "fixed",
-                             "--json", out], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(out.read_text())
+    report, _ = kdiff_fix(tmp_path, side("tensorflow", "conv_bn"), side("torch", "conv_bn_folded_eps"), "x")
     conv = report["layers"][0]
     assert (conv["name"], conv["status"], conv["a_members"]) == ("conv", "diverged", ["conv", "bn"])
     assert causes(report) == [("batchnorm-folded-epsilon", "conv")]
