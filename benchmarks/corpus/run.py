@@ -172,7 +172,9 @@ def verdict(report: dict) -> dict:
 # kdiff/diagnosis/rules/conv_kernel_flip.py's classes (Keras 1 and 2 names): Theano flips their kernels, a
 # kernel of spatial size 1 is its own flip; separable and depthwise kernels load as stored
 FLIPPED_CLASSES = {"Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "Conv3DTranspose", "Convolution1D",
-                   "Convolution2D", "Convolution3D", "Deconvolution2D", "AtrousConvolution1D", "AtrousConvolution2D"}
+                   "Convolution2D", "Convolution3D", "Deconvolution2D", "AtrousConvolution1D", "AtrousConvolution2D",
+                   "ConvLSTM2D"}
+RECURRENT_CONVS = {"ConvLSTM2D"}  # its input (N, T, ...): each step's two convolutions flip (conv-kernel-flip)
 
 
 def flippable_convs(model_json: Path, shapes: dict | None = None) -> dict | None:
@@ -223,6 +225,8 @@ def flippable_convs(model_json: Path, shapes: dict | None = None) -> dict | None
         nodes = layer_config.get("inbound_nodes") or []
         source = nodes[0][0][0] if nodes and nodes[0] else previous
         shape = shapes.get(f"{name_of(layer_config)}:input") or shapes.get(source)
+        if shape is not None and layer_config.get("class_name") in RECURRENT_CONVS:
+            shape = [shape[0], *shape[2:]]  # (the time axis aside: its two convolutions see one frame)
         if shape is None or len(shape) != len(sizes) + 2:
             counts["flippable"] += 1      # its input's size unknown: counted as visible
             return
