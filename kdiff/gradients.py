@@ -154,17 +154,37 @@ class GradientComparison:
         else:
             parts = [_compare(x, y, tolerance) for x, y in zip(a_outputs, b_outputs)]
             output = next((p for p in parts if isinstance(p, str)), None) or combine(parts)
-        if len(a_weights) != len(b_weights):
+        maps = list(self.weight_maps.get(a_layer) or ())
+        maps += [None] * (len(a_weights) - len(maps))
+        paired = _paired_weights(a_weights, b_weights)
+        if paired is None:
             weights = tuple((name, f"{len(a_weights)} weights on side A, {len(b_weights)} on B")
                             for name, _ in a_weights)
         else:
-            maps = self.weight_maps.get(a_layer) or [None] * len(a_weights)
-            summed = [tolerances.gradient(a_layer, terms_per_weight(a_outputs, x)) for _, x in a_weights]
-            weights = tuple((name, _compare(element_map(x), element_map.part_of_b(y), weight_tolerance) if element_map
-                             else _compare(x, y, weight_tolerance))
-                            for (name, x), (_, y), element_map, weight_tolerance
-                            in zip(a_weights, b_weights, maps, summed))
+            weights = []
+            for index, (name, x), y in paired:
+                element_map = maps[index]
+                weight_tolerance = tolerances.gradient(a_layer, terms_per_weight(a_outputs, x))
+                weights.append((name, _compare(element_map(x), element_map.part_of_b(y), weight_tolerance)
+                                if element_map else _compare(x, y, weight_tolerance)))
+            weights = tuple(weights)
         self.results[a_layer] = GradientDiff(output, weights)
+
+
+def _short(name: str) -> str:
+    return name.rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def _paired_weights(a_weights: list, b_weights: list) -> list | None:
+    """Side A's weights with side B's gradient of each: in order where both hold as many; else those both
+    hold by the same name (a conv without a bias whose BatchNormalization the other side folded into a conv
+    with one: the kernels are compared, the bias has no counterpart in side A's layer); None if none pair."""
+    if len(a_weights) == len(b_weights):
+        return [(index, weight, b) for index, (weight, (_, b)) in enumerate(zip(a_weights, b_weights))]
+    b_by_name = {_short(name): value for name, value in b_weights}
+    paired = [(index, (name, a), b_by_name[_short(name)]) for index, (name, a) in enumerate(a_weights)
+              if _short(name) in b_by_name]
+    return paired or None
 
 
 def backward_and_compare(pool: WorkerPool, pairs: list[LayerPair], inputs: ModelInputs,

@@ -241,6 +241,7 @@ class DiffSession:
                     for m, a, b in zip(maps, a_values, b_values)]
             if maps and maps[0] is None:
                 maps = self._folded(pair, a_values, b_values) or _scaled(a_values, b_values) or maps
+            maps += [None] * (len(a_values) - len(maps))  # (weights side B does not hold: none to map)
             self.weight_maps[name] = [m if m is not None and not m.is_identity else None for m in maps]
 
     def _folded(self, pair, a_values: list, b_values: list) -> list | None:
@@ -248,7 +249,7 @@ class DiffSession:
         per output channel (kdiff.element_maps.GradientScale), the same scale for every weight's gradient."""
         folded = [(side, member["name"]) for side in "ab" for member in pair.members(side)
                   if member["class_name"] == "BatchNormalization"]
-        if len(folded) != 1 or len(a_values) != len(b_values) or not a_values:
+        if len(folded) != 1 or not a_values or not b_values:
             return None  # (both sides have it, or neither: nothing is folded)
         side, batch_norm = folded[0]
         statistics = [value for _, value in self.clients[side].weights(batch_norm)]

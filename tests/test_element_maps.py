@@ -77,3 +77,15 @@ def test_a_flipped_kernel_scaled_per_gate_column_maps_its_gradient_flipped_and_d
     gradient = g.standard_normal(a.shape)
     assert np.allclose(found(gradient), gradient[::-1, ::-1] / ratio)
     assert find_scaled_map(a, a[::-1, ::-1].copy()) is None  # a flip alone is an ElementMap's, not a scale's
+
+
+def test_weights_pair_in_order_where_both_sides_hold_as_many_and_by_name_where_one_holds_more():
+    from kdiff.gradients import _paired_weights
+
+    kernel, bias = np.ones((3, 3, 2, 4)), np.zeros(4)
+    same = _paired_weights([("conv/kernel", kernel), ("conv/bias", bias)], [("c/kernel:0", kernel), ("c/bias:0", bias)])
+    assert [(index, name) for index, (name, _), _ in same] == [(0, "conv/kernel"), (1, "conv/bias")]
+    # side A's conv has no bias (its BatchNormalization holds the shift), side B's folded conv has one
+    folded = _paired_weights([("conv/kernel", kernel)], [("conv/kernel", kernel * 2), ("conv/bias", bias)])
+    assert len(folded) == 1 and folded[0][0] == 0 and np.array_equal(folded[0][2], kernel * 2)
+    assert _paired_weights([("a/gamma", bias)], [("b/kernel", kernel), ("b/bias", bias)]) is None

@@ -56,7 +56,11 @@ def test_a_padding_moved_into_its_own_layer_is_named_proven_and_written(envs, tm
     (side("tensorflow", "dense_split"), side("jax", "dense_fused"), "v", ("d1", "a_members", ["d1", "act", "drop"])),
     # the folded kernel is A's scaled per channel: so are its gradients (kdiff.element_maps.GradientScale)
     (side("tensorflow", "conv_bn"), side("jax", "conv_bn_folded"), "x", ("conv", "a_members", ["conv", "bn"])),
-], ids=["padding-split-right", "activation-and-dropout-split", "batchnorm-folded-right"])
+    # a conv without a bias folded into one with a bias: the kernels' gradients compared, the bias has none on A
+    (side("tensorflow", "conv_nobias_bn"), side("jax", "conv_nobias_bn_folded"), "x",
+     ("conv", "a_members", ["conv", "bn"])),
+], ids=["padding-split-right", "activation-and-dropout-split", "batchnorm-folded-right",
+        "batchnorm-folded-into-a-conv-without-bias"])
 def test_a_right_port_with_other_layers_matches_in_outputs_and_gradients(envs, tmp_path, a, b, sample, grouped):
     report, result = kdiff_json(tmp_path, "--a", a, "--b", b, PORTS / f"{sample}.npy", gradients=True)
     assert result.returncode == 0, result.stdout
