@@ -120,6 +120,12 @@ class GradientScale:
         return b_array
 
 
+def channel_axes(shape: tuple, channels: int) -> int | None:
+    """How many trailing axes of a kernel of this shape hold its output channels, their sizes multiplying to
+    ``channels`` (a Conv or Dense: 1, the last; a DepthwiseConv: 2, input channels x multiplier); None if none do."""
+    return next((k for k in range(1, len(shape)) if int(np.prod(shape[-k:])) == channels), None)
+
+
 FOLD_ROUNDING = 1e-5  # |b - a * ratio| / max |b| of a fold computed in float32 (or float64, then rounded)
 
 
@@ -129,7 +135,7 @@ def find_channel_scale(a_kernel: np.ndarray, b_kernel: np.ndarray, channels: int
     the last; a DepthwiseConv: input channels x multiplier); None if there is none or it is 1 everywhere."""
     if a_kernel.shape != b_kernel.shape or a_kernel.ndim < 2 or channels < 1:
         return None
-    trailing = next((k for k in range(1, a_kernel.ndim) if int(np.prod(a_kernel.shape[-k:])) == channels), None)
+    trailing = channel_axes(a_kernel.shape, channels)
     if trailing is None:
         return None
     a = a_kernel.astype(np.float64).reshape(-1, channels)

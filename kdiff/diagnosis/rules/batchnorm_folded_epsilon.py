@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from kdiff.diagnosis.model import Candidate, LayerEvidence, kernel_of
+from kdiff.element_maps import channel_axes
 
 ID = "batchnorm-folded-epsilon"
 FOLD_EPSILONS = (1e-5, 1.001e-5, 1e-3, 1e-4, 1e-6, 1e-8, 0.0)  # PyTorch, keras_applications, Keras, ...
@@ -29,7 +30,7 @@ def candidates(evidence: LayerEvidence):
     if variance is None or bias.shape != variance.shape:
         return
     channels = variance.size
-    trailing = next((k for k in range(1, kernel.ndim) if int(np.prod(kernel.shape[-k:])) == channels), None)
+    trailing = channel_axes(kernel.shape, channels)
     if trailing is None:
         return
     config = next(c for name, _, c in evidence.a_group if name == folded)
