@@ -113,7 +113,7 @@ def resolve_sides(args: argparse.Namespace, data: tuple[str, ...] = ("SAMPLE",),
     a_model, a_weights = (a_model, a_weights) if a_model else (shared_model, shared_weights)
     b_model, b_weights = (b_model, b_weights) if b_model else (shared_model, shared_weights)
     check_options(args, {name.lower().removesuffix('.npy'): path for name, path in zip(data, files[-count:])})
-    model_file = inspect_model(a_model, a_weights)
+    model_file = inspect_model(a_model, a_weights, getattr(args, "custom_objects", None))
     keras3 = model_file.keras_major == 3
     # a tf.keras 2.x file never ran on Theano: by default its own Keras (tf_keras) is side A
     default_a = "tensorflow" if keras3 else "tf-keras" if model_file.tf_keras else "theano"
@@ -127,18 +127,19 @@ def resolve_sides(args: argparse.Namespace, data: tuple[str, ...] = ("SAMPLE",),
     a = Side("a", a_backend or default_a, a_model, a_weights, args.a_python, endpoint=a_endpoint)
     b = Side("b", b_backend or ("jax" if keras3 else "tensorflow"), b_model, b_weights, args.b_python,
              layout=_checked_layout(getattr(args, "b_layout", None), b_backend or ("jax" if keras3 else "tensorflow"),
-                                    b_model, b_weights), endpoint=b_endpoint)
+                                    b_model, b_weights, getattr(args, "custom_objects", None)), endpoint=b_endpoint)
     return a, b, files[-count:]
 
 
-def _checked_layout(layout: str | None, backend: str, model: str, weights: str | None) -> str | None:
+def _checked_layout(layout: str | None, backend: str, model: str, weights: str | None,
+                    custom_objects: str | None = None) -> str | None:
     """--b-layout, when side B can be built in it: a Keras 1/2 file on a modern Keras backend."""
     if not layout:
         return None
     if backend.startswith("theano"):
         raise UsageError("b-layout-backend", f"--b-layout {layout}: the {backend} worker builds a model only as "
                          "its file states", "use --b tensorflow, jax, torch or tf-keras")
-    if inspect_model(model, weights).keras_major == 3:
+    if inspect_model(model, weights, custom_objects).keras_major == 3:
         raise UsageError("b-layout-keras3", f"--b-layout {layout}: side B's model is a Keras 3 file, which is "
                          "built in the layout it states", "--b-layout rebuilds Keras 1/2 files; pass a Keras 3 "
                          "port as it is (--b BACKEND:port.keras) and kdiff feeds it the sample in its layout")

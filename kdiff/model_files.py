@@ -14,6 +14,7 @@ import numpy as np
 
 from kdiff.protocol import layer_catalog
 from kdiff import full_model_h5
+from kdiff.custom_objects import defined_names
 from kdiff.errors import InputError
 from kdiff.model_checks import (check_layer_config, check_listed_weights, check_unique_names, parse_model_json,
                                  weights_warnings)
@@ -37,9 +38,11 @@ class ModelFile:
     warnings: tuple = ()       # what in the files is accepted but worth saying (integer or non-finite weights)
     integer_input: bool = False  # the model takes integer ids (an Embedding first, or an integer InputLayer)
     tf_keras: bool = False     # a Keras 2 file written by TensorFlow's own Keras (tf.keras 2.x), never run on Theano
+    custom_classes: tuple = ()  # layer classes of the user's own, defined in the --custom-objects file
 
 
-def inspect_model(model_path: str, weights_path: str | None) -> ModelFile:
+def inspect_model(model_path: str, weights_path: str | None, custom_objects: str | None = None) -> ModelFile:
+    """``custom_objects``: the --custom-objects file, whose classes may be the model's layers."""
     path = Path(model_path)
     if not path.exists():
         raise InputError("model-not-found", f"model file not found: {model_path}", "check the path")
@@ -53,10 +56,17 @@ def inspect_model(model_path: str, weights_path: str | None) -> ModelFile:
         raise InputError("model-json-shape", f"{path.name} is JSON but not a Keras model description",
                          "expected an object with 'class_name' and 'config', as model.to_json() writes it")
     layers = list(_walk_layers(config))
-    unsupported = sorted({cls for cls, _, _ in layers if cls not in SUPPORTED_LAYERS})
+    unknown = sorted({cls for cls, _, _ in layers if cls not in SUPPORTED_LAYERS})
+    own = defined_names(custom_objects) if custom_objects and unknown else frozenset()
+    unsupported = [cls for cls in unknown if cls not in own]
     if unsupported:
+        if custom_objects:
+            raise InputError("unsupported-layer", f"not supported yet, nor defined in {custom_objects}: "
+                             f"{', '.join(unsupported)}", f"if it is a layer class of your own, define it in "
+                             f"{custom_objects} (for both sides' Keras); else please open an issue with the model file")
         raise InputError("unsupported-layer", f"not supported yet: {', '.join(unsupported)}",
-                         "kdiff cannot build these layers yet; please open an issue with the model file")
+                         "if it is a layer class of your own, define it in a Python file and pass --custom-objects "
+                         "FILE.py; else kdiff cannot build it yet: please open an issue with the model file")
     attrs = _weights_attrs(weights_path or model_path) if weights_path or full else {}
     version = str(config.get("keras_version") or attrs.get("keras_version") or "")
     backend = full.backend if full and full.backend else str(attrs.get("backend", ""))
@@ -66,6 +76,7 @@ def inspect_model(model_path: str, weights_path: str | None) -> ModelFile:
         layer_classes=tuple(sorted({cls for cls, _, _ in layers})), input_shapes=_declared_inputs(config, layers),
         data_format=_stated_layout(layers), flatten_formats=_flatten_formats(layers),
         warnings=tuple(attrs.get("warnings", ())), integer_input=_takes_integers(layers),
+        custom_classes=tuple(cls for cls in unknown if cls in own),
     )
 
 

@@ -70,7 +70,8 @@ class DiffSession:
         self.sides = (a, b)
         self.options = options
         self.progress = progress
-        self.models = {side.name: inspect_model(side.model, side.weights) for side in self.sides}
+        self.models = {side.name: inspect_model(side.model, side.weights, options.custom_objects)
+                       for side in self.sides}
         # Every side's backend and environment is known to be valid before any is built.
         for side in self.sides:
             if side.worker_module is None:

@@ -7,6 +7,7 @@ Public methods check the worker's state and the caller's arguments, then call th
 from __future__ import annotations
 
 import runpy
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -59,7 +60,7 @@ class Worker:
         for label, path in (("model", model), ("weights", weights), ("custom objects", custom_objects)):
             if path is not None and not Path(path).is_file():
                 raise ModelInputError(f"{label} file not found: {path}", "check the path")
-        functions = load_custom_objects(custom_objects) if custom_objects else {}
+        functions = load_custom_objects(custom_objects, self._custom_objects_keras_impl()) if custom_objects else {}
         try:
             self._model = self._load_impl(model, weights, functions, bool(trust_lambda_bytecode))
         except ModelInputError:
@@ -231,6 +232,11 @@ class Worker:
     def _import_framework_impl(self) -> None:
         raise NotImplementedError
 
+    def _custom_objects_keras_impl(self):
+        """The module that ``import keras`` gives the user's --custom-objects file here (None: the installed
+        keras): the tf-keras worker gives tf_keras, which its models are built with."""
+        return None
+
     def _versions_impl(self) -> dict:
         raise NotImplementedError
 
@@ -388,13 +394,25 @@ def refused_by_framework(backend: str, exc: Exception) -> ModelInputError:
                            f"file loads in the Keras that wrote it, this is kdiff's fault: please report it{origin}")
 
 
-def load_custom_objects(path: str) -> dict:
-    """The public callables and classes defined in a user's Python file, by name.
+def load_custom_objects(path: str, keras_module=None) -> dict:
+    """The public callables and classes defined in a user's Python file, by name; with ``keras_module``,
+    the file's ``import keras`` gives that module (tf_keras in the tf-keras worker).
 
     This runs the user's own file, which they named on the command line to supply
-    functions (e.g. for Lambda layers); code stored inside model files is never run here.
+    functions (e.g. for Lambda layers) and layer classes; code stored inside model files is never run here.
     """
-    namespace = runpy.run_path(path)
+    if keras_module is None:
+        namespace = runpy.run_path(path)
+    else:
+        installed = sys.modules.get("keras")
+        sys.modules["keras"] = keras_module
+        try:
+            namespace = runpy.run_path(path)
+        finally:
+            if installed is None:
+                sys.modules.pop("keras", None)
+            else:
+                sys.modules["keras"] = installed
     return {name: value for name, value in namespace.items()
             if not name.startswith("_") and callable(value)}
 

@@ -101,7 +101,7 @@ def build_model(keras, description: ModelDescription, custom_objects: dict,
             produced[(spec.name, 0)] = [keras.Input(
                 batch_shape=tuple(spec.config["batch_input_shape"]),
                 dtype=spec.config["dtype"], name=spec.name)]
-    layers = {spec.name: make_layer(keras, spec, functions)
+    layers = {spec.name: make_layer(keras, spec, functions, custom_objects)
               for spec in description.layers if spec.class_name != "InputLayer"}
     _call_layers_in_graph_order(description, layers, produced)
     inputs = [_tensor(produced, ref) for ref in description.inputs]
@@ -146,15 +146,18 @@ def _tensor(produced, ref: TensorRef):
                               f"{ref.node} of layer '{ref.layer}', which does not exist") from None
 
 
-def make_layer(keras, spec: LayerSpec, functions: dict):
-    """One layer object, named as in the file."""
+def make_layer(keras, spec: LayerSpec, functions: dict, custom_objects: dict | None = None):
+    """One layer object, named as in the file; a layer class of the user's own is made from the file's
+    config by the class's from_config."""
+    if spec.custom:
+        return custom_objects[spec.class_name].from_config({**spec.config, "name": spec.name})
     kwargs = {key: spec.config[key] for key in LAYER_ARGUMENTS.get(spec.class_name, ())
               if key in spec.config}
     if spec.class_name == "Sequential":
-        return keras.Sequential([make_layer(keras, sub, functions) for sub in spec.sublayers],
+        return keras.Sequential([make_layer(keras, sub, functions, custom_objects) for sub in spec.sublayers],
                                 name=spec.name)
     if spec.class_name in ("Bidirectional", "TimeDistributed"):
-        inner = make_layer(keras, spec.inner, functions)
+        inner = make_layer(keras, spec.inner, functions, custom_objects)
         return getattr(keras.layers, spec.class_name)(inner, name=spec.name, **kwargs)
     if spec.class_name == "RNN":
         return keras.layers.RNN(_cell(keras, spec.inner), name=spec.name, **kwargs)

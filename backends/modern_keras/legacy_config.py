@@ -13,6 +13,7 @@ Faithfulness rules (kdiff must reveal differences, never paper over them):
 """
 from __future__ import annotations
 
+import contextvars
 import json
 from dataclasses import dataclass, field
 
@@ -23,6 +24,10 @@ from kdiff.protocol import layer_catalog
 # Classes a description may hold (Keras 2 names). Anything else is refused up front.
 # The one list, shared with the coordinator's pre-check (kdiff/model_files.py).
 SUPPORTED_CLASSES = layer_catalog.DESCRIPTION_CLASSES
+
+# Layer classes of the user's own (--custom-objects) that the description being parsed may hold, kept with
+# the file's class name and config as they are (set by parse_model_config).
+_CUSTOM_CLASSES: contextvars.ContextVar[frozenset] = contextvars.ContextVar("custom_classes", default=frozenset())
 
 RECURRENT_CLASSES = ("SimpleRNN", "LSTM", "GRU")
 WRAPPER_CLASSES = ("Bidirectional", "TimeDistributed")
@@ -93,6 +98,7 @@ class LayerSpec:
     call_training: dict[int, bool] = field(default_factory=dict)  # call index -> an explicit training=
     inner: LayerSpec | None = None       # the wrapped layer of Bidirectional/TimeDistributed
     sublayers: list[LayerSpec] = field(default_factory=list)  # a nested Sequential's layers
+    custom: bool = False                 # a layer class of the user's own: class name and config as the file has them
 
     def walk(self):
         """This layer and every layer inside it."""
@@ -122,8 +128,24 @@ class ModelDescription:
         raise KeyError(name)
 
 
-def parse_model_config(model_config: dict) -> ModelDescription:
-    """`model_config`: the dict of model.to_json() (or of an HDF5 file's model_config)."""
+def custom_layer_classes(custom_objects: dict) -> frozenset:
+    """The names of the user's classes (--custom-objects) that are no layer class kdiff knows: a model's
+    layers of these classes are built from the user's class."""
+    return frozenset(name for name, value in custom_objects.items()
+                     if isinstance(value, type) and name not in layer_catalog.SUPPORTED_LAYERS)
+
+
+def parse_model_config(model_config: dict, custom_classes: frozenset = frozenset()) -> ModelDescription:
+    """`model_config`: the dict of model.to_json() (or of an HDF5 file's model_config); `custom_classes`:
+    the layer classes of the user's own it may name (custom_layer_classes)."""
+    token = _CUSTOM_CLASSES.set(frozenset(custom_classes))
+    try:
+        return _parse_model_config(model_config)
+    finally:
+        _CUSTOM_CLASSES.reset(token)
+
+
+def _parse_model_config(model_config: dict) -> ModelDescription:
     if not isinstance(model_config, dict) or "class_name" not in model_config:
         raise ModelInputError("the model JSON has no top-level 'class_name'",
                               "pass the JSON written by Keras 1/2 model.to_json()")
@@ -280,6 +302,10 @@ def normalize_layer(entry: dict, major: int, version: str) -> LayerSpec:
         return _nested_sequential(entry, major, version)
     class_name, config = entry["class_name"], dict(entry["config"])
     name = config.pop("name", entry.get("name", ""))
+    if class_name in _CUSTOM_CLASSES.get():
+        for key in ("batch_input_shape", "input_shape", "input_dtype", "batch_size"):  # the InputLayer's
+            config.pop(key, None)
+        return LayerSpec(name, class_name, config, custom=True)
     if major == 1:
         class_name, config = _keras1_to_keras2(class_name, config, name, version)
     class_name, config = _legacy_layer_arguments(class_name, config)

@@ -114,7 +114,7 @@ def _load_json(keras, path, weights_path, custom_objects, trust, layout=None):
                               "pass the JSON written by model.to_json()") from None
     if isinstance(config, dict) and _is_keras3_config(config):
         return _load_keras3_json(keras, text, custom_objects, trust), None
-    description = legacy_config.parse_model_config(config)
+    description = legacy_config.parse_model_config(config, legacy_config.custom_layer_classes(custom_objects))
     if weights_path is None:
         raise ModelInputError(f"{path} holds a Keras {description.keras_major} architecture "
                               "without weights", "pass its weights file (.h5) as well")
@@ -165,7 +165,7 @@ def _load_full_legacy_h5(keras, path, custom_objects, trust, weights_path, layou
                                   "pass the model JSON (or a full-model file) as the model, "
                                   "and this file as the weights")
         config = json.loads(legacy_weights.text(file.attrs["model_config"]))
-        description = legacy_config.parse_model_config(config)
+        description = legacy_config.parse_model_config(config, legacy_config.custom_layer_classes(custom_objects))
         model = _built(keras, description, custom_objects, trust, layout)
         if weights_path is None:
             stored = legacy_weights.read_weights_group(

@@ -10,6 +10,9 @@ class Worker(ModernKerasWorker):
 
         return {"tf_keras": self.keras.__version__, "tensorflow": tf.__version__}
 
+    def _custom_objects_keras_impl(self):
+        return self.keras
+
     def _device_impl(self) -> str:
         from backends.tf_keras.capture import device
 
