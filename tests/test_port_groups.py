@@ -4,7 +4,8 @@ the other side's 'same' conv; off by TensorFlow's (0, 1) at stride 2 it is named
 on the padding layer), proven and written; split the right way it matches, as does a Dense whose
 activation and an extra Dropout are layers of their own, on either side. A BatchNormalization folded into
 the conv before it: folded with PyTorch's epsilon it is named (batchnorm-folded-epsilon), proven and
-written; folded right it matches, its weight gradients compared through the fold's per-channel scale."""
+written; folded right it matches, its weight gradients compared through the fold's per-channel scale. The same
+on the branches of a residual block (tests/fixtures/ports/generate_residual.py)."""
 import json
 
 import pytest
@@ -59,8 +60,10 @@ def test_a_padding_moved_into_its_own_layer_is_named_proven_and_written(envs, tm
     # a conv without a bias folded into one with a bias: the kernels' gradients compared, the bias has none on A
     (side("tensorflow", "conv_nobias_bn"), side("jax", "conv_nobias_bn_folded"), "x",
      ("conv", "a_members", ["conv", "bn"])),
+    # on the branches of a residual block: every BatchNormalization folded, a padding split out, a softmax split
+    (side("tensorflow", "residual"), side("torch", "residual_port"), "xr", ("c2", "b_members", ["pad2", "c2"])),
 ], ids=["padding-split-right", "activation-and-dropout-split", "batchnorm-folded-right",
-        "batchnorm-folded-into-a-conv-without-bias"])
+        "batchnorm-folded-into-a-conv-without-bias", "residual-block-exported"])
 def test_a_right_port_with_other_layers_matches_in_outputs_and_gradients(envs, tmp_path, a, b, sample, grouped):
     report, result = kdiff_json(tmp_path, "--a", a, "--b", b, PORTS / f"{sample}.npy", gradients=True)
     assert result.returncode == 0, result.stdout
@@ -89,5 +92,28 @@ def test_a_batchnorm_folded_with_another_epsilon_is_named_proven_and_written(env
     finding = report["findings"][0]
     assert finding["verified"] and finding["after"]["max_rel"] < 1e-3 < 1 < finding["before"]["max_abs"]
     assert "folded in with epsilon 1e-05" in finding["fix"] and "epsilon 0.001" in finding["fix"]
+    assert report["after_fixes"]["all_match"] and report["written"]["verified"] is True
+    assert report["after_fixes"]["first_grad_divergence"] is None
+
+
+RESIDUAL_GROUPS = [("c1", ["c1", "bn1"], None), ("c2", ["c2", "bn2"], ["pad2", "c2"]), ("c3", ["c3", "bn3"], None),
+                   ("sc", ["sc", "sbn"], None), ("fc", None, ["fc", "soft"])]
+
+
+@pytest.mark.parametrize("port, expected", [
+    ("residual_port_eps", [("batchnorm-folded-epsilon", name) for name in ("c1", "c2", "c3", "sc")]),
+    ("residual_port_pad", [("padding-same-asymmetry", "c2")]),
+], ids=["every-fold-with-pytorchs-epsilon", "branch-padded-symmetrically"])
+def test_faults_on_the_branches_of_a_residual_block_are_named_proven_and_written(envs, tmp_path, port, expected):
+    """Groups on both branches of an Add (a conv with its BatchNormalization on side A, a padding and a conv on
+    side B): each fault is found where it starts, proven on its group alone, and the written model matches."""
+    report, _ = kdiff_fix(tmp_path, side("tensorflow", "residual"), side("jax", port), "xr")
+    assert [(layer["name"], layer["a_members"], layer["b_members"]) for layer in report["layers"]
+            if layer["a_members"] or layer["b_members"]] == RESIDUAL_GROUPS
+    assert report["first_divergence"]["layer"] == expected[0][1]
+    assert causes(report) == expected and all(finding["verified"] for finding in report["findings"])
+    # of two epsilons that each fix the fold within tolerance, the likelier (1e-05, not 1.001e-05) is named
+    assert all("epsilon 1e-05," in finding["fix"] for finding in report["findings"]
+               if finding["cause"] == "batchnorm-folded-epsilon")
     assert report["after_fixes"]["all_match"] and report["written"]["verified"] is True
     assert report["after_fixes"]["first_grad_divergence"] is None

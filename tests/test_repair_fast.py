@@ -116,3 +116,16 @@ def test_a_side_that_disagrees_with_itself_is_named_before_any_rule(files, open_
     (finding,) = found.findings
     assert (finding.cause, finding.layer, finding.detail["side"]) == ("nondeterministic", "leaky_1", "b")
     assert finding.explains == ("leaky_1", "flatten_1", "dense_1") and found.repaired is None
+
+
+@pytest.mark.parametrize("errors, kept", [
+    ([(2e-6, 1e-4), (1.5e-6, 0.8e-4)], "first"),   # closer by float noise only: the likelier (first) value is kept
+    ([(2e-6, 1e-4), (1e-8, 1e-7)], "second"),      # twice as close and more: the value the layer was written with
+    ([(3e-6, 2e-4), (2e-6, 1.5e-4), (1e-7, 1e-6)], "third"),
+], ids=["noise-decides-nothing", "clearly-closer", "clearly-closer-later"])
+def test_of_candidates_within_tolerance_the_first_is_kept_unless_another_is_twice_as_close(errors, kept):
+    from kdiff.diagnosis.model import ErrorSize
+    from kdiff.diagnosis.repair import _closest
+
+    names = ["first", "second", "third"]
+    assert _closest([(ErrorSize(max_abs, max_rel), names[i]) for i, (max_abs, max_rel) in enumerate(errors)]) == kept

@@ -212,8 +212,8 @@ def _prove(b: SideClient, evidence, tolerance: Tolerance | Tolerances, failed: N
                         break  # exact: no other candidate can come closer
                 elif candidate.b_weights is not None and not candidate.changes_config:
                     firsts.append((rule, candidate))
-            if passing:  # of a rule's candidates within tolerance, the closest (1.001e-05 over 1e-05)
-                _, best = min(passing, key=lambda tried: _closeness(tried[0]))
+            if passing:
+                best = _closest(passing)
                 after = _try(b, evidence, tolerance, best)
                 if after is not None:
                     return [_finding(evidence, best, before_size, after)]
@@ -251,6 +251,17 @@ def _safe_candidates(rule, evidence, failed: NotChecked) -> list:
 
 def _closeness(error: ErrorSize) -> tuple[float, float]:
     return (error.max_rel if error.max_rel is not None else float("inf"), error.max_abs)
+
+
+def _closest(passing: list) -> object:
+    """Of a rule's candidates within tolerance, in the rule's order (its likelier values first): the first,
+    unless a later one comes at least twice as close (1.001e-05 over 1e-05 where the layer was written with
+    it). Within a factor of two the float noise decides which is closer, and the likelier is kept."""
+    best_after, best = passing[0]
+    for after, candidate in passing[1:]:
+        if _closeness(after) < tuple(value / 2 for value in _closeness(best_after)):
+            best_after, best = after, candidate
+    return best
 
 
 def _try(b: SideClient, evidence, tolerance: Tolerance | Tolerances, candidate, keep: bool = True) -> ErrorSize | None:
