@@ -117,3 +117,30 @@ def test_faults_on_the_branches_of_a_residual_block_are_named_proven_and_written
                if finding["cause"] == "batchnorm-folded-epsilon")
     assert report["after_fixes"]["all_match"] and report["written"]["verified"] is True
     assert report["after_fixes"]["first_grad_divergence"] is None
+
+
+def test_training_steps_of_a_port_with_groups_compare_each_groups_own_weights(envs, tmp_path):
+    """kdiff train on a Dense whose activation and an extra Dropout are layers of their own on side A: each
+    group's activation and output gradient are compared at its cut, its weights' gradients and updates at its
+    own layer; with another Adam epsilon on side B the cause is named there (before: an IndexError, exit 3)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    labels = tmp_path / "y.npy"
+    np.save(labels, np.random.default_rng(0).normal(size=(2, 4)).astype("float32"))
+    out = tmp_path / "train.json"
+    result = subprocess.run([sys.executable, "-m", "kdiff", "train", "--a", side("tensorflow", "dense_split"),
+                             "--b", side("jax", "dense_fused"), PORTS / "v.npy", labels, "--optimizer", "adam",
+                             "--b-optimizer", ":epsilon=0.1", "--loss", "mse", "--steps", "2", "--json", out],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["first_divergence"] == {"step": 0, "weight": "d1/kernel"}
+    rows = {layer["name"]: layer for layer in report["divergence_layers"]}
+    assert set(rows) == {"d1", "d2"}
+    assert list(rows["d1"]["weights"]) == ["d1/kernel", "d1/bias"]
+    assert rows["d1"]["activation"]["match"] and rows["d1"]["weights"]["d1/kernel"]["gradient"]["match"]
+    assert [finding["cause"] for finding in report["findings"]] == ["optimizer-epsilon"]
+    assert all(finding["verified"] for finding in report["findings"])

@@ -204,8 +204,11 @@ class _Run:
                                                       lambda p, q: compare_arrays(p, q, self.tolerance)),
                                          _compare_all(a_kept[v.OUTPUT_GRADIENTS], b_kept[v.OUTPUT_GRADIENTS], self._compare_gradient), weights)
 
+        def merge(cut_kept, own_kept):  # a group (kdiff.alignment): compared at its cut, with its own layer's weights
+            return {**cut_kept, v.WEIGHT_GRADIENTS: own_kept[v.WEIGHT_GRADIENTS]}
+
         stream_pairs(self.pool, self.session.pairs, "train_gradients", {**pack([x], v.MODEL_INPUTS), **pack([y], v.LABELS)},
-                     self.options.diff.timeouts.call, on_part, on_pair)
+                     self.options.diff.timeouts.call, on_part, on_pair, merge=merge)
         return losses, results
 
     def _optimizer_step(self, side: str, side_a: _SideStep | None) -> _SideStep:
