@@ -5,7 +5,8 @@ on the padding layer), proven and written; split the right way it matches, as do
 activation and an extra Dropout are layers of their own, on either side. A BatchNormalization folded into
 the conv before it: folded with PyTorch's epsilon it is named (batchnorm-folded-epsilon), proven and
 written; folded right it matches, its weight gradients compared through the fold's per-channel scale. The same
-on the branches of a residual block (tests/fixtures/ports/generate_residual.py)."""
+on the branches of a residual block (tests/fixtures/ports/generate_residual.py). A Masking layer on one side
+only is named (mask-dropped), proven and written (tests/fixtures/ports/generate_masking.py)."""
 import json
 
 import pytest
@@ -144,3 +145,21 @@ def test_training_steps_of_a_port_with_groups_compare_each_groups_own_weights(en
     assert rows["d1"]["activation"]["match"] and rows["d1"]["weights"]["d1/kernel"]["gradient"]["match"]
     assert [finding["cause"] for finding in report["findings"]] == ["optimizer-epsilon"]
     assert all(finding["verified"] for finding in report["findings"])
+
+
+@pytest.mark.parametrize("a, b, masking_on", [("masking_lstm", "masking_dropped", "A"),
+                                              ("masking_dropped", "masking_lstm", "B")],
+                         ids=["port-drops-the-masking", "port-adds-a-masking"])
+def test_a_masking_layer_on_one_side_only_is_named_proven_and_written(envs, tmp_path, a, b, masking_on):
+    """A Masking layer in front of an LSTM on one side only (tests/fixtures/ports/generate_masking.py): grouped
+    with the LSTM, which diverges where the padding is read on one side and skipped on the other; proven on the
+    whole model (side B's LSTM called as side A's is, masked or not), and the written model has the Masking
+    layer added (or left out)."""
+    report, _ = kdiff_fix(tmp_path, side("tensorflow", a), side("torch", b), "xm")
+    lstm = report["layers"][0]
+    assert (lstm["name"], lstm["status"]) == ("lstm", "diverged")
+    assert lstm["a_members" if masking_on == "A" else "b_members"] == ["mask", "lstm"]
+    assert causes(report) == [("mask-dropped", "lstm")] and report["findings"][0]["verified"]
+    assert ("Add keras.layers.Masking(mask_value=0)" if masking_on == "A" else "Take 'mask' out") in \
+        report["findings"][0]["fix"]
+    assert report["after_fixes"]["all_match"] and report["written"]["verified"] is True

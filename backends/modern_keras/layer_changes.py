@@ -14,6 +14,8 @@ from backends.modern_keras.layer_ops import call_arguments
 
 BIAS_APART = "kdiff:bias_added_apart"  # kdiff.diagnosis.rules.framework_bias_add: a workaround, not a setting
 AVERAGE_APART = "kdiff:average_counted_apart"  # kdiff.diagnosis.rules.framework_avgpool_same: the same
+MASKED_BY = "kdiff:masked_by"  # kdiff.diagnosis.mask_dropped: the copy masks its input as Masking(value) would
+UNMASKED = "kdiff:unmasked"    # the same rule the other way: the copy ignores the mask it is given
 
 
 def changed_copy(layer, overrides: dict):
@@ -23,6 +25,7 @@ def changed_copy(layer, overrides: dict):
     overrides = dict(overrides)
     bias_apart = overrides.pop(BIAS_APART, False)
     average_apart = overrides.pop(AVERAGE_APART, False)
+    masked_by, unmasked = overrides.pop(MASKED_BY, None), overrides.pop(UNMASKED, False)
     config = layer.get_config()
     unknown = sorted(set(overrides) - set(config))
     if unknown:
@@ -33,7 +36,71 @@ def changed_copy(layer, overrides: dict):
         _add_bias_apart(copy)
     if average_apart:
         _average_counted_apart(copy)
+    if masked_by is not None or unmasked:
+        _with_mask(copy, None if unmasked else float(masked_by))
     return copy
+
+
+def _with_mask(layer, mask_value: float | None) -> None:
+    """A layer that takes a mask, called with the mask a Masking(mask_value) before it would give it (a
+    timestep is kept where any of its features differs from mask_value), whatever mask it is given; with
+    None, called with no mask at all. (A port that drops a Masking layer, or adds one: mask-dropped.)"""
+    import inspect
+
+    own_call = layer.call
+    if "mask" not in inspect.signature(own_call).parameters:
+        raise ModelInputError(f"layer '{layer.name}' ({type(layer).__name__}) takes no mask",
+                              "only a layer that takes a mask (a recurrent layer, ...) can be masked")
+    if type(layer).__module__.startswith("tf_keras"):
+        import tensorflow as tf
+
+        def mask_of(inputs):
+            return tf.reduce_any(tf.not_equal(inputs, mask_value), axis=-1)
+    else:
+        from keras import ops
+
+        def mask_of(inputs):
+            return ops.any(ops.not_equal(inputs, mask_value), axis=-1)
+
+    def call(inputs, *args, mask=None, **kwargs):
+        return own_call(inputs, *args, mask=None if mask_value is None else mask_of(inputs), **kwargs)
+
+    layer.call = call
+    layer._kdiff_mask = (mask_value,)  # for written_form
+
+
+def written_form(keras, model):
+    """The model as it is written (backends/modern_keras/saving.py): a layer that masks its input itself (a
+    mask-dropped fix) gets a real Masking layer before it, and a Masking layer feeding only layers that ignore
+    their mask is left out; every other layer is the model's own. The model itself when no layer is so changed."""
+    changed = {id(layer): layer._kdiff_mask[0] for layer in model.layers if hasattr(layer, "_kdiff_mask")}
+    if not changed:
+        return model
+    nodes = graph_nodes(model)
+    consumers: dict[int, list] = {}
+    for layer, _, node in nodes:
+        for tensor in data_inputs(node):
+            consumers.setdefault(id(tensor), []).append(layer)
+    produced = {id(tensor): tensor for tensor in model.inputs}
+    for layer, _, node in nodes:
+        args, kwargs = call_arguments(node, produced)
+        outputs = node_outputs(node)
+        readers = [reader for output in outputs for reader in consumers.get(id(output), [])]
+        if type(layer).__name__ == "Masking" and readers and all(changed.get(id(r), 0.0) is None for r in readers):
+            new = [args[0]]  # left out: its readers ignore the mask
+        else:
+            if id(layer) in changed:
+                kwargs.pop("mask", None)  # (the mask its call was given: the Masking written before it gives it)
+            if changed.get(id(layer)) is not None:
+                args = [keras.layers.Masking(mask_value=changed[id(layer)], name=f"{layer.name}_masking")(args[0]),
+                        *args[1:]]
+            new = flat(layer(*args, **kwargs))
+        for old, value in zip(outputs, new):
+            produced[id(old)] = value
+    inputs = list(model.inputs)
+    result = [produced[id(tensor)] for tensor in model.outputs]
+    return keras.Model(inputs=inputs[0] if len(inputs) == 1 else inputs,
+                       outputs=result[0] if len(result) == 1 else result, name=model.name)
 
 
 def _average_counted_apart(layer) -> None:

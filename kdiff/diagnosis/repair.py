@@ -294,11 +294,11 @@ def _finding(evidence, candidate, before: ErrorSize, after: ErrorSize) -> Findin
 
 
 def _b_sources(session, pair) -> list[str]:
-    """Side B's names for the layers (or inputs) feeding the pair's layer on side A."""
+    """Side B's names for the layers (or inputs) feeding the pair on side A (its group's first layer)."""
     names = []
-    for source in pair.a.get("inbound", ()):
+    for source in pair.inbound("a"):
         partner = session.pair_of(source)
-        names.append(partner.b["name"] if partner is not None and partner.b is not None else source)
+        names.append(partner.cut("b") if partner is not None and partner.b is not None else source)
     return names
 
 
