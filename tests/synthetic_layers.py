@@ -165,10 +165,13 @@ def conv(x, kernel, bias=None, *, strides=1, padding="valid", data_format="chann
     return np.moveaxis(y, -1, 1) if data_format == "channels_first" else y
 
 
-def average_pool(x, pool_size, strides, padding="valid", data_format="channels_last", replicated=False):
-    """Average pooling over every spatial axis; 'same' pads as TensorFlow does (the odd cell after) and
-    averages over the cells inside the input; ``replicated``: where the padding is uneven, the input padded
-    with its edge's values and those averaged in (Keras 3's torch backend)."""
+def average_pool(x, pool_size, strides, padding="valid", data_format="channels_last", replicated=False,
+                 theano_same=False, mode="average"):
+    """Average (or, with ``mode="max"``, max) pooling over every spatial axis; 'same' pads as TensorFlow does
+    (the odd cell after) and pools over the cells inside the input; ``replicated``: where the padding is
+    uneven, the input padded with its edge's values and those averaged in (Keras 3's torch backend);
+    ``theano_same``: 'same' padded as Keras's Theano backend did (k - 2 for an odd k > 2, else k - 1, on both
+    sides), the first ceil(n/s) outputs kept."""
     x = np.asarray(x, np.float64)
     if data_format == "channels_first":
         x = np.moveaxis(x, 1, -1)
@@ -177,6 +180,8 @@ def average_pool(x, pool_size, strides, padding="valid", data_format="channels_l
     for axis, pool, step in zip(range(1, 1 + spatial), pool_size, strides):
         total = max((-(-x.shape[axis] // step) - 1) * step + pool - x.shape[axis], 0) if padding == "same" else 0
         pads[axis] = (total // 2, total - total // 2)
+        if theano_same and padding == "same":
+            pads[axis] = (pool - 2 if pool % 2 == 1 and pool > 2 else pool - 1,) * 2
     uneven = any((before + after) % 2 for before, after in pads)
     if replicated and uneven:
         padded, counted = np.pad(x, pads, mode="edge"), np.ones_like(np.pad(x, pads))
@@ -184,9 +189,15 @@ def average_pool(x, pool_size, strides, padding="valid", data_format="channels_l
         padded, counted = np.pad(x, pads), np.pad(np.ones_like(x), pads)
     windows = lambda a: np.lib.stride_tricks.sliding_window_view(a, tuple(pool_size), axis=tuple(range(1, 1 + spatial)))
     steps = (slice(None),) + tuple(slice(None, None, step) for step in strides)
-    total = windows(padded)[steps].sum(axis=tuple(range(-spatial, 0)))
-    count = windows(counted)[steps].sum(axis=tuple(range(-spatial, 0)))
-    y = (total / count).astype(np.float32)
+    if mode == "max":
+        masked = np.where(np.pad(np.ones_like(x), pads) > 0, padded, -np.inf)
+        y = windows(masked)[steps].max(axis=tuple(range(-spatial, 0)))
+    else:
+        total = windows(padded)[steps].sum(axis=tuple(range(-spatial, 0)))
+        y = total / windows(counted)[steps].sum(axis=tuple(range(-spatial, 0)))
+    if padding == "same":
+        y = y[(slice(None),) + tuple(slice(0, -(-n // step)) for n, step in zip(x.shape[1:-1], strides))]
+    y = y.astype(np.float32)
     return np.moveaxis(y, -1, 1) if data_format == "channels_first" else y
 
 
@@ -278,11 +289,13 @@ def forward(class_name: str, config: dict, weights: list, inputs: list, training
                  padding=config.get("padding", "valid"), data_format=config.get("data_format", "channels_last"),
                  activation=config.get("activation", "linear"), conventions=conventions,
                  bias_apart=bool(config.get("kdiff:bias_added_apart")))
-    elif class_name in ("AveragePooling1D", "AveragePooling2D"):
+    elif class_name in ("AveragePooling1D", "AveragePooling2D", "MaxPooling1D", "MaxPooling2D"):
         pool_size = tuple(config["pool_size"])
         y = average_pool(x, pool_size, tuple(config.get("strides") or pool_size), config.get("padding", "valid"),
                          config.get("data_format", "channels_last"), conventions.average_pads_replicated
-                         and not config.get("kdiff:average_counted_apart"))
+                         and not config.get("kdiff:average_counted_apart"),
+                         theano_same=conventions.same_padding == "theano" or bool(config.get("kdiff:theano_same_pooling")),
+                         mode="max" if class_name.startswith("Max") else "average")
     elif class_name == "BatchNormalization":
         y = batch_normalization(x, *ws, epsilon=config.get("epsilon", 1e-3), axis=config.get("axis", -1),
                                 training=bool(training))

@@ -197,6 +197,17 @@ def pool_pair(*, size, b_framework=TORCH_3_15, data_format="channels_last", seed
     return Setup(a, b, [f32(g, *shape)], evidence_extra={"b_backend": b_framework[0], "b_versions": b_framework[1]})
 
 
+def theano_pool_pair(*, size, class_name="AveragePooling2D", pool=3, strides=2, b_framework=("tensorflow", {})):
+    """A 'same' pooling on a size x size input: side A pools as Keras's Theano backend did, side B as TensorFlow."""
+    g = rng(7)
+    config = {"name": "pool", "pool_size": [pool, pool], "strides": [strides, strides], "padding": "same",
+              "data_format": "channels_last"}
+    a = SyntheticSide("pool", class_name, config, [], THEANO)
+    b = SyntheticSide("pool", class_name, config, [])
+    return Setup(a, b, [f32(g, 2, size, size, 3)], evidence_extra={"b_backend": b_framework[0],
+                                                                    "b_versions": b_framework[1]})
+
+
 # ---- LSTM / GRU -----------------------------------------------------------------------------------
 def reorder_blocks(weight, order):
     blocks = np.split(weight, len(order), axis=-1)
@@ -321,6 +332,10 @@ FIRES = [
                            data_format="channels_first")),
     Case("same_conv1d_stride2", padding_same_asymmetry,
          lambda: conv_pair(a_conventions=THEANO_UNFLIPPED, rank=1, padding="same", strides=2, size=10, kernel=5)),
+    Case("theano_same_average_pool_stride2_even_size", padding_same_asymmetry, lambda: theano_pool_pair(size=6),
+         code_has="theano_pooling_class(keras)"),
+    Case("theano_same_max_pool_even_pool", padding_same_asymmetry,
+         lambda: theano_pool_pair(size=5, class_name="MaxPooling2D", pool=2)),
     # framework-bias-add-axis: Keras 3.15.1 on TensorFlow, channels_first, width 6 = filters
     Case("bias_along_the_width", framework_bias_add,
          lambda: conv_pair(a_conventions=TENSORFLOW, b_conventions=KERAS3_TENSORFLOW, channels=(2, 6), size=6,
@@ -430,6 +445,10 @@ SILENT = [
     Case("odd_kernel_stride2_odd_size", padding_same_asymmetry,
          lambda: conv_pair(a_conventions=THEANO_UNFLIPPED, padding="same", strides=2, size=7),
          proposes_nothing=True),
+    Case("theano_same_pool_stride1_odd_pool", padding_same_asymmetry,
+         lambda: theano_pool_pair(size=6, strides=1), proposes_nothing=True),
+    Case("theano_same_max_pool_stride2_odd_size", padding_same_asymmetry,
+         lambda: theano_pool_pair(size=7, class_name="MaxPooling2D"), proposes_nothing=True),
     Case("valid_padding", padding_same_asymmetry,
          lambda: conv_pair(a_conventions=THEANO_UNFLIPPED, strides=2, size=8, b_kernel=lambda k: k * 2),
          proposes_nothing=True),

@@ -1,6 +1,7 @@
 """Load a Keras 3 model that `kdiff fix` wrote with one of kdiff's own layers (a Keras 1/2 layer that
 Keras 3 no longer has: LocallyConnected1D/2D, Highway, MaxoutDense, SReLU, ParametricSoftplus,
-ThresholdedReLU; their class names in the file are "kdiff>Highway", ...):
+ThresholdedReLU; and TheanoSamePooling, a 'same' pooling as Theano padded it; their class names in the file are
+"kdiff>Highway", ...):
 
     import keras
     import backends.modern_keras.extra_layers  # noqa: F401  (defines and registers them)
@@ -12,5 +13,7 @@ wrote, use `backends.modern_keras.extra_layer_classes.layer_classes(tf_keras)` a
 import keras
 
 from backends.modern_keras.extra_layer_classes import layer_classes
+from backends.modern_keras.theano_pooling import theano_pooling_class
 
 globals().update(layer_classes(keras))
+TheanoSamePooling = theano_pooling_class(keras)

@@ -16,6 +16,7 @@ BIAS_APART = "kdiff:bias_added_apart"  # kdiff.diagnosis.rules.framework_bias_ad
 AVERAGE_APART = "kdiff:average_counted_apart"  # kdiff.diagnosis.rules.framework_avgpool_same: the same
 MASKED_BY = "kdiff:masked_by"  # kdiff.diagnosis.mask_dropped: the copy masks its input as Masking(value) would
 UNMASKED = "kdiff:unmasked"    # the same rule the other way: the copy ignores the mask it is given
+THEANO_POOLING = "kdiff:theano_same_pooling"  # padding-same-asymmetry: a 'same' pooling padded as Theano padded it
 
 
 def changed_copy(layer, overrides: dict):
@@ -26,6 +27,8 @@ def changed_copy(layer, overrides: dict):
     bias_apart = overrides.pop(BIAS_APART, False)
     average_apart = overrides.pop(AVERAGE_APART, False)
     masked_by, unmasked = overrides.pop(MASKED_BY, None), overrides.pop(UNMASKED, False)
+    if overrides.pop(THEANO_POOLING, False):
+        return _theano_pooling(layer)
     config = layer.get_config()
     unknown = sorted(set(overrides) - set(config))
     if unknown:
@@ -39,6 +42,20 @@ def changed_copy(layer, overrides: dict):
     if masked_by is not None or unmasked:
         _with_mask(copy, None if unmasked else float(masked_by))
     return copy
+
+
+def _theano_pooling(layer):
+    """A Keras 3 'same' max or average pooling as Theano-era Keras computed it (kdiff>TheanoSamePooling), under
+    the layer's name: a layer of its own, saved as such."""
+    if getattr(layer, "pool_mode", None) not in ("max", "average") or getattr(layer, "padding", "") != "same":
+        raise ModelInputError(f"layer '{layer.name}' ({type(layer).__name__}) is not a Keras 3 'same' pooling",
+                              "only MaxPooling/AveragePooling1D/2D/3D with padding='same' pool as Theano did")
+    import keras
+
+    from backends.modern_keras.theano_pooling import theano_pooling_class
+
+    return theano_pooling_class(keras)(pool_mode=layer.pool_mode, pool_size=layer.pool_size, strides=layer.strides,
+                                       data_format=layer.data_format, name=layer.name)
 
 
 def _with_mask(layer, mask_value: float | None) -> None:

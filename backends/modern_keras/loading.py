@@ -91,6 +91,10 @@ def _register(keras, custom_objects: dict) -> None:
     from backends.modern_keras.extra_layer_classes import layer_classes
 
     layer_classes(keras)  # kdiff's own layers ("kdiff>Highway", ...), which files kdiff wrote may hold
+    if hasattr(keras, "ops"):
+        from backends.modern_keras.theano_pooling import theano_pooling_class
+
+        theano_pooling_class(keras)  # ("kdiff>TheanoSamePooling")
     registry = keras.saving.get_custom_objects() if hasattr(keras, "saving") and hasattr(
         keras.saving, "get_custom_objects") else keras.utils.get_custom_objects()
     registry.update(custom_objects)

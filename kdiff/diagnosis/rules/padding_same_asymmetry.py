@@ -7,7 +7,13 @@ output is the other's shifted by a pixel.
 The fix keeps one plain layer: a larger kernel holding the original at an offset, zeros around
 it, makes TensorFlow's rule start each window where Theano's did (the extra taps read only
 padding or are zero). Proven, as every rule, by re-running side B's layer so changed on side A's
-inputs."""
+inputs.
+
+A pooling with padding='same' differs the same way: Keras's Theano backend padded each axis by k - 2
+(odd k > 2) or k - 1 on both sides, pooled, and kept the first ceil(n/s) outputs (padded cells never
+count), so a stride-2 pool over an even size, or an even pool, starts its windows elsewhere. No plain
+Keras 3 layer pools so; the fix is kdiff's layer that does (backends/modern_keras/theano_pooling.py,
+"kdiff>TheanoSamePooling"), in the pooling's place."""
 from __future__ import annotations
 
 import math
@@ -24,8 +30,13 @@ PADDING_CLASSES = {"ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"}
 MAX_PADDINGS = 64
 
 
+POOL_CLASSES = {f"{kind}Pooling{rank}D" for kind in ("Max", "Average") for rank in (1, 2, 3)}
+THEANO_POOLING = "kdiff:theano_same_pooling"  # understood by the Keras 3 workers (backends/modern_keras/layer_changes.py)
+
+
 def candidates(evidence: LayerEvidence):
     yield from _moved_padding(evidence)
+    yield from _theano_pooling(evidence)
     config = evidence.b_config
     kernel = kernel_of(evidence.b_weights)
     if evidence.class_name not in CONV_CLASSES or kernel is None or config.get("padding") != "same":
@@ -151,3 +162,36 @@ def _pairs(padding, spatial: int) -> list:
 
 def _text(pairs: list) -> str:
     return "(" + ", ".join(f"({b}, {a})" for b, a in pairs) + ")" if pairs else "as configured"
+
+
+def theano_pool_pad(pool: int) -> int:
+    """What Keras's Theano backend padded on each side of an axis for a 'same' pool (see the module's text)."""
+    return pool - 2 if pool % 2 == 1 and pool > 2 else max(pool - 1, 0)
+
+
+def _theano_pooling(evidence: LayerEvidence):
+    """A 'same' pooling on side B whose windows start elsewhere than Theano-era Keras's on some axis."""
+    config = evidence.b_config
+    if evidence.class_name not in POOL_CLASSES or config.get("padding") != "same" or not evidence.a_inputs \
+            or evidence.b_backend.startswith(("theano", "tf-keras")):
+        return
+    spatial = int(evidence.class_name[-2])
+    pools = _per_axis(config.get("pool_size", 2), spatial)
+    strides = _per_axis(config.get("strides") or pools, spatial)
+    sizes = _spatial_sizes(evidence, spatial)
+    if sizes is None or all(theano_pool_pad(k) == _tensorflow_before(k, s, n) for k, s, n in zip(pools, strides, sizes)):
+        return
+    pads = ", ".join(str(theano_pool_pad(k)) for k in pools)
+    yield Candidate(
+        cause=ID, overrides={THEANO_POOLING: True},
+        fix=(f"'{evidence.b_layer}' pools with padding='same' the TensorFlow way (the odd cell after), while "
+             f"Theano-era Keras padded ({pads}) cells on both sides of each axis and kept the first outputs: "
+             f"its windows start elsewhere on this {'x'.join(map(str, sizes))} input. Pool as Theano did: kdiff's "
+             "TheanoSamePooling layer in its place (a written model holds it as 'kdiff>TheanoSamePooling'; "
+             "import backends.modern_keras.extra_layers before loading it)."),
+        code=("from backends.modern_keras.theano_pooling import theano_pooling_class\n"
+              f'old = model.get_layer("{evidence.b_layer}")\n'
+              "new = theano_pooling_class(keras)(pool_mode=old.pool_mode, pool_size=old.pool_size,\n"
+              "                                  strides=old.strides, data_format=old.data_format, name=old.name)\n"
+              "# call `new` where the model called `old` (rebuild the functional graph)"),
+    )
