@@ -266,11 +266,19 @@ def _weight_role(variable) -> str:
     return short
 
 
+# Theano's graph optimiser on the calibration function of InceptionV3 or DenseNet121 (every calibrated layer's tensor
+# an output) ran past an hour; calibration needs no optimised graph: Theano's fast_compile optimiser (which still
+# puts in the C convolutions) and its C linker (FAST_COMPILE's Python linker cannot run CorrMM)
+CALIBRATION_MODE = {"linker": "cvm", "optimizer": "fast_compile"}
+
+
 def calibrate(keras, model, batch: np.ndarray, rng, predict_on: np.ndarray | None = None):
     """Calibrate `model`'s weights on `batch` in place (see the module's docstring): the statistics of every
-    calibrated layer's output afterwards, and the model's prediction of `predict_on` (from the same compiled
-    function: Theano takes seconds to compile a deep model's graph)."""
+    calibrated layer's output afterwards, and the model's prediction of `predict_on` (by `predict`, compiled as
+    the theano worker compiles: Theano's default mode)."""
     from backends.original_keras.graph import model_layers, model_nodes, source_name
+
+    import theano
 
     K = keras.backend
     layers = model_layers(model)
@@ -295,7 +303,7 @@ def calibrate(keras, model, batch: np.ndarray, rng, predict_on: np.ndarray | Non
         tensor = nodes[0].input_tensors[0] if kind in ("bn", "logits") else nodes[0].output_tensors[0]
         targets.append((up + 1, layer, kind, tensor))
         level_out[layer.name] = up + 1
-    function = K.function(model.inputs, [t for _, _, _, t in targets] + [model.outputs[0]])
+    function = K.function(model.inputs, [t for _, _, _, t in targets] + [model.outputs[0]], mode=theano.compile.Mode(**CALIBRATION_MODE))
     levels = sorted({level for level, _, _, _ in targets})
     for level in levels:
         values = function([batch])
@@ -305,7 +313,7 @@ def calibrate(keras, model, batch: np.ndarray, rng, predict_on: np.ndarray | Non
                     layer, np.asarray(value, dtype="float64"), rng)
     values = function([batch])
     stds = [float(np.std(v)) for (_, _, kind, _), v in zip(targets, values) if kind == "scale"]
-    prediction = None if predict_on is None else np.asarray(function([predict_on])[-1])
+    prediction = None if predict_on is None else predict(keras, model, predict_on)
     return {"calibrated_layers": len(targets), "passes": len(levels) + 1,
             "output_std_of_rescaled_layers": _summary(stds)}, prediction
 
