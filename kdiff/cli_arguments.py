@@ -39,7 +39,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, derived_tolerances: bo
         parser.add_argument("--rtol", type=float, default=Tolerance.rtol, help="relative tolerance (default %(default)g)")
     add_report_arguments(parser)
     parser.add_argument("--custom-objects", metavar="FILE.py",
-                        help="a Python file defining functions the model needs (e.g. for Lambda layers), by name")
+                        help="a Python file defining the functions (e.g. for Lambda layers) and layer classes the "
+                             "model needs, by name")
     parser.add_argument("--timeout", type=float, default=Timeouts.call, metavar="SECONDS",
                         help="deadline of one worker call (default %(default)g)")
     parser.add_argument("--warm", action="store_true",

@@ -33,7 +33,8 @@ def check_options(args: argparse.Namespace, data_files: dict[str, str] | None = 
                 raise InputError("python-not-found", f"--{side}-python {python}: {what}",
                                  "pass the path of a Python interpreter (e.g. /path/to/venv/bin/python)")
     if getattr(args, "custom_objects", None):
-        readable_file(args.custom_objects, "custom objects file", "a Python file defining the functions by name")
+        readable_file(args.custom_objects, "custom objects file",
+                      "a Python file defining the functions and layer classes by name")
     for label in getattr(args, "labels", None) or ():
         readable_file(label, "labels file", "a .npy array saved with numpy.save")
     for role, path in (data_files or {}).items():
