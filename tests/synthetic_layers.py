@@ -28,6 +28,8 @@ class Conventions:
     #                                     filters gets its bias along the width (framework-bias-add-axis)
     average_pads_replicated: bool = False  # Keras 3 on torch: an average pooling's uneven 'same' padding holds
     #                                     the edge's values, averaged in (framework-avgpool-same-padding)
+    layernorm_trailing: bool = False    # Keras 3 on torch: a LayerNormalization over adjacent non-trailing axes
+    #                                     normalises over the trailing axes of their sizes (framework-layernorm-axis)
 
 
 TENSORFLOW = Conventions()
@@ -35,7 +37,7 @@ THEANO = Conventions(flips_kernel=True, same_padding="theano")
 THEANO_UNFLIPPED = Conventions(same_padding="theano")  # a Theano file whose kernels were converted, padding not
 KERAS3 = Conventions(hard_sigmoid="keras3")
 KERAS3_TENSORFLOW = Conventions(hard_sigmoid="keras3", bias_along_width=True)
-KERAS3_TORCH = Conventions(hard_sigmoid="keras3", average_pads_replicated=True)
+KERAS3_TORCH = Conventions(hard_sigmoid="keras3", average_pads_replicated=True, layernorm_trailing=True)
 
 ROUND_BFLOAT16 = np.uint32(0x7FFF)
 
@@ -296,6 +298,17 @@ def forward(class_name: str, config: dict, weights: list, inputs: list, training
                          and not config.get("kdiff:average_counted_apart"),
                          theano_same=conventions.same_padding == "theano" or bool(config.get("kdiff:theano_same_pooling")),
                          mode="max" if class_name.startswith("Max") else "average")
+    elif class_name == "LayerNormalization":
+        axes = sorted(a % x.ndim for a in (config.get("axis", -1) if isinstance(config.get("axis", -1), list)
+                                           else [config.get("axis", -1)]))
+        if conventions.layernorm_trailing and not config.get("kdiff:normalized_apart"):
+            axes = list(range(x.ndim - len(axes), x.ndim))  # torch's F.layer_norm: the trailing axes
+        x64 = np.asarray(x, np.float64)
+        y = (x64 - x64.mean(axis=tuple(axes), keepdims=True)) / np.sqrt(
+            x64.var(axis=tuple(axes), keepdims=True) + config.get("epsilon", 1e-3))
+        shape = [x.shape[d] if d in sorted(a % x.ndim for a in np.atleast_1d(config.get("axis", -1))) else 1
+                 for d in range(x.ndim)]
+        y = (y * ws[0].reshape(shape) + ws[1].reshape(shape)).astype(np.float32)
     elif class_name == "BatchNormalization":
         y = batch_normalization(x, *ws, epsilon=config.get("epsilon", 1e-3), axis=config.get("axis", -1),
                                 training=bool(training))

@@ -1,6 +1,8 @@
 """Known framework bugs as causes (issue #15 item 3), paired. framework-avgpool-same-padding: Keras 3's
 torch backend averages the replicated edge into an uneven 'same' padding of an average pooling; named and
-proven on a real file on torch against jax. framework-bias-add-axis: Keras 3's
+proven on a real file on torch against jax. framework-layernorm-axis: Keras 3's torch backend normalises a
+LayerNormalization over adjacent non-trailing axes with torch's kernel, over the trailing axes instead; named and
+proven on a real file on torch against jax, silent on tensorflow. framework-bias-add-axis: Keras 3's
 TensorFlow backend adds a channels_first conv's bias along the width when the width equals the
 filters (any Keras 3 convolution: a depthwise one's in predict too, --no-grad); named and proven (the bias added apart matches) on a real Keras 3 file run on TensorFlow
 against JAX; silent where the width differs, and for releases or backends outside its range (fast)."""
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 
 from kdiff.diagnosis.model import LayerEvidence
-from kdiff.diagnosis.rules import framework_bias_add
+from kdiff.diagnosis.rules import framework_bias_add, framework_layernorm_axis
 from tests.conftest import FIXTURES
 from tests.diagnosis_files import causes, kdiff_json
 
@@ -95,4 +97,38 @@ def test_torchs_average_pooling_over_an_uneven_same_padding_is_named_and_proven(
     assert report["after_fixes"]["all_match"] is True and report["after_fixes"]["first_grad_divergence"] is None
     # silent where side B computes the average right: the same model on tensorflow
     report, result = kdiff_json(tmp_path, "--a", f"jax:{model}", "--b", f"tensorflow:{model}", PORTS / "x6.npy")
+    assert result.returncode == 0 and report["findings"] == []
+
+
+def layernorm_evidence(axis=1, shape=(2, 8, 8), backend="torch", keras="3.15.1"):
+    return LayerEvidence(layer="norm", b_layer="norm", class_name="LayerNormalization", a_inputs=(np.zeros(shape),),
+                         a_outputs=(np.zeros(shape),), b_weights=(), a_weights=(),
+                         b_config={"name": "norm", "axis": axis, "epsilon": 1e-3},
+                         b_backend=backend, b_versions={"keras": keras, "torch": "2.9.1"})
+
+
+def test_the_layernorm_candidate_is_proposed_only_for_adjacent_non_trailing_axes_on_torch():
+    for loud in (layernorm_evidence(), layernorm_evidence(axis=[1, 2], shape=(2, 4, 4, 4)),
+                 layernorm_evidence(axis=-3, shape=(2, 8, 8, 8))):
+        assert [c.overrides for c in framework_layernorm_axis.candidates(loud)] == \
+            [{framework_layernorm_axis.NORMALIZED_APART: True}]
+    for quiet in (layernorm_evidence(axis=-1), layernorm_evidence(axis=2), layernorm_evidence(axis=[1, 2]),
+                  layernorm_evidence(axis=[1, 3], shape=(2, 4, 4, 4)), layernorm_evidence(backend="jax"),
+                  layernorm_evidence(keras="3.16.0")):
+        assert list(framework_layernorm_axis.candidates(quiet)) == []
+
+
+@pytest.mark.slow
+def test_torchs_layer_normalization_over_a_non_trailing_axis_is_named_and_proven(env_python, tmp_path):
+    for env in ("torch", "jax", "tensorflow"):
+        env_python(env)
+    model = PORTS / "layernorm_axis1.keras"  # axis=1 of (batch, 8, 8): torch normalises over the last axis
+    report, result = kdiff_json(tmp_path, "--a", f"jax:{model}", "--b", f"torch:{model}", PORTS / "xln.npy",
+                                gradients=True)
+    assert result.returncode == 1 and causes(report) == [("framework-layernorm-axis", "norm")]
+    finding = report["findings"][0]
+    assert finding["verified"] and finding["after"]["max_abs"] < 1e-5 < 0.1 < finding["before"]["max_abs"]
+    assert "Keras 3.15.1's torch backend" in finding["fix"] and "ops.moments" in finding["code"]
+    assert report["after_fixes"]["all_match"] is True and report["after_fixes"]["first_grad_divergence"] is None
+    report, result = kdiff_json(tmp_path, "--a", f"jax:{model}", "--b", f"tensorflow:{model}", PORTS / "xln.npy")
     assert result.returncode == 0 and report["findings"] == []

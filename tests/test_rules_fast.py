@@ -18,7 +18,8 @@ from kdiff.diagnosis.evidence import isolated_error
 from kdiff.diagnosis.rules import (RULES, activation_definition, batchnorm_epsilon, batchnorm_folded_epsilon,
                                    batchnorm_moving_stats,
                                    batchnorm_training_mode, conv_kernel_flip, flatten_order, float_precision,
-                                   framework_avgpool_same, framework_bias_add, kernel_layout, padding_same_asymmetry, rnn_gate_order,
+                                   framework_avgpool_same, framework_bias_add, framework_layernorm_axis, kernel_layout,
+                                   padding_same_asymmetry, rnn_gate_order,
                                    rnn_reset_after)
 from kdiff.metrics import Tolerance
 from tests.synthetic_layers import (KERAS3, KERAS3_TENSORFLOW, KERAS3_TORCH, TENSORFLOW, THEANO, THEANO_UNFLIPPED, SyntheticSide,
@@ -197,6 +198,20 @@ def pool_pair(*, size, b_framework=TORCH_3_15, data_format="channels_last", seed
     return Setup(a, b, [f32(g, *shape)], evidence_extra={"b_backend": b_framework[0], "b_versions": b_framework[1]})
 
 
+def layernorm_pair(*, axis=1, b_framework=TORCH_3_15, seed=8):
+    """LayerNormalization over ``axis`` of (2, 6, 6) inputs: side A as TensorFlow and JAX normalise, side B as Keras
+    3's torch backend does (the trailing axes where the layer's are adjacent but not trailing)."""
+    g = rng(seed)
+    config = {"name": "norm", "axis": axis, "epsilon": 1e-3}
+    size = 6
+    weights = [("norm/gamma", (1 + 0.3 * g.standard_normal(size)).astype(np.float32)),
+               ("norm/beta", (0.3 * g.standard_normal(size)).astype(np.float32))]
+    a = SyntheticSide("norm", "LayerNormalization", config, weights)
+    b = SyntheticSide("norm", "LayerNormalization", config, weights, KERAS3_TORCH)
+    return Setup(a, b, [f32(g, 2, size, size) * g.uniform(0.5, 3, size=(1, size, 1)).astype(np.float32)],
+                 evidence_extra={"b_backend": b_framework[0], "b_versions": b_framework[1]})
+
+
 def theano_pool_pair(*, size, class_name="AveragePooling2D", pool=3, strides=2, b_framework=("tensorflow", {})):
     """A 'same' pooling on a size x size input: side A pools as Keras's Theano backend did, side B as TensorFlow."""
     g = rng(7)
@@ -336,6 +351,9 @@ FIRES = [
          code_has="theano_pooling_class(keras)"),
     Case("theano_same_max_pool_even_pool", padding_same_asymmetry,
          lambda: theano_pool_pair(size=5, class_name="MaxPooling2D", pool=2)),
+    # framework-layernorm-axis: Keras 3.15.1 on torch, axis 1 of (2, 6, 6)
+    Case("layernorm_over_a_non_trailing_axis", framework_layernorm_axis, lambda: layernorm_pair(),
+         code_has="ops.moments"),
     # framework-bias-add-axis: Keras 3.15.1 on TensorFlow, channels_first, width 6 = filters
     Case("bias_along_the_width", framework_bias_add,
          lambda: conv_pair(a_conventions=TENSORFLOW, b_conventions=KERAS3_TENSORFLOW, channels=(2, 6), size=6,
@@ -461,6 +479,11 @@ SILENT = [
                            padding="same", data_format="channels_first", b_framework=("jax", {"keras": "3.15.1"})),
          proposes_nothing=True),
     # framework-avgpool-same-padding: the padding is even (an odd size); another framework
+    # framework-layernorm-axis: the trailing axis (torch's kernel is right); another framework
+    Case("layernorm_over_the_last_axis", framework_layernorm_axis, lambda: layernorm_pair(axis=-1),
+         proposes_nothing=True),
+    Case("layernorm_on_jax", framework_layernorm_axis,
+         lambda: layernorm_pair(b_framework=("jax", {"keras": "3.15.1", "jax": "0.10.2"})), proposes_nothing=True),
     Case("average_pool_even_padding", framework_avgpool_same, lambda: pool_pair(size=7), proposes_nothing=True),
     Case("average_pool_on_jax", framework_avgpool_same,
          lambda: pool_pair(size=6, b_framework=("jax", {"keras": "3.15.1"})), proposes_nothing=True),
@@ -498,7 +521,7 @@ SILENT = [
 
 def test_every_rule_has_a_case_where_it_fires_and_one_where_it_stays_silent():
     assert {case.rule for case in FIRES} == set(RULES) == {case.rule for case in SILENT}
-    assert len(RULES) == 14
+    assert len(RULES) == 15
 
 
 # Of a rule's candidates within tolerance the closest is kept: for a file that names no epsilon, 1e-05

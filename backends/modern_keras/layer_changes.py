@@ -16,6 +16,7 @@ BIAS_APART = "kdiff:bias_added_apart"  # kdiff.diagnosis.rules.framework_bias_ad
 AVERAGE_APART = "kdiff:average_counted_apart"  # kdiff.diagnosis.rules.framework_avgpool_same: the same
 MASKED_BY = "kdiff:masked_by"  # kdiff.diagnosis.mask_dropped: the copy masks its input as Masking(value) would
 UNMASKED = "kdiff:unmasked"    # the same rule the other way: the copy ignores the mask it is given
+NORMALIZED_APART = "kdiff:normalized_apart"  # framework-layernorm-axis: normalised with moments, not torch's kernel
 THEANO_POOLING = "kdiff:theano_same_pooling"  # padding-same-asymmetry: a 'same' pooling padded as Theano padded it
 
 
@@ -27,6 +28,7 @@ def changed_copy(layer, overrides: dict):
     bias_apart = overrides.pop(BIAS_APART, False)
     average_apart = overrides.pop(AVERAGE_APART, False)
     masked_by, unmasked = overrides.pop(MASKED_BY, None), overrides.pop(UNMASKED, False)
+    overrides_normalized_apart = overrides.pop(NORMALIZED_APART, False)
     if overrides.pop(THEANO_POOLING, False):
         return _theano_pooling(layer)
     config = layer.get_config()
@@ -39,9 +41,35 @@ def changed_copy(layer, overrides: dict):
         _add_bias_apart(copy)
     if average_apart:
         _average_counted_apart(copy)
+    if overrides_normalized_apart:
+        _normalized_apart(copy)
     if masked_by is not None or unmasked:
         _with_mask(copy, None if unmasked else float(masked_by))
     return copy
+
+
+def _normalized_apart(layer) -> None:
+    """A Keras 3 LayerNormalization normalised with its mean and variance over its own axes (keras.ops.moments),
+    not with torch's F.layer_norm, which Keras 3's torch path calls for any run of adjacent axes and which
+    normalises over the trailing axes of that length, whatever the layer's axes are."""
+    if not all(hasattr(layer, name) for name in ("axis", "epsilon", "center", "scale")):
+        raise ModelInputError(f"layer '{layer.name}' ({type(layer).__name__}) is not a Keras 3 LayerNormalization",
+                              "only LayerNormalization can be normalised apart")
+    from keras import ops
+
+    def call(inputs, *args, **kwargs):
+        axes = [axis % len(inputs.shape) for axis in (layer.axis if isinstance(layer.axis, (list, tuple))
+                                                       else [layer.axis])]
+        shape = [inputs.shape[d] if d in axes else 1 for d in range(len(inputs.shape))]
+        mean, variance = ops.moments(inputs, axes=axes, keepdims=True)
+        outputs = (inputs - mean) * ops.rsqrt(variance + layer.epsilon)
+        if layer.scale:
+            outputs = outputs * ops.reshape(layer.gamma, shape)
+        if layer.center:
+            outputs = outputs + ops.reshape(layer.beta, shape)
+        return ops.cast(outputs, inputs.dtype)
+
+    layer.call = call
 
 
 def _theano_pooling(layer):

@@ -5,9 +5,11 @@ A rule is a module with ``ID`` (stable, kebab-case) and ``candidates(evidence)``
 ``Candidate`` objects; it proposes, and ``repair.py`` decides by re-running the layer."""
 from kdiff.diagnosis.rules import (activation_definition, batchnorm_epsilon, batchnorm_folded_epsilon,
                                    batchnorm_moving_stats, batchnorm_training_mode, conv_kernel_flip, flatten_order,
-                                   float_precision, framework_avgpool_same, framework_bias_add, kernel_layout,
+                                   float_precision, framework_avgpool_same, framework_bias_add,
+                                   framework_layernorm_axis, kernel_layout,
                                    padding_same_asymmetry, rnn_gate_order, rnn_reset_after)
 
 RULES = (float_precision, batchnorm_epsilon, batchnorm_training_mode, batchnorm_moving_stats, batchnorm_folded_epsilon,
          activation_definition, conv_kernel_flip, padding_same_asymmetry, framework_bias_add, framework_avgpool_same,
+         framework_layernorm_axis,
          flatten_order, rnn_gate_order, rnn_reset_after, kernel_layout)
