@@ -438,8 +438,11 @@ class WorkerPool:
             raise self._failure(side, f"the worker process {how}")
         now = time.monotonic()
         if now > deadline:
-            raise self._failure(side, "no answer before the deadline",
-                                "raise the limit with --timeout if this model is very large")
+            hint = "raise the limit with --timeout if this model is very large"
+            if worker.backend.startswith("theano"):  # (InceptionV3: over an hour in Theano's graph optimiser)
+                hint += ("; a deep model can keep Theano's graph optimiser busy for an hour: run with "
+                         "THEANO_FLAGS=optimizer=fast_compile (InceptionV3 then loads in about a minute)")
+            raise self._failure(side, "no answer before the deadline", hint)
         beat = None if worker.listening else self.heartbeats.last_seen.get(side)
         if beat is not None and now - beat > self.timeouts.liveness:
             raise self._failure(side, f"no heartbeat for {now - beat:.0f} s: the worker is stuck")

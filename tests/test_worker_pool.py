@@ -182,8 +182,18 @@ def test_a_hung_worker_is_caught_by_its_missing_heartbeats(model_file):
 def test_a_call_past_its_deadline_fails(model_file):
     with WorkerPool() as pool:
         start(pool, fault="slow:load", seconds="30")
-        with pytest.raises(WorkerFailure, match="no answer before the deadline"):
+        with pytest.raises(WorkerFailure, match="no answer before the deadline") as failure:
             pool.call("a", "load", {"model": model_file}, timeout=1.0)
+        assert "optimizer=fast_compile" not in failure.value.hint
+
+
+def test_a_theano_worker_past_its_deadline_is_told_how_theano_compiles_a_deep_model_faster(model_file):
+    with WorkerPool() as pool:
+        pool.spawn("a", "theano", sys.executable, {"fault": "slow:load", "seconds": "30"}, worker_module=FAKE)
+        pool.wait_hello("a")
+        with pytest.raises(WorkerFailure, match="no answer before the deadline") as failure:
+            pool.call("a", "load", {"model": model_file}, timeout=1.0)
+        assert "THEANO_FLAGS=optimizer=fast_compile" in failure.value.hint
 
 
 COORDINATOR = textwrap.dedent("""
