@@ -54,7 +54,8 @@ def align_layers(a_layers: list[dict], b_layers: list[dict], a_layout: str = "")
     paired_b: set[str] = set()
     pairs: list[LayerPair] = []
     for layer in a_layers:
-        match = b_by_name.get(layer["name"])
+        # (a Keras 2 name with '/', which the Keras 3 side builds with '_': backends/modern_keras/legacy_config.py)
+        match = b_by_name.get(layer["name"]) or b_by_name.get(layer["name"].replace("/", "_"))
         if match is not None:
             paired_b.add(match["name"])
         pairs.append(LayerPair(layer, match, "name" if match is not None else ""))

@@ -92,3 +92,23 @@ def test_keras1_applications_vgg16_th(env_python, tmp_path):
     assert report["unexplained"] is None
     assert report["after_fixes"]["all_match"] is True
     assert_theano_reproduces_the_generator(tmp_path, folder, "block5_pool")
+
+
+def test_keras_applications_densenet121_with_slashed_names_under_theanos_fast_compile(env_python, tmp_path, monkeypatch):
+    """DenseNet121 (keras_applications 1.0.8, channels_first, 32x32; 428 layers): its layers are named 'conv1/conv',
+    which Keras 2 allowed and Keras 3 refuses (the Keras 3 side builds them as 'conv1_conv', paired by name); and a
+    graph this deep keeps Theano's default optimiser busy for longer than the suite can wait, so the generator and
+    the theano worker run with THEANO_FLAGS=optimizer=fast_compile, as the README advises."""
+    env_python("theano"), env_python("tensorflow")
+    monkeypatch.setenv("THEANO_FLAGS", "optimizer=fast_compile")
+    folder, meta = generated(env_python, tmp_path, "theano", "ka_densenet121_cf")
+    assert meta["layers"] == 428
+    result, report = kdiff_report(folder, tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert report["first_divergence"]["layer"] == "conv1/conv"
+    assert all(row["aligned_by"] == "name" for row in report["layers"])
+    assert next(row for row in report["layers"] if row["name"] == "conv1/conv")["b_name"] == "conv1_conv"
+    assert {f["cause"] for f in report["findings"]} == {"conv-kernel-flip"} and len(report["findings"]) == 43
+    assert all(f["verified"] for f in report["findings"]) and report["unexplained"] is None
+    assert report["after_fixes"]["all_match"] is True
+    assert_theano_reproduces_the_generator(tmp_path, folder, "fc1000")

@@ -140,9 +140,28 @@ def parse_model_config(model_config: dict, custom_classes: frozenset = frozenset
     the layer classes of the user's own it may name (custom_layer_classes)."""
     token = _CUSTOM_CLASSES.set(frozenset(custom_classes))
     try:
-        return _parse_model_config(model_config)
+        return _with_keras3_names(_parse_model_config(model_config))
     finally:
         _CUSTOM_CLASSES.reset(token)
+
+
+def keras3_name(name: str) -> str:
+    """A layer's name as Keras 3 accepts it: Keras 2 allowed '/' (keras_applications' DenseNet names its layers
+    'conv1/conv'), Keras 3 refuses it in a name; '/' becomes '_'. (kdiff.alignment pairs such names.)"""
+    return name.replace("/", "_")
+
+
+def _with_keras3_names(description: ModelDescription) -> ModelDescription:
+    def ref(r: TensorRef) -> TensorRef:
+        return TensorRef(keras3_name(r.layer), r.node, r.tensor) if "/" in r.layer else r
+
+    for layer in description.layers:
+        for spec in layer.walk():
+            spec.name = keras3_name(spec.name)
+        layer.inbound_nodes = [[ref(r) for r in node] for node in layer.inbound_nodes]
+    description.inputs = [ref(r) for r in description.inputs]
+    description.outputs = [ref(r) for r in description.outputs]
+    return description
 
 
 def _parse_model_config(model_config: dict) -> ModelDescription:

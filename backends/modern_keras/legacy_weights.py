@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from backends.common.errors import ModelInputError
-from backends.modern_keras.legacy_config import LayerSpec, ModelDescription
+from backends.modern_keras.legacy_config import LayerSpec, ModelDescription, keras3_name
 
 CONV_CLASSES = ("Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose")  # Keras 2's list for its fallback
 
@@ -90,9 +90,9 @@ def load_legacy_weights(model, description: ModelDescription, stored: StoredWeig
 def _pair_layers(weighted: list[LayerSpec], stored: list[StoredLayer]):
     """By name; by order when no name matches and the counts agree (as Keras did)."""
     model_names = [spec.name for spec in weighted]
-    file_names = [layer.name for layer in stored]
+    file_names = [keras3_name(layer.name) for layer in stored]  # (the description's names: legacy_config)
     if set(model_names) == set(file_names):
-        by_name = {layer.name: layer for layer in stored}
+        by_name = {keras3_name(layer.name): layer for layer in stored}
         return [(spec, by_name[spec.name]) for spec in weighted]
     if not set(model_names) & set(file_names) and len(model_names) == len(file_names):
         return list(zip(weighted, stored))
