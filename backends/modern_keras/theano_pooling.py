@@ -18,7 +18,8 @@ _DEFINED: dict = {}
 
 
 def theano_pad(pool: int) -> int:
-    """The padding Keras's Theano backend put on each side of an axis for a 'same' pool of this size."""
+    """The padding Keras's Theano backend put on each side of an axis for a 'same' pool of this size (the rule's
+    kdiff/diagnosis/rules/padding_same_asymmetry.theano_pool_pad says when the two paddings differ)."""
     return pool - 2 if pool % 2 == 1 and pool > 2 else max(pool - 1, 0)
 
 

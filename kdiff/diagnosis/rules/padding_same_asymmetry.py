@@ -165,7 +165,9 @@ def _text(pairs: list) -> str:
 
 
 def theano_pool_pad(pool: int) -> int:
-    """What Keras's Theano backend padded on each side of an axis for a 'same' pool (see the module's text)."""
+    """What Keras's Theano backend padded on each side of an axis for a 'same' pool (see the module's text; the
+    worker's layer computes the same: backends/modern_keras/theano_pooling.theano_pad, which the coordinator
+    does not import)."""
     return pool - 2 if pool % 2 == 1 and pool > 2 else max(pool - 1, 0)
 
 
