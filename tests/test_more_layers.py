@@ -80,7 +80,8 @@ def test_fix_flips_where_theano_flips_and_the_repair_reproduces_theano_in_plain_
     assert expected.transpose_code in first["code"]
     assert set(expected.loaded_as_stored) <= set(first["explains"])  # they match once their input does
     assert report["after_fixes"]["all_match"] is True and report["after_fixes"]["first_grad_divergence"] is None
-    assert all(layer["grad_match"] for layer in report["after_fixes"]["layers"])
+    # (failed once in a fresh-clone CI under heavy load, 2026-12-04, not reproduced since: say which layer)
+    assert [layer for layer in report["after_fixes"]["layers"] if not layer["grad_match"]] == []
     assert result.returncode == 0 and report["written"]["verified"] is True
     expected = np.load(fixture_dir(name) / "activations.npz")["dense_1"]
     assert plain_keras3_error(env_python("tensorflow"), tmp_path, out / "model.keras",
