@@ -142,10 +142,16 @@ def written_form(keras, model):
             new = flat(layer(*args, **kwargs))
         for old, value in zip(outputs, new):
             produced[id(old)] = value
+    return _model_of(keras, model, produced)
+
+
+def _model_of(keras, model, produced: dict):
+    """A model with ``model``'s inputs, name, and the outputs that ``produced`` (id of an old tensor -> its new
+    tensor) holds for its outputs."""
     inputs = list(model.inputs)
-    result = [produced[id(tensor)] for tensor in model.outputs]
+    outputs = [produced[id(tensor)] for tensor in model.outputs]
     return keras.Model(inputs=inputs[0] if len(inputs) == 1 else inputs,
-                       outputs=result[0] if len(result) == 1 else result, name=model.name)
+                       outputs=outputs[0] if len(outputs) == 1 else outputs, name=model.name)
 
 
 def _average_counted_apart(layer) -> None:
@@ -239,10 +245,7 @@ def rebuilt_with_change(keras, model, layer_name: str, overrides: dict, training
             produced[id(old)] = new
     if replacement is not original:
         _set_weights(replacement, original, weights)
-    inputs = list(model.inputs)
-    outputs = [produced[id(tensor)] for tensor in model.outputs]
-    return keras.Model(inputs=inputs[0] if len(inputs) == 1 else inputs,
-                       outputs=outputs[0] if len(outputs) == 1 else outputs, name=model.name)
+    return _model_of(keras, model, produced)
 
 
 def _pass_mask(layer, args: list, kwargs: dict) -> None:

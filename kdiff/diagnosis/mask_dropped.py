@@ -36,26 +36,40 @@ def prove_mask_dropped(session, layer, sample) -> tuple[Finding, object] | None:
     if a_mask == b_mask:
         return None
     b_source = source_pair.b["name"]
-    b.change_layer(b_source, {"mask_zero": a_mask}, None)
-    repaired = session.compare(sample, gradients=False, noise_floor=False)
-    after = next((result for result in repaired.layers if result.name == layer.name), None)
-    if after is None or after.status != MATCH or after.metrics is None:
-        b.change_layer(b_source, {"mask_zero": b_mask}, None)  # not the cause: side B as it was
+    proven = _proven_on_model(session, layer, sample, b_source, {"mask_zero": a_mask}, {"mask_zero": b_mask})
+    if proven is None:
         return None
-    before = layer.metrics
-    return Finding(
-        cause=CAUSE, layer=layer.name, verified=True,
-        before=ErrorSize(before.max_abs, before.max_rel) if before is not None else ErrorSize(float("inf"), None),
-        after=ErrorSize(after.metrics.max_abs, after.metrics.max_rel),
+    return _finding(
+        layer, proven[0], b_source,
         fix=(f"'{layer.name}' is fed a mask on side {'A' if a_mask else 'B'} only: '{b_source}' has mask_zero="
              f"{b_mask} on side B and {a_mask} on side A, so side {'B' if a_mask else 'A'}'s layers read the "
              f"padding the other skips. Build '{b_source}' with mask_zero={a_mask}."),
         code=("config = model.get_config()\n"
               f'next(l for l in config["layers"] if l["name"] == "{b_source}")["config"]["mask_zero"] = {a_mask}\n'
               "fixed = model.__class__.from_config(config)\n"
-              "fixed.set_weights(model.get_weights())"),
-        detail={"mask_source": b_source},
-    ), repaired
+              "fixed.set_weights(model.get_weights())")), proven[1]
+
+
+def _proven_on_model(session, layer, sample, b_layer: str, change: dict, undo: dict):
+    """(the layer's comparison, the model's) with ``change`` made to side B's ``b_layer`` and kept, where the
+    whole model compared again then matches at ``layer``; else None, side B put back with ``undo``."""
+    b = session.clients["b"]
+    b.change_layer(b_layer, change, None)
+    repaired = session.compare(sample, gradients=False, noise_floor=False)
+    after = next((result for result in repaired.layers if result.name == layer.name), None)
+    if after is None or after.status != MATCH or after.metrics is None:
+        b.change_layer(b_layer, undo, None)  # not the cause: side B as it was
+        return None
+    return after, repaired
+
+
+def _finding(layer, after, source: str, fix: str, code: str) -> Finding:
+    before = layer.metrics
+    return Finding(
+        cause=CAUSE, layer=layer.name, verified=True,
+        before=ErrorSize(before.max_abs, before.max_rel) if before is not None else ErrorSize(float("inf"), None),
+        after=ErrorSize(after.metrics.max_abs, after.metrics.max_rel), fix=fix, code=code,
+        detail={"mask_source": source})
 
 
 def _prove_masking(session, layer, pair, sample) -> tuple[Finding, object] | None:
@@ -64,15 +78,12 @@ def _prove_masking(session, layer, pair, sample) -> tuple[Finding, object] | Non
                             for side in "ab")
     if (a_masking is None) == (b_masking is None) or session.sides[1].backend.startswith("theano"):
         return None
-    a, b, b_layer = session.clients["a"], session.clients["b"], pair.b["name"]
-    value = float(a.layer_config(a_masking).get("mask_value", 0.0)) if a_masking else None
-    b.change_layer(b_layer, {MASKED_BY: value} if a_masking else {UNMASKED: True}, None)
-    repaired = session.compare(sample, gradients=False, noise_floor=False)
-    after = next((result for result in repaired.layers if result.name == layer.name), None)
-    if after is None or after.status != MATCH or after.metrics is None:
-        b.change_layer(b_layer, {MASKED_BY: None, UNMASKED: False}, None)  # not the cause: side B as it was
+    b_layer = pair.b["name"]
+    value = float(session.clients["a"].layer_config(a_masking).get("mask_value", 0.0)) if a_masking else None
+    proven = _proven_on_model(session, layer, sample, b_layer, {MASKED_BY: value} if a_masking else {UNMASKED: True},
+                              {MASKED_BY: None, UNMASKED: False})
+    if proven is None:
         return None
-    before = layer.metrics
     if a_masking:
         fix = (f"side A masks the input of '{layer.name}' with its Masking layer '{a_masking}' (mask_value={value:g}: "
                f"a timestep whose features all equal it is skipped); side B has no Masking there, so its "
@@ -85,12 +96,7 @@ def _prove_masking(session, layer, pair, sample) -> tuple[Finding, object] | Non
                f"and its '{layer.name}' reads every timestep. Take '{b_masking}' out of side B's model (or add it "
                "to side A's, if skipping the padding is what you meant).")
         code = f"# side B's model: feed '{b_layer}' what feeds '{b_masking}', and leave '{b_masking}' out"
-    return Finding(
-        cause=CAUSE, layer=layer.name, verified=True,
-        before=ErrorSize(before.max_abs, before.max_rel) if before is not None else ErrorSize(float("inf"), None),
-        after=ErrorSize(after.metrics.max_abs, after.metrics.max_rel), fix=fix, code=code,
-        detail={"mask_source": a_masking or b_masking},
-    ), repaired
+    return _finding(layer, proven[0], a_masking or b_masking, fix, code), proven[1]
 
 
 def _mask_source(a_layers: dict, layer: dict) -> str | None:
